@@ -1,0 +1,38 @@
+# One source of truth for tasks; CI calls the same targets a developer does.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: venv demo test lint typecheck unit integration kafka-fetch chaos bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/sagas demo
+
+lint: $(STAMP)
+	$(BIN)/ruff check sagas services tests
+	$(BIN)/ruff format --check sagas services tests
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+kafka-fetch: $(STAMP)
+	$(BIN)/sagas dev kafka fetch
+
+unit: $(STAMP)
+	$(BIN)/pytest tests/unit
+
+# The integration tests start their own broker (a session fixture) on a free port.
+test: $(STAMP) lint typecheck kafka-fetch
+	$(BIN)/pytest
+
+clean:
+	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

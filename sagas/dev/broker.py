@@ -1,0 +1,377 @@
+"""A single-node Apache Kafka (KRaft, combined broker and controller) on 127.0.0.1.
+
+The broker runs from jars that Maven fetched (see `sagas.dev.jars`), in an instance
+folder holding its ``server.properties``, data, log and pid file. Only the pid that
+this module recorded is ever signalled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import logging
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+
+from sagas.dev import jars
+from sagas.errors import BrokerStartError, DevKafkaError, PortInUseError, ToolMissingError
+
+
+@dataclass(frozen=True)
+class BrokerStatus:
+    """What `DevKafka.status` reports."""
+
+    running: bool
+    pid: int | None
+    bootstrap_servers: str
+    version: str
+    log_file: Path
+
+    def describe(self) -> str:
+        if self.running:
+            return (
+                f"Kafka {self.version} running (pid {self.pid}) at {self.bootstrap_servers}; "
+                f"log: {self.log_file}"
+            )
+        return f"Kafka {self.version} not running (would listen at {self.bootstrap_servers})"
+
+
+def _new_cluster_id() -> str:
+    return base64.urlsafe_b64encode(secrets.token_bytes(16)).decode().rstrip("=")
+
+
+def port_is_free(port: int) -> bool:
+    """Whether nothing listens on 127.0.0.1:``port``."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port() -> int:
+    """A port the OS considers free right now on 127.0.0.1."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def answers_metadata(bootstrap_servers: str, wait_s: float = 5.0) -> bool:
+    """Whether a broker at ``bootstrap_servers`` answers a metadata request."""
+    from aiokafka.client import AIOKafkaClient
+
+    # While the broker boots, every attempt logs a connection error: not news.
+    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
+    client = AIOKafkaClient(bootstrap_servers=bootstrap_servers, request_timeout_ms=3000)
+    try:
+        await asyncio.wait_for(client.bootstrap(), wait_s)
+        return bool(client.cluster.brokers())
+    except Exception:  # any failure means "not ready yet"; the caller keeps polling
+        return False
+    finally:
+        await client.close()
+
+
+class DevKafka:
+    """Fetch, format, start, inspect and stop one local broker.
+
+    Args:
+        home: cache folder; jars go to ``home/kafka/<version>/lib``.
+        version: Apache Kafka release.
+        port: client port on 127.0.0.1.
+        controller_port: KRaft controller port (0: ``port + 1``).
+        instance_dir: folder for this broker's config, data, log and pid file
+            (default ``home/broker-<version>-<port>``).
+        heap: maximum Java heap.
+    """
+
+    def __init__(
+        self,
+        home: Path,
+        version: str,
+        port: int = 9092,
+        controller_port: int = 0,
+        instance_dir: Path | None = None,
+        heap: str = "512m",
+    ) -> None:
+        self.home = home
+        self.version = version
+        self.port = port
+        self.controller_port = controller_port or port + 1
+        self.instance_dir = instance_dir or home / f"broker-{version}-{port}"
+        self.heap = heap
+        # Kept so the child is reaped by `stop` (and Popen does not warn when collected).
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def bootstrap_servers(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def log_file(self) -> Path:
+        return self.instance_dir / "broker.log"
+
+    @property
+    def pid_file(self) -> Path:
+        return self.instance_dir / "broker.pid"
+
+    @property
+    def data_dir(self) -> Path:
+        return self.instance_dir / "data"
+
+    # -- inspection -----------------------------------------------------------------
+
+    def recorded_pid(self) -> int | None:
+        """The pid this module recorded, if that process still runs our broker."""
+        try:
+            pid = int(self.pid_file.read_text().strip())
+        except (FileNotFoundError, ValueError):
+            return None
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            return None
+        # Guard against pid reuse: the process must be a broker using our config.
+        if str(self._properties_file()).encode() not in cmdline:
+            return None
+        return pid
+
+    def status(self) -> BrokerStatus:
+        pid = self.recorded_pid()
+        return BrokerStatus(
+            pid is not None, pid, self.bootstrap_servers, self.version, self.log_file
+        )
+
+    def log_tail(self, lines: int = 20) -> str:
+        try:
+            text = self.log_file.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+        return "\n".join(text.splitlines()[-lines:])
+
+    # -- lifecycle ------------------------------------------------------------------
+
+    def fetch(self, *, quiet: bool = False) -> Path:
+        return jars.fetch(self.home, self.version, quiet=quiet)
+
+    def start(self, *, timeout: timedelta = timedelta(seconds=90), quiet: bool = False) -> bool:
+        """Start the broker and wait until it answers metadata requests.
+
+        Returns False (and does nothing) when it already runs.
+
+        Raises:
+            ToolMissingError, PortInUseError, FetchError, BrokerStartError.
+        """
+        if self.recorded_pid() is not None:
+            return False
+        java = shutil.which("java")
+        if java is None:
+            raise ToolMissingError(
+                "java not found: install a Java 17+ runtime (e.g. `apt-get install "
+                "openjdk-17-jre-headless`) to run the dev Kafka broker"
+            )
+        for p in (self.port, self.controller_port):
+            if not port_is_free(p):
+                raise PortInUseError(
+                    f"port {p} on 127.0.0.1 is in use: stop what listens there or choose "
+                    f"another with SAGAS_DEV_KAFKA_PORT (controller: port + 1)"
+                )
+        lib = self.fetch(quiet=quiet)
+        self.instance_dir.mkdir(parents=True, exist_ok=True)
+        self._write_config()
+        self._format(java, lib)
+        proc = self._spawn(java, lib)
+        self._proc = proc
+        self.pid_file.write_text(str(proc.pid))
+        try:
+            self._wait_ready(proc, timeout)
+        except BaseException:
+            self._terminate(proc.pid, grace=timedelta(seconds=10))
+            proc.wait()
+            self.pid_file.unlink(missing_ok=True)
+            raise
+        return True
+
+    def stop(self, *, grace: timedelta = timedelta(seconds=30)) -> bool:
+        """Stop the recorded broker process; False when none was running."""
+        pid = self.recorded_pid()
+        if pid is None:
+            self.pid_file.unlink(missing_ok=True)  # stale file of a dead process
+            return False
+        self._terminate(pid, grace)
+        if self._proc is not None and self._proc.pid == pid:
+            self._proc.wait()
+            self._proc = None
+        self.pid_file.unlink(missing_ok=True)
+        return True
+
+    # -- internals ------------------------------------------------------------------
+
+    def _properties_file(self) -> Path:
+        return self.instance_dir / "server.properties"
+
+    def _write_config(self) -> None:
+        props = {
+            "process.roles": "broker,controller",
+            "node.id": "1",
+            "controller.quorum.voters": f"1@127.0.0.1:{self.controller_port}",
+            "listeners": (
+                f"PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port}"
+            ),
+            "advertised.listeners": f"PLAINTEXT://127.0.0.1:{self.port}",
+            "controller.listener.names": "CONTROLLER",
+            "inter.broker.listener.name": "PLAINTEXT",
+            "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+            "log.dirs": str(self.data_dir),
+            # One node: every internal topic has a single replica.
+            "offsets.topic.replication.factor": "1",
+            "transaction.state.log.replication.factor": "1",
+            "transaction.state.log.min.isr": "1",
+            # Fewer internal partitions: faster first group/transaction on a dev box.
+            "offsets.topic.num.partitions": "6",
+            "transaction.state.log.num.partitions": "6",
+            "group.initial.rebalance.delay.ms": "0",
+            "auto.create.topics.enable": "false",
+            "num.partitions": "1",
+        }
+        if jars.is_kafka_4(self.version):
+            props["share.coordinator.state.topic.replication.factor"] = "1"
+            props["share.coordinator.state.topic.min.isr"] = "1"
+        text = "".join(f"{k}={v}\n" for k, v in props.items())
+        self._properties_file().write_text(text)
+        self._log_config_file().write_text(self._log_config())
+
+    def _log_config_file(self) -> Path:
+        name = "log4j2.properties" if jars.is_kafka_4(self.version) else "log4j.properties"
+        return self.instance_dir / name
+
+    def _log_config(self) -> str:
+        if jars.is_kafka_4(self.version):
+            return (
+                "status = warn\n"
+                "appender.out.type = Console\n"
+                "appender.out.name = OUT\n"
+                "appender.out.layout.type = PatternLayout\n"
+                "appender.out.layout.pattern = [%d] %p %m (%c)%n\n"
+                "rootLogger.level = INFO\n"
+                "rootLogger.appenderRef.out.ref = OUT\n"
+            )
+        return (
+            "log4j.rootLogger=INFO, out\n"
+            "log4j.appender.out=org.apache.log4j.ConsoleAppender\n"
+            "log4j.appender.out.layout=org.apache.log4j.PatternLayout\n"
+            "log4j.appender.out.layout.ConversionPattern=[%d] %p %m (%c)%n\n"
+        )
+
+    def _java_base(self, java: str, lib: Path) -> list[str]:
+        log_prop = (
+            f"-Dlog4j2.configurationFile={self._log_config_file()}"
+            if jars.is_kafka_4(self.version)
+            else f"-Dlog4j.configuration=file:{self._log_config_file()}"
+        )
+        return [java, log_prop, "-cp", f"{lib}/*"]
+
+    def _format(self, java: str, lib: Path) -> None:
+        if (self.data_dir / "meta.properties").exists():
+            return
+        cmd = [
+            *self._java_base(java, lib),
+            "kafka.tools.StorageTool",
+            "format",
+            "-t",
+            _new_cluster_id(),
+            "-c",
+            str(self._properties_file()),
+        ]
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False)
+        if proc.returncode != 0:
+            raise BrokerStartError(
+                f"formatting the KRaft log directory {self.data_dir} failed",
+                "\n".join((proc.stdout + proc.stderr).splitlines()[-20:]),
+            )
+
+    def _spawn(self, java: str, lib: Path) -> subprocess.Popen[bytes]:
+        cmd = [
+            java,
+            "-Xms256m",
+            f"-Xmx{self.heap}",
+            "-XX:+UseG1GC",
+            "-Djava.awt.headless=true",
+            *self._java_base(java, lib)[1:],
+            "kafka.Kafka",
+            str(self._properties_file()),
+        ]
+        with self.log_file.open("ab") as log:
+            # A session of its own: Ctrl-C in the terminal that started it does not
+            # reach the broker; `stop` does.
+            return subprocess.Popen(
+                cmd,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+
+    def _wait_ready(self, proc: subprocess.Popen[bytes], timeout: timedelta) -> None:
+        deadline = time.monotonic() + timeout.total_seconds()
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise BrokerStartError(
+                    f"the Kafka broker exited with status {proc.returncode} while starting",
+                    self.log_tail(),
+                )
+            if asyncio.run(answers_metadata(self.bootstrap_servers, wait_s=3.0)):
+                return
+            time.sleep(0.5)  # polling interval while waiting for a condition with a deadline
+        raise BrokerStartError(
+            f"the Kafka broker did not answer at {self.bootstrap_servers} within "
+            f"{timeout.total_seconds():.0f}s",
+            self.log_tail(),
+        )
+
+    @staticmethod
+    def _terminate(pid: int, grace: timedelta) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + grace.total_seconds()
+        while time.monotonic() < deadline:
+            if not _alive(pid):
+                return
+            time.sleep(0.2)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+        while _alive(pid):
+            time.sleep(0.1)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        # Reap it if it is our child, so it does not linger as a zombie.
+        waited, _ = os.waitpid(pid, os.WNOHANG)
+        if waited == pid:
+            return False
+    except ChildProcessError:
+        pass
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1][0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
+
+
+__all__ = ["BrokerStatus", "DevKafka", "DevKafkaError", "free_port", "port_is_free"]

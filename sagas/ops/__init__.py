@@ -1,0 +1,1 @@
+"""Operations: the `sagas` command line, the admin API and the web dashboard."""

@@ -1,0 +1,71 @@
+"""The `sagas` command line."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+
+from sagas.errors import SagasError
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def _add_dev(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from sagas.ops import dev_commands
+
+    dev = sub.add_parser("dev", help="local development infrastructure")
+    dev_sub = dev.add_subparsers(dest="dev_command", required=True)
+    kafka = dev_sub.add_parser("kafka", help="the local single-node Apache Kafka broker")
+    kafka_sub = kafka.add_subparsers(dest="kafka_command", required=True)
+    kafka_sub.add_parser("fetch", help="download the broker jars with Maven").set_defaults(
+        handler=dev_commands.kafka_fetch
+    )
+    kafka_sub.add_parser("start", help="start the broker (no-op if running)").set_defaults(
+        handler=dev_commands.kafka_start
+    )
+    kafka_sub.add_parser("stop", help="stop the broker this tool started").set_defaults(
+        handler=dev_commands.kafka_stop
+    )
+    kafka_sub.add_parser("status", help="say whether it runs, and where").set_defaults(
+        handler=dev_commands.kafka_status
+    )
+    logs = kafka_sub.add_parser("logs", help="print the end of the broker log")
+    logs.add_argument("-n", "--lines", type=int, default=50, help="how many lines")
+    logs.set_defaults(handler=dev_commands.kafka_logs)
+
+
+def _add_demo(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from sagas.ops import demo_command
+
+    demo = sub.add_parser("demo", help="run the main job end to end")
+    demo.add_argument("--messages", type=int, default=100, help="messages to send round trip")
+    demo.set_defaults(handler=demo_command.run)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="sagas", description="Event-driven sagas on Apache Kafka."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    _add_dev(sub)
+    _add_demo(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `sagas` console script."""
+    args = build_parser().parse_args(argv)
+    handler: Handler = args.handler
+    try:
+        return handler(args)
+    except SagasError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

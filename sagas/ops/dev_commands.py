@@ -1,0 +1,61 @@
+"""`sagas dev kafka ...`: manage the local development broker."""
+
+from __future__ import annotations
+
+import argparse
+
+from sagas.dev.cluster import dev_broker, external_bootstrap
+from sagas.settings import DevKafkaSettings
+
+
+def _external_notice() -> int | None:
+    servers = external_bootstrap()
+    if servers:
+        print(f"KAFKA_BOOTSTRAP_SERVERS={servers} is set: using that cluster, nothing to manage")
+        return 0
+    return None
+
+
+def kafka_fetch(args: argparse.Namespace) -> int:
+    broker = dev_broker()
+    lib = broker.fetch()
+    print(f"Apache Kafka {broker.version} jars in {lib}")
+    return 0
+
+
+def kafka_start(args: argparse.Namespace) -> int:
+    if (rc := _external_notice()) is not None:
+        return rc
+    settings = DevKafkaSettings()
+    broker = dev_broker(settings)
+    started = broker.start(timeout=settings.start_timeout)
+    status = broker.status()
+    print(("started: " if started else "already running: ") + status.describe())
+    return 0
+
+
+def kafka_stop(args: argparse.Namespace) -> int:
+    if (rc := _external_notice()) is not None:
+        return rc
+    broker = dev_broker()
+    pid = broker.recorded_pid()
+    if broker.stop():
+        print(f"stopped Kafka (pid {pid})")
+    else:
+        print("Kafka was not running")
+    return 0
+
+
+def kafka_status(args: argparse.Namespace) -> int:
+    if (rc := _external_notice()) is not None:
+        return rc
+    status = dev_broker().status()
+    print(status.describe())
+    return 0 if status.running else 3
+
+
+def kafka_logs(args: argparse.Namespace) -> int:
+    broker = dev_broker()
+    tail = broker.log_tail(args.lines)
+    print(tail if tail else f"no log yet at {broker.log_file}")
+    return 0
