@@ -7,6 +7,8 @@ with ``raise ... from``. Whether an error is worth retrying is a property of its
 
     SagasError
     ├── ConfigurationError          bad settings or environment
+    ├── DefinitionError             a saga definition is invalid (names saga, step, problem)
+    ├── ContractError               see sagas.contracts.errors: bad messages and schemas
     └── DevKafkaError               the local development broker
         ├── ToolMissingError        java or mvn not on PATH
         ├── PortInUseError          the configured port is taken
@@ -27,6 +29,10 @@ class SagasError(Exception):
 
 class ConfigurationError(SagasError):
     """Settings or environment are invalid."""
+
+
+class DefinitionError(SagasError):
+    """A saga definition is invalid; the message names the saga, the step and the problem."""
 
 
 class DevKafkaError(SagasError):

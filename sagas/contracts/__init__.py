@@ -1,0 +1,1 @@
+"""Message contracts: typed records, Avro codec, wire format, registry, headers."""
