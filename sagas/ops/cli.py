@@ -43,6 +43,12 @@ def _add_demo(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     demo.set_defaults(handler=demo_command.run)
 
 
+def _add_check(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from sagas.ops import check_command
+
+    check_command.add_parser(sub)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="sagas", description="Event-driven sagas on Apache Kafka."
@@ -50,6 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     _add_dev(sub)
     _add_demo(sub)
+    _add_check(sub)
     return parser
 
 
