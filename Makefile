@@ -32,6 +32,7 @@ unit: $(STAMP)
 
 # The integration tests start their own broker (a session fixture) on a free port.
 test: $(STAMP) lint typecheck kafka-fetch
+	$(BIN)/sagas check
 	$(BIN)/pytest
 
 clean:
