@@ -181,12 +181,17 @@ class DevKafka:
                 "java not found: install a Java 17+ runtime (e.g. `apt-get install "
                 "openjdk-17-jre-headless`) to run the dev Kafka broker"
             )
-        for p in (self.port, self.controller_port):
-            if not port_is_free(p):
-                raise PortInUseError(
-                    f"port {p} on 127.0.0.1 is in use: stop what listens there or choose "
-                    f"another with SAGAS_DEV_KAFKA_PORT (controller: port + 1)"
-                )
+        if not port_is_free(self.port):
+            raise PortInUseError(
+                f"port {self.port} on 127.0.0.1 is in use: stop what listens there or "
+                "choose another with SAGAS_DEV_KAFKA_PORT"
+            )
+        if not port_is_free(self.controller_port):
+            raise PortInUseError(
+                f"controller port {self.controller_port} on 127.0.0.1 is in use: stop what "
+                "listens there or choose another with SAGAS_DEV_KAFKA_CONTROLLER_PORT "
+                "(default: SAGAS_DEV_KAFKA_PORT + 1)"
+            )
         lib = self.fetch(quiet=quiet)
         self.instance_dir.mkdir(parents=True, exist_ok=True)
         self._write_config()

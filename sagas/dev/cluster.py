@@ -2,16 +2,42 @@
 
 from __future__ import annotations
 
+from typing import TypeVar
+
+from pydantic import ValidationError
+from pydantic_settings import BaseSettings
+
 from sagas.dev.broker import DevKafka
+from sagas.errors import ConfigurationError
 from sagas.settings import DevKafkaSettings, KafkaSettings
+
+_S = TypeVar("_S", bound=BaseSettings)
+
+
+def load_settings(cls: type[_S]) -> _S:
+    """``cls()`` built from the environment; a bad variable becomes one line that names it.
+
+    Raises:
+        ConfigurationError: a variable does not parse (e.g. ``SAGAS_DEV_KAFKA_PORT=abc``).
+    """
+    try:
+        return cls()
+    except ValidationError as exc:
+        prefix = str(cls.model_config.get("env_prefix", ""))
+        problems = "; ".join(
+            f"{prefix}{'_'.join(str(part) for part in error['loc']).upper()}="
+            f"{error['input']!r}: {error['msg']}"
+            for error in exc.errors()
+        )
+        raise ConfigurationError(f"invalid setting {problems} (see docs/configuration.md)") from exc
 
 
 def dev_broker(settings: DevKafkaSettings | None = None) -> DevKafka:
     """The dev broker described by the environment (``SAGAS_DEV_KAFKA_*``)."""
-    s = settings or DevKafkaSettings()
+    s = settings or load_settings(DevKafkaSettings)
     return DevKafka(s.home, s.version, s.port, s.controller_port, heap=s.heap)
 
 
 def external_bootstrap() -> str | None:
     """``KAFKA_BOOTSTRAP_SERVERS`` when set: then nothing is started locally."""
-    return KafkaSettings().bootstrap_servers or None
+    return load_settings(KafkaSettings).bootstrap_servers or None

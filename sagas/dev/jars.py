@@ -6,11 +6,13 @@ except the logging binding, which we add ourselves (it differs between 3.x and 4
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 from pathlib import Path
 
 from sagas.errors import FetchError, ToolMissingError
+from sagas.settings import DEFAULT_KAFKA_VERSION
 
 DEPENDENCY_PLUGIN_VERSION = "3.8.1"
 _COMPLETE_MARKER = ".complete"
@@ -87,21 +89,55 @@ def fetch(home: Path, version: str, *, quiet: bool = False) -> Path:
         mvn,
         "-B",
         "-q",
+        # Retry what an earlier run failed to resolve: Maven caches "not found" and
+        # transfer failures in ~/.m2 and would otherwise not ask Maven Central again.
+        "-U",
+        "-Dstyle.color=never",
         "-f",
         str(work / "pom.xml"),
-        "dependency:copy-dependencies",
+        # Full coordinates: a failed plugin download then names the artifact and the
+        # cause instead of "No plugin found for prefix 'dependency'".
+        f"org.apache.maven.plugins:maven-dependency-plugin:{DEPENDENCY_PLUGIN_VERSION}"
+        ":copy-dependencies",
         "-DincludeScope=runtime",
         f"-DoutputDirectory={lib}",
     ]
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900, check=False)
     except subprocess.TimeoutExpired as exc:
-        raise FetchError(f"Maven did not finish fetching Kafka {version} in 15 minutes") from exc
-    if proc.returncode != 0 or not any(lib.glob(f"kafka_2.13-{version}.jar")):
-        tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-5:])
         raise FetchError(
-            f"could not fetch Apache Kafka {version} with Maven (is Maven Central reachable, "
-            f"and does that version exist?): {tail}"
-        )
+            f"Maven did not finish fetching Kafka {version} in 15 minutes: "
+            "check the network path to Maven Central and retry"
+        ) from exc
+    if proc.returncode != 0 or not any(lib.glob(f"kafka_2.13-{version}.jar")):
+        raise fetch_error(version, proc.stdout + proc.stderr)
     (lib / _COMPLETE_MARKER).write_text(version)
     return lib
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def maven_error(output: str) -> str:
+    """The first ``[ERROR]`` line of Maven's output, without decoration."""
+    lines = [_ANSI.sub("", line).strip() for line in output.splitlines()]
+    for line in lines:
+        message = line.removeprefix("[ERROR]").strip()
+        if line.startswith("[ERROR]") and message:
+            return message.removesuffix("-> [Help 1]").strip()
+    return next((line for line in reversed(lines) if line), "Maven printed nothing")
+
+
+def fetch_error(version: str, output: str) -> FetchError:
+    """A one-line `FetchError` that says what to do, from Maven's output."""
+    message = maven_error(output)
+    artifact = f"org.apache.kafka:kafka_2.13:jar:{version}"
+    if artifact in message and ("not found" in message or "Could not find" in message):
+        return FetchError(
+            f"Apache Kafka {version} is not on Maven Central ({artifact} not found): "
+            f"set SAGAS_DEV_KAFKA_VERSION to a released version, e.g. {DEFAULT_KAFKA_VERSION}"
+        )
+    return FetchError(
+        f"could not fetch Apache Kafka {version} with Maven: {message} "
+        "(is Maven Central reachable? a proxy or mirror goes in ~/.m2/settings.xml)"
+    )
