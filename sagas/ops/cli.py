@@ -33,6 +33,23 @@ def _add_dev(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     logs = kafka_sub.add_parser("logs", help="print the end of the broker log")
     logs.add_argument("-n", "--lines", type=int, default=50, help="how many lines")
     logs.set_defaults(handler=dev_commands.kafka_logs)
+    compat = kafka_sub.add_parser(
+        "compat",
+        help="check aiokafka and faust-streaming against throwaway brokers of given versions",
+    )
+    compat.add_argument(
+        "--version",
+        dest="versions",
+        action="append",
+        metavar="V",
+        help="Apache Kafka release to check (repeatable; default: 3.9.2 and the pinned one)",
+    )
+    compat.add_argument(
+        "--check-timeout", type=float, default=60.0, metavar="S", help="deadline of each check"
+    )
+    compat.add_argument("--keep", action="store_true", help="keep the temporary folders")
+    compat.add_argument("-v", "--details", action="store_true", help="notes in the ok cells")
+    compat.set_defaults(handler=dev_commands.kafka_compat)
 
 
 def _add_demo(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import argparse
+from datetime import timedelta
 
-from sagas.dev.cluster import dev_broker, external_bootstrap
+from sagas.dev.cluster import dev_broker, external_bootstrap, load_settings
 from sagas.settings import DevKafkaSettings
 
 
@@ -26,7 +27,7 @@ def kafka_fetch(args: argparse.Namespace) -> int:
 def kafka_start(args: argparse.Namespace) -> int:
     if (rc := _external_notice()) is not None:
         return rc
-    settings = DevKafkaSettings()
+    settings = load_settings(DevKafkaSettings)
     broker = dev_broker(settings)
     started = broker.start(timeout=settings.start_timeout)
     status = broker.status()
@@ -59,3 +60,21 @@ def kafka_logs(args: argparse.Namespace) -> int:
     tail = broker.log_tail(args.lines)
     print(tail if tail else f"no log yet at {broker.log_file}")
     return 0
+
+
+def kafka_compat(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from sagas.dev import compat
+
+    settings = load_settings(DevKafkaSettings)
+    ok = compat.run(
+        settings.home,
+        args.versions or compat.DEFAULT_VERSIONS,
+        timedelta(seconds=args.check_timeout),
+        settings.start_timeout,
+        Console(),
+        keep=args.keep,
+        details=args.details,
+    )
+    return 0 if ok else 1
