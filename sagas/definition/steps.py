@@ -1,0 +1,212 @@
+"""The building blocks of a saga definition: messages, steps and parallel groups.
+
+Every class here is a frozen dataclass holding types and pure functions; nothing is
+registered anywhere. ``D`` is the saga's data type (a frozen dataclass), ``R`` a message
+type (a `Record` subclass).
+"""
+
+from __future__ import annotations
+
+import string
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any, Generic, TypeVar
+
+from sagas.contracts.record import Record
+from sagas.definition.policy import RetryPolicy, StepKind
+
+D = TypeVar("D")
+R = TypeVar("R", bound=Record)
+
+DEFAULT_TIMEOUT = timedelta(seconds=30)
+
+
+def template_fields(template: str) -> tuple[str, ...]:
+    """The field names a saga id template such as ``"order:{order_id}"`` reads."""
+    names = [name for _, name, _, _ in string.Formatter().parse(template) if name is not None]
+    return tuple(names)
+
+
+def format_template(template: str, record: Record) -> str:
+    """Fill a saga id template with the fields of ``record``."""
+    return template.format_map({name: getattr(record, name) for name in template_fields(template)})
+
+
+@dataclass(frozen=True)
+class On(Generic[D, R]):
+    """A message a step waits for, and what it contributes to the saga data.
+
+    Attributes:
+        type: the message class.
+        update: a pure function ``(data, message) -> data``; ``None`` leaves data as is.
+        reads: the fields of the message ``update`` reads, declared so that
+            ``sagas check`` can verify them against the schema.
+    """
+
+    type: type[R]
+    update: Callable[[D, R], D] | None = None
+    reads: tuple[str, ...] = ()
+
+    def apply(self, data: D, message: Record) -> D:
+        """The saga data after ``message`` (of this type) arrived."""
+        if self.update is None:
+            return data
+        return self.update(data, message)  # type: ignore[arg-type]  # matched on self.type
+
+
+@dataclass(frozen=True)
+class Command(Generic[D, R]):
+    """A command a step sends, built from the saga data.
+
+    Attributes:
+        type: the command class.
+        service: the participant; the command goes to the topic ``<service>.commands``.
+        build: a pure function ``data -> command``.
+    """
+
+    type: type[R]
+    service: str
+    build: Callable[[D], R]
+
+    @property
+    def topic(self) -> str:
+        """The participant's command topic."""
+        return f"{self.service}.commands"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Compensation(Generic[D]):
+    """How a step is undone: a command, the replies it waits for, and its retries.
+
+    Every failure reply and timeout is retried until ``retry`` is exhausted; then the saga
+    is FAILED and waits for an operator.
+    """
+
+    command: Command[D, Any]
+    success: tuple[type[Record], ...]
+    failure: tuple[type[Record], ...] = ()
+    timeout: timedelta | None = DEFAULT_TIMEOUT
+    retry: RetryPolicy = field(default_factory=lambda: RetryPolicy(max_attempts=5))
+
+
+@dataclass(frozen=True, kw_only=True)
+class Step(Generic[D]):
+    """Orchestration: send a command, then wait for a success or a failure reply.
+
+    Attributes:
+        name: unique within the saga.
+        command: the command to send.
+        success: the success replies; the one that arrives updates the data.
+        failure: the failure replies.
+        compensation: how to undo the step, for compensatable steps.
+        kind: compensatable, pivot or retriable. ``None`` means compensatable when there
+            is a compensation; a step without one must say what it is.
+        timeout: how long one send waits for a reply; ``None`` waits forever.
+        retry: when and how the command is sent again.
+        when: a condition on the data, evaluated when the step is reached; the step is
+            skipped when it returns False.
+    """
+
+    name: str
+    command: Command[D, Any]
+    success: tuple[On[D, Any], ...]
+    failure: tuple[On[D, Any], ...] = ()
+    compensation: Compensation[D] | None = None
+    kind: StepKind | None = None
+    timeout: timedelta | None = DEFAULT_TIMEOUT
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    when: Callable[[D], bool] | None = None
+
+    @property
+    def effective_kind(self) -> StepKind | None:
+        """The declared kind, or the one implied by having a compensation."""
+        if self.kind is not None:
+            return self.kind
+        return StepKind.COMPENSATABLE if self.compensation is not None else None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Await(Generic[D]):
+    """Choreography: wait for an event a service publishes on its own.
+
+    The event reaches the saga through its saga id, computed from the event's fields
+    with ``saga_id`` (a template like ``"order:{order_id}"``; by default the template of
+    the saga's first start). An event that arrives before the step is reached is kept
+    and used when it is.
+
+    Attributes:
+        name: unique within the saga.
+        event: the event that completes the step, and what it contributes to the data.
+        failure: events that fail the step.
+        saga_id: the template correlating the events to the saga.
+        compensation, kind, timeout, when: as for `Step` (nothing is ever resent).
+    """
+
+    name: str
+    event: On[D, Any]
+    failure: tuple[On[D, Any], ...] = ()
+    saga_id: str | None = None
+    compensation: Compensation[D] | None = None
+    kind: StepKind | None = None
+    timeout: timedelta | None = DEFAULT_TIMEOUT
+    when: Callable[[D], bool] | None = None
+
+    @property
+    def success(self) -> tuple[On[D, Any], ...]:
+        """The event that completes the step, as a one-element tuple (like `Step`)."""
+        return (self.event,)
+
+    @property
+    def effective_kind(self) -> StepKind | None:
+        """The declared kind, or the one implied by having a compensation."""
+        if self.kind is not None:
+            return self.kind
+        return StepKind.COMPENSATABLE if self.compensation is not None else None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Parallel(Generic[D]):
+    """Steps started together; all must succeed.
+
+    When one fails, the branches not yet done are stopped (no further sends; a reply
+    still in flight is waited for) and every branch that succeeded is compensated.
+    Branches are compensatable, or all retriable; a pivot cannot be parallel.
+    """
+
+    name: str
+    branches: tuple[Step[D] | Await[D], ...]
+
+
+@dataclass(frozen=True)
+class Start(Generic[D, R]):
+    """An event type that starts the saga.
+
+    Attributes:
+        event: the event class.
+        saga_id: a template over the event's fields, e.g. ``"order:{order_id}"``.
+        init: a pure function ``event -> data``, the saga's initial data.
+        reads: further fields ``init`` reads (the template's fields are implied).
+    """
+
+    event: type[R]
+    saga_id: str
+    init: Callable[[R], D]
+    reads: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Emit(Generic[D, R]):
+    """A domain event the saga publishes at its end, built from the saga data.
+
+    Attributes:
+        type: the event class.
+        topic: where it goes, e.g. ``"orders.events"``.
+        build: a pure function ``data -> event``.
+        key: a pure function ``data -> key`` (the aggregate id); the saga id by default.
+    """
+
+    type: type[R]
+    topic: str
+    build: Callable[[D], R]
+    key: Callable[[D], str] | None = None
