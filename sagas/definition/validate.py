@@ -146,29 +146,32 @@ def _check_starts(saga: Saga[Any], problems: Problems) -> None:
 
 def _check_structure(saga: Saga[Any], problems: Problems) -> bool:
     """Check the shape of ``steps``; False when it is too broken to check further."""
-    before = len(problems)
+    shape: Problems = []
     if not saga.steps:
-        problems.append((None, "no steps"))
-    names: set[str] = set()
+        shape.append((None, "no steps"))
     for item in saga.steps:
         if isinstance(item, Parallel):
             if len(item.branches) < 2:
-                problems.append((item.name, "a parallel group needs at least two branches"))
-            for branch in item.branches:
-                if not isinstance(branch, Step | Await):
-                    problems.append((item.name, f"branch {branch!r} is not a Step or Await"))
+                shape.append((item.name, "a parallel group needs at least two branches"))
+            shape.extend(
+                (item.name, f"branch {b!r} is not a Step or Await")
+                for b in item.branches
+                if not isinstance(b, Step | Await)
+            )
         elif not isinstance(item, Step | Await):
-            problems.append((None, f"{item!r} is not a Step, Await or Parallel"))
-        if len(problems) > before:
-            continue
-        group = (item, *item.branches) if isinstance(item, Parallel) else (item,)
-        for node in group:
+            shape.append((None, f"{item!r} is not a Step, Await or Parallel"))
+    problems.extend(shape)
+    if shape:
+        return False
+    names: set[str] = set()
+    for item in saga.steps:
+        for node in (item, *item.branches) if isinstance(item, Parallel) else (item,):
             if not _NAME.match(node.name):
                 problems.append((node.name, "name must be lowercase letters, digits and '_'"))
             if node.name in names:
                 problems.append((node.name, "duplicate step name (a step listed twice)"))
             names.add(node.name)
-    return len(problems) == before
+    return True
 
 
 def _command_problems(command: Command[Any, Any], what: str) -> list[str]:

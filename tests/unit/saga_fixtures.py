@@ -28,8 +28,6 @@ from sagas.contracts.record import Envelope, Record
 T0 = datetime(2025, 1, 1, tzinfo=UTC)
 
 
-
-
 @dataclass(frozen=True, kw_only=True)
 class OrderPlaced(Record):
     SCHEMA: ClassVar[str] = "test.OrderPlaced"

@@ -121,7 +121,9 @@ def test_happy_path_completes_and_publishes_the_end_event() -> None:
         "notify_customer",
     )
     end = [m for m in d.last.outgoing if m.kind is OutgoingKind.DOMAIN_EVENT]
-    assert [(m.topic, m.key, m.type) for m in end] == [("orders.events", "o-1", "test.OrderFulfilled")]
+    assert [(m.topic, m.key, m.type) for m in end] == [
+        ("orders.events", "o-1", "test.OrderFulfilled")
+    ]
     assert d.last.timers == ()
 
 
@@ -174,7 +176,8 @@ def test_timeout_resends_the_same_command_id_then_fails() -> None:
     d.fire(TimerKind.TIMEOUT, "reserve_stock")
     resend = d.fire(TimerKind.RETRY, "reserve_stock")
     assert d.sent(OutgoingKind.COMMAND) == ["order:o-1:reserve_stock:1"]
-    assert resend.instance is not None and resend.instance.step("reserve_stock").sends == 2
+    assert resend.instance is not None
+    assert resend.instance.step("reserve_stock").sends == 2
     d.fire(TimerKind.TIMEOUT, "reserve_stock")
     assert d.status("reserve_stock") is StepStatus.FAILED
     assert d.instance.state is SagaState.COMPENSATED  # nothing had completed
@@ -205,7 +208,8 @@ def test_late_reply_is_ignored_and_recorded() -> None:
     d = Driver()
     d.give(reserved())
     late = d.give(StockReserved(order_id="o-1", reservation_id="r-2"))
-    assert late.ignored is not None and late.ignored.startswith("late")
+    assert late.ignored is not None
+    assert late.ignored.startswith("late")
     assert d.instance.data.reservation_id == "r-1"
 
 
@@ -235,7 +239,8 @@ def test_abort_after_the_pivot_is_rejected() -> None:
     to_pivot(d)
     d.give(ShipmentScheduled(order_id="o-1"))
     rejected = d.give(Abort(id="op-1"))
-    assert rejected.ignored is not None and "point of no return" in rejected.ignored
+    assert rejected.ignored is not None
+    assert "point of no return" in rejected.ignored
 
 
 def test_retriable_step_exhausted_fails_then_operator_retry_completes() -> None:
@@ -316,7 +321,9 @@ def test_generic_failure_reply_names_its_command() -> None:
     d.give(CommandFailed(command_id="order:o-1:reserve_stock:1", reason="boom", retryable=True))
     assert d.status("reserve_stock") is StepStatus.RETRYING
     assert d.instance.timers[-1].attempt == 2
-    stale = d.give(CommandFailed(command_id="order:o-1:reserve_stock:1", reason="x", retryable=False))
+    stale = d.give(
+        CommandFailed(command_id="order:o-1:reserve_stock:1", reason="x", retryable=False)
+    )
     assert stale.ignored is not None
 
 
@@ -324,14 +331,22 @@ def test_stale_timer_and_foreign_messages_are_ignored() -> None:
     d = Driver()
     gone = TimerFired(kind=TimerKind.TIMEOUT, step="reserve_stock", attempt=9, due=T0)
     assert d.give(gone).ignored == "stale timer"
-    other = Envelope(id="x", type=reserved().SCHEMA, source="/t", time=T0, payload=reserved(), saga_id="order:o-2")
+    other = Envelope(
+        id="x",
+        type=reserved().SCHEMA,
+        source="/t",
+        time=T0,
+        payload=reserved(),
+        saga_id="order:o-2",
+    )
     assert d.give(other).ignored is not None
     assert d.give(placed()).ignored is not None  # same id: duplicate start
 
 
 def test_no_instance_for_a_reply_and_wrong_version() -> None:
     nothing = decide(SAGA, None, envelope(reserved(), "m1"), T0)
-    assert nothing.instance is None and nothing.ignored is not None
+    assert nothing.instance is None
+    assert nothing.ignored is not None
     d = Driver()
     with pytest.raises(DefinitionError):
         decide(order_saga(version=2), d.instance, envelope(reserved(), "m1"), T0)

@@ -1,0 +1,220 @@
+"""Building and validating saga definitions."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+from decimal import Decimal
+from typing import Any, ClassVar
+
+import pytest
+
+from sagas import (
+    Await,
+    Command,
+    Compensation,
+    DefinitionError,
+    On,
+    Parallel,
+    RetryPolicy,
+    Start,
+    Step,
+    StepKind,
+    Usage,
+)
+from sagas.contracts.record import Record
+from tests.unit.saga_fixtures import (
+    CustomerNotified,
+    OrderData,
+    OrderPlaced,
+    ParcelDelivered,
+    PaymentDeclined,
+    ReleaseStock,
+    StockReleased,
+    init_order,
+    notify_step,
+    order_saga,
+    parallel_saga,
+    payment_step,
+    reserve_step,
+    shipment_step,
+)
+
+
+def rejected(**changes: Any) -> str:
+    with pytest.raises(DefinitionError) as info:
+        order_saga(**changes)
+    return str(info.value)
+
+
+def test_a_valid_definition_exposes_its_structure() -> None:
+    saga = order_saga()
+    assert saga.inbox == "sagas.order_fulfilment.inbox"
+    assert [leaf.name for leaf in saga.leaves][:2] == ["reserve_stock", "authorize_payment"]
+    assert saga.forward_only_from == 3  # the stage after the pivot
+    assert saga.route(OrderPlaced(order_id="o-9", amount=Decimal(1))) == "order:o-9"
+    assert "test.ReleaseStock" in saga.message_types
+
+
+def test_parallel_and_await_structure() -> None:
+    saga = parallel_saga()
+    assert len(saga.stages) == 2
+    assert len(saga.stages[0]) == 2
+    assert saga.stage_of("authorize_payment") == 0
+    assert saga.route(ParcelDelivered(order_id="o-3")) == "order:o-3"
+
+
+def test_usages_list_types_and_fields_read() -> None:
+    usages = order_saga().usages()
+    assert Usage("test.OrderPlaced", "order_id", "reads") in usages
+    assert Usage("test.StockReserved", "reservation_id", "reads") in usages
+    assert Usage("test.ReserveStock", None, "sends") in usages
+    assert Usage("test.ReleaseStock", None, "sends") in usages
+    assert Usage("test.OrderFulfilled", None, "publishes") in usages
+    assert list(usages) == sorted(usages, key=lambda u: (u.schema, u.field or "", u.role))
+    assert Usage("test.ParcelDelivered", "order_id", "reads") in parallel_saga().usages()
+
+
+def test_problems_name_the_saga_and_the_step() -> None:
+    message = rejected(steps=(reserve_step(), reserve_step()))
+    assert "saga 'order_fulfilment', step 'reserve_stock': duplicate step name" in message
+
+
+@dataclass(frozen=True, kw_only=True)
+class NoSchema(Record):
+    order_id: str
+
+
+class NotARecord:
+    SCHEMA: ClassVar[str] = "test.NotARecord"
+
+
+@pytest.mark.parametrize("bad", [NoSchema, NotARecord, int])
+def test_unknown_message_types_are_rejected(bad: Any) -> None:
+    step = Step(
+        name="odd",
+        kind=StepKind.RETRIABLE,
+        command=Command(bad, "odd", lambda d: bad()),
+        success=(On(CustomerNotified),),
+    )
+    assert "is not a message type" in rejected(steps=(reserve_step(), step))
+
+
+def test_kinds_out_of_order_are_rejected() -> None:
+    message = rejected(steps=(shipment_step(), reserve_step()))
+    assert "step 'reserve_stock': kinds out of order: compensatable after the pivot step" in message
+    assert "kinds out of order" in rejected(steps=(notify_step(), shipment_step()))
+    second_pivot = Step(
+        name="ship_again",
+        kind=StepKind.PIVOT,
+        command=shipment_step().command,
+        success=(On(CustomerNotified),),
+    )
+    assert "pivot after the pivot" in rejected(steps=(shipment_step(), second_pivot))
+
+
+def test_step_without_compensation_must_declare_its_kind() -> None:
+    step = Step(name="pay", command=payment_step().command, success=payment_step().success)
+    assert "declare kind=StepKind.PIVOT" in rejected(steps=(step,))
+
+
+def test_pivot_with_compensation_is_rejected() -> None:
+    step = Step(
+        name="reserve_stock",
+        kind=StepKind.PIVOT,
+        command=reserve_step().command,
+        success=reserve_step().success,
+        compensation=reserve_step().compensation,
+    )
+    assert "a pivot step cannot have a compensation" in rejected(steps=(step,))
+
+
+def test_empty_and_single_parallel_groups_are_rejected() -> None:
+    assert "at least two branches" in rejected(steps=(Parallel(name="p", branches=()),))
+    one = Parallel(name="p", branches=(reserve_step(),))
+    assert "at least two branches" in rejected(steps=(one,))
+
+
+def test_pivot_cannot_be_parallel() -> None:
+    group = Parallel(name="p", branches=(reserve_step(), shipment_step()))
+    assert "a pivot cannot be a parallel branch" in rejected(steps=(group,))
+
+
+def test_compensation_that_cannot_be_built_from_data_is_rejected() -> None:
+    def broken(d: OrderData) -> ReleaseStock:
+        return ReleaseStock(reservation_id=d.missing)  # type: ignore[attr-defined]
+
+    step = Step(
+        name="reserve_stock",
+        command=reserve_step().command,
+        success=reserve_step().success,
+        compensation=Compensation(
+            command=Command(ReleaseStock, "inventory", broken), success=(StockReleased,)
+        ),
+    )
+    message = rejected(steps=(step,))
+    assert "step 'reserve_stock': compensation test.ReleaseStock cannot be built" in message
+
+
+def test_builder_with_the_wrong_arity_is_rejected() -> None:
+    def two(d: OrderData, extra: int) -> ReleaseStock:
+        raise AssertionError
+
+    step = Step(
+        name="reserve_stock",
+        command=reserve_step().command,
+        success=reserve_step().success,
+        compensation=Compensation(
+            command=Command(ReleaseStock, "inventory", two),  # type: ignore[arg-type]
+            success=(StockReleased,),
+        ),
+    )
+    assert "must accept 1 positional argument" in rejected(steps=(step,), example=None)
+
+
+def test_a_reply_type_belongs_to_one_step() -> None:
+    twin = Step(
+        name="again",
+        kind=StepKind.RETRIABLE,
+        command=notify_step().command,
+        success=(On(CustomerNotified),),
+        failure=(On(PaymentDeclined),),
+    )
+    message = rejected(steps=(payment_step(), twin))
+    assert "test.PaymentDeclined is also awaited by step 'authorize_payment'" in message
+
+
+def test_field_reads_and_templates_are_checked() -> None:
+    start = Start(OrderPlaced, "order:{customer}", init_order)
+    assert "does not have" in rejected(starts=(start,))
+    waiting = Await(
+        name="delivered", kind=StepKind.RETRIABLE, event=On(ParcelDelivered, reads=("parcel",))
+    )
+    assert "reads field 'parcel'" in rejected(steps=(reserve_step(), waiting))
+
+
+def test_policies_timeouts_and_names_are_checked() -> None:
+    bad_retry = Step(
+        name="Bad Name",
+        kind=StepKind.RETRIABLE,
+        command=notify_step().command,
+        success=(On(CustomerNotified),),
+        retry=RetryPolicy(max_attempts=0, jitter=2.0, retry_on=(PaymentDeclined,)),
+        timeout=timedelta(0),
+    )
+    message = rejected(steps=(bad_retry,), deadline=timedelta(0), version=0)
+    for expected in (
+        "max_attempts must be >= 1",
+        "jitter must be within",
+        "is not one of the step's failure replies",
+        "timeout must be positive",
+        "deadline must be positive",
+        "version must be a positive int",
+        "name must be lowercase",
+    ):
+        assert expected in message
+
+
+def test_no_steps_and_no_starts_are_rejected() -> None:
+    assert "no steps" in rejected(steps=())
+    assert "no start event" in rejected(starts=())
