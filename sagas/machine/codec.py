@@ -157,7 +157,7 @@ def _record(tp: type[Record], value: JSON, registry: Types) -> Record:
 def _dataclass(cls: type, value: JSON, registry: Types) -> Any:
     if not isinstance(value, dict):
         raise TypeError(f"expected an object for {cls.__name__}, got {value!r}")
-    hints = _hints(cls)
+    hints = type_hints(cls)
     kwargs = {
         f.name: from_json(hints[f.name], value[f.name], registry)
         for f in dataclasses.fields(cls)
@@ -167,7 +167,8 @@ def _dataclass(cls: type, value: JSON, registry: Types) -> Any:
 
 
 @cache
-def _hints(cls: type) -> dict[str, Any]:
+def type_hints(cls: type) -> dict[str, Any]:
+    """The resolved type hints of a class (computed once per class)."""
     return typing.get_type_hints(cls)
 
 

@@ -9,13 +9,12 @@ saga data that the definition does not mention).
 from __future__ import annotations
 
 import dataclasses
-import typing
 from collections.abc import Iterable, Mapping
 from typing import Any, TypeVar
 
 from sagas.contracts.record import Envelope, Record
 from sagas.definition import Saga
-from sagas.machine.codec import JSON, TYPE_KEY, from_json, to_json
+from sagas.machine.codec import JSON, TYPE_KEY, from_json, to_json, type_hints
 from sagas.machine.instance import SagaInstance
 
 D = TypeVar("D")
@@ -48,7 +47,7 @@ def instance_from_dict(
             f"{definition.name!r} v{definition.version}"
         )
     registry = _registry(definition, extra_types)
-    hints = typing.get_type_hints(SagaInstance)
+    hints = type_hints(SagaInstance)
     kwargs: dict[str, Any] = {}
     for field in dataclasses.fields(SagaInstance):
         if field.name in data:

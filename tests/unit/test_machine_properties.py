@@ -1,0 +1,277 @@
+"""Property-based tests of `decide` over random inputs (hypothesis).
+
+A run starts a saga, then applies random moves: replies of any type (expected, late or
+unexpected), generic failure replies, timers fired early, late or twice, duplicates of
+earlier messages, and operator actions. Then the clock runs on (timers only, nobody
+answers) until nothing is pending. The properties:
+
+- every saga ends (COMPLETED, COMPENSATED or FAILED);
+- compensations are sent only for steps that succeeded, in reverse order of completion,
+  each at most ``max_attempts`` times per round; a COMPENSATED saga undid them all;
+- a duplicate changes nothing but the history;
+- the same inputs give the same outputs; every instance survives a JSON round trip.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import replace
+from datetime import timedelta
+from decimal import Decimal
+from typing import Any
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from sagas import (
+    Abort,
+    Pause,
+    Resume,
+    Retry,
+    RetryNow,
+    Saga,
+    SagaState,
+    TimerFired,
+    Unpause,
+    decide,
+)
+from sagas.contracts.record import Envelope, Record
+from sagas.machine import (
+    Decision,
+    Input,
+    OutgoingKind,
+    SagaInstance,
+    StepStatus,
+    instance_from_dict,
+    instance_to_dict,
+)
+from tests.unit.saga_fixtures import (
+    T0,
+    CommandFailed,
+    OrderData,
+    ParcelDelivered,
+    envelope,
+    order_saga,
+    parallel_saga,
+    placed,
+)
+
+SAGAS: dict[str, Saga[OrderData]] = {"order": order_saga(), "parallel": parallel_saga()}
+
+Move = tuple[int, int, int]
+moves = st.lists(
+    st.tuples(st.integers(0, 6), st.integers(0, 1_000), st.integers(0, 600)), max_size=40
+)
+
+
+def build(record_type: type[Record]) -> Record:
+    """An instance of ``record_type`` with plausible field values."""
+    values: dict[str, Any] = {}
+    for field in dataclasses.fields(record_type):
+        values[field.name] = {"bool": False, "Decimal": Decimal(1)}.get(str(field.type), "o-1")
+    return record_type(**values)
+
+
+def incoming_types(saga: Saga[OrderData]) -> list[type[Record]]:
+    return [saga.message_types[schema] for schema in sorted(saga.matches)]
+
+
+class Run:
+    """One randomised run: the inputs given and the decisions taken."""
+
+    def __init__(self, saga: Saga[OrderData]) -> None:
+        self.saga = saga
+        self.now = T0
+        self.delivered: list[Envelope] = []
+        self.decisions: list[tuple[Input, Decision[OrderData]]] = []
+        self.old_timers: list[TimerFired] = []
+        self.resumes = 0
+        first = decide(saga, None, placed(), self.now)
+        assert first.instance is not None
+        self.instance: SagaInstance[OrderData] = first.instance
+        self.decisions.append((placed(), first))
+
+    def give(self, item: Input) -> Decision[OrderData]:
+        decision = decide(self.saga, self.instance, item, self.now)
+        assert decision.instance is not None
+        self.check_step(item, decision)
+        self.instance = decision.instance
+        self.decisions.append((item, decision))
+        if isinstance(item, Envelope):
+            self.delivered.append(item)
+        return decision
+
+    def check_step(self, item: Input, decision: Decision[OrderData]) -> None:
+        after = decision.instance
+        assert after is not None
+        for message in decision.outgoing:
+            if message.kind is OutgoingKind.COMPENSATION:
+                assert message.step in after.completed  # only steps that succeeded
+        if decision.ignored == "duplicate":
+            assert decision.outgoing == ()
+            assert (
+                replace(after, history=self.instance.history, updated=self.instance.updated)
+                == self.instance
+            )
+        if len(self.decisions) % 7 == 0:  # the round trip is the slow part: sample it
+            stored = json.loads(json.dumps(instance_to_dict(after)))
+            assert instance_from_dict(self.saga, stored) == after
+
+    def move(self, move: Move) -> None:
+        kind, pick, seconds = move
+        self.now += timedelta(seconds=seconds)
+        if kind == 0:
+            self.expected_reply(pick)
+        elif kind == 1:
+            types = incoming_types(self.saga)
+            self.reply(build(types[pick % len(types)]), pick)
+        elif kind == 2:
+            self.generic_failure(pick)
+        elif kind == 3 and self.instance.timers:
+            self.fire(self.instance.timers[pick % len(self.instance.timers)])
+        elif kind == 4 and self.delivered:
+            again = self.delivered[pick % len(self.delivered)]
+            assert self.give(again).ignored == "duplicate"
+        elif kind == 5:
+            self.operator(pick)
+        elif kind == 6 and self.old_timers:
+            self.give(self.old_timers[pick % len(self.old_timers)])
+
+    def expected_reply(self, pick: int) -> None:
+        """A reply some step is waiting for: mostly successes, sometimes failures."""
+        choices: list[type[Record]] = []
+        for state in self.instance.steps:
+            leaf = self.saga.step(state.name)
+            if state.status in (StepStatus.RUNNING, StepStatus.RETRYING):
+                good, bad = [o.type for o in leaf.success], [o.type for o in leaf.failure]
+            elif state.status is StepStatus.COMPENSATING and leaf.compensation is not None:
+                good, bad = list(leaf.compensation.success), list(leaf.compensation.failure)
+            else:
+                continue
+            choices += good * 3 + bad
+        if choices:
+            self.reply(build(choices[pick % len(choices)]), pick)
+
+    def reply(self, record: Record, pick: int) -> None:
+        self.give(envelope(record, f"r{len(self.decisions)}-{pick}", at=self.now))
+
+    def generic_failure(self, pick: int) -> None:
+        sent = [m.id for _, d in self.decisions for m in d.outgoing if m.reply_to]
+        if sent:
+            failure = CommandFailed(
+                command_id=sent[pick % len(sent)], reason="boom", retryable=pick % 2 == 0
+            )
+            self.reply(failure, pick)
+
+    def fire(self, timer: Any) -> None:
+        self.now = max(self.now, timer.due)
+        fired = TimerFired(kind=timer.kind, step=timer.step, attempt=timer.attempt, due=timer.due)
+        self.old_timers.append(fired)
+        self.give(fired)
+
+    def operator(self, pick: int) -> None:
+        actions = [Pause, Unpause, Abort, Retry, Resume, RetryNow]
+        action = actions[pick % len(actions)](id=f"op{len(self.decisions)}")
+        decision = self.give(action)
+        if isinstance(action, Resume) and decision.ignored is None:
+            self.resumes += 1
+
+    def drain(self) -> None:
+        """Let time pass with nobody answering until nothing is pending."""
+        for _ in range(500):
+            if self.instance.state is SagaState.PAUSED:
+                self.give(Unpause(id=f"drain{len(self.decisions)}"))
+            elif self.instance.timers:
+                self.fire(min(self.instance.timers, key=lambda t: t.due))
+            else:
+                return
+        raise AssertionError("timers kept firing")
+
+    def outputs(self) -> list[tuple[str, str, str | None]]:
+        return [(m.id, m.type, d.ignored) for _, d in self.decisions for m in d.outgoing]
+
+
+def run(name: str, script: list[Move]) -> Run:
+    r = Run(SAGAS[name])
+    for move in script:
+        r.move(move)
+    r.drain()
+    stored = json.loads(json.dumps(instance_to_dict(r.instance)))
+    assert instance_from_dict(r.saga, stored) == r.instance
+    return r
+
+
+def compensation_order(r: Run) -> list[str]:
+    steps: list[str] = []
+    for _, decision in r.decisions:
+        for m in decision.outgoing:
+            if m.kind is OutgoingKind.COMPENSATION and m.step not in steps:
+                assert m.step is not None
+                steps.append(m.step)
+    return steps
+
+
+PROPERTY = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+@PROPERTY
+@given(st.sampled_from(sorted(SAGAS)), moves)
+def test_every_saga_ends(name: str, script: list[Move]) -> None:
+    r = run(name, script)
+    assert r.instance.state.ended
+    if r.instance.state is SagaState.FAILED:
+        assert r.instance.reason
+
+
+@PROPERTY
+@given(st.sampled_from(sorted(SAGAS)), moves)
+def test_compensations_undo_exactly_the_completed_steps_in_reverse(
+    name: str, script: list[Move]
+) -> None:
+    r = run(name, script)
+    saga, instance = r.saga, r.instance
+    undoable = [s for s in instance.completed if saga.step(s).compensation is not None]
+    order = compensation_order(r)
+    assert order == list(reversed(undoable))[: len(order)]
+    if instance.state is SagaState.COMPENSATED:
+        assert order == list(reversed(undoable))
+        assert all(instance.step(s).status is StepStatus.COMPENSATED for s in undoable)
+    if instance.state is SagaState.COMPLETED:
+        assert order == []
+    for step in order:
+        comp = saga.step(step).compensation
+        assert comp is not None
+        assert comp.retry.max_attempts is not None
+        sends = sum(
+            1
+            for _, d in r.decisions
+            for m in d.outgoing
+            if m.kind is OutgoingKind.COMPENSATION and m.step == step
+        )
+        assert sends <= comp.retry.max_attempts * (1 + r.resumes)
+
+
+@PROPERTY
+@given(st.sampled_from(sorted(SAGAS)), moves)
+def test_the_same_inputs_give_the_same_outputs(name: str, script: list[Move]) -> None:
+    first, second = run(name, script), run(name, script)
+    assert first.outputs() == second.outputs()
+    assert instance_to_dict(first.instance) == instance_to_dict(second.instance)
+
+
+@settings(max_examples=100, deadline=None)
+@given(moves, st.booleans())
+def test_choreography_event_in_any_order(script: list[Move], early: bool) -> None:
+    r = Run(SAGAS["parallel"])
+    event = envelope(ParcelDelivered(order_id="o-1"), "parcel", at=T0)
+    if early:
+        r.give(event)
+    for move in script:
+        r.move(move)
+    if not early:
+        r.give(event)
+    r.drain()
+    assert r.instance.state.ended
+    if r.instance.state is SagaState.COMPLETED:
+        assert r.instance.step("delivered").status is StepStatus.SUCCEEDED
