@@ -17,6 +17,7 @@ import io
 from collections.abc import Mapping
 
 import fastavro
+import fastavro.validation
 
 from sagas.contracts.classmap import ClassMap
 from sagas.contracts.convert import from_avro, to_avro
@@ -113,6 +114,8 @@ class Codec:
         buffer.write(bytes([MAGIC_BYTE]))
         buffer.write(self.writer_id(envelope.type).to_bytes(4, "big"))
         try:
+            # The writer alone lets e.g. a 64-bit value into an Avro int; validate first.
+            fastavro.validation.validate(datum, schema.parsed, raise_errors=True)
             fastavro.schemaless_writer(buffer, schema.parsed, datum, strict=True)
             headers = to_headers(envelope)
         except Exception as exc:  # fastavro raises ValueError, TypeError, OverflowError...
