@@ -1,0 +1,2 @@
+"""The imperative shell around the pure core: Kafka loop, transactions, router,
+timers and the SQLite store."""

@@ -1,0 +1,305 @@
+"""Consume -> decide -> produce, one Kafka transaction per partition batch.
+
+`TransactionalLoop` owns one consumer (a member of a consumer group, ``read_committed``)
+and, for every partition assigned to it, one transactional producer whose
+``transactional_id`` is derived from the partition. When a partition moves to another
+process, the new owner's producer initialises the same transactional id, which aborts
+any transaction the old owner left open and fences the old producer: its late writes are
+refused by the broker.
+
+Per batch of one partition, in one transaction: everything the handler wants to send
+(commands, outcome events, changelog records, dead letters) and the consumed offsets.
+Only after the commit is acknowledged does the handler update its local state
+(`PartitionHandler.committed`), so local state is never ahead of Kafka.
+
+After an indefinite error (a timeout while committing, a lost connection) the producer
+is thrown away and re-created, and the partition is re-initialised from Kafka (the
+handler catches up from its changelog, the consumer goes back to the committed offset):
+whichever way the uncertain transaction went, state then agrees with what Kafka holds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any, Protocol
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka.abc import ConsumerRebalanceListener
+from aiokafka.errors import KafkaError, ProducerFenced
+from aiokafka.structs import RecordMetadata
+
+log = logging.getLogger(__name__)
+
+Headers = list[tuple[str, bytes]]
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """One record to produce inside the batch's transaction."""
+
+    topic: str
+    value: bytes | None
+    key: bytes | None = None
+    headers: Headers = field(default_factory=list)
+    partition: int | None = None
+    """Explicit partition (changelogs are co-partitioned with their inbox)."""
+
+
+@dataclass
+class Batch:
+    """What the handler decided for a batch: records to send and its own context."""
+
+    outgoing: list[Outgoing] = field(default_factory=list)
+    context: Any = None
+    """Passed back to `PartitionHandler.committed` once the transaction commits."""
+
+
+class PartitionHandler(Protocol):
+    """The logic the loop drives; one handler serves every partition of the loop."""
+
+    async def assigned(self, tp: TopicPartition) -> None:
+        """Prepare to process ``tp`` (e.g. catch up from the changelog)."""
+
+    async def revoked(self, tp: TopicPartition) -> None:
+        """Forget local caches of ``tp``."""
+
+    async def process(
+        self, tp: TopicPartition, records: Sequence[ConsumerRecord[Any, Any]]
+    ) -> Batch:
+        """Decide on ``records``; must not raise for bad input (dead-letter it instead)."""
+
+    async def dead_letter(
+        self, tp: TopicPartition, record: ConsumerRecord[Any, Any], error: BaseException
+    ) -> Batch:
+        """A batch that moves ``record``, which made `process` raise, to a dead-letter topic."""
+
+    async def tick(self, tp: TopicPartition) -> Batch | None:
+        """Work not driven by input (due timers); None when there is none."""
+
+    async def committed(
+        self, tp: TopicPartition, batch: Batch, sent: Sequence[RecordMetadata]
+    ) -> None:
+        """The batch's transaction committed; ``sent`` is aligned with ``batch.outgoing``."""
+
+
+class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka is untyped
+    def __init__(self, loop: TransactionalLoop) -> None:
+        self._loop = loop
+
+    async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+        await self._loop._release(revoked)
+
+    async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        await self._loop._acquire(assigned)
+
+
+class TransactionalLoop:
+    """Drive a `PartitionHandler` over the partitions of ``topics`` this member owns.
+
+    Args:
+        bootstrap_servers: Kafka to connect to.
+        group_id: consumer group shared by every process running this loop.
+        topics: topics to consume.
+        handler: the decision logic.
+        transactional_prefix: stable prefix of the per-partition transactional ids.
+        client_options: extra keyword arguments for every aiokafka client (security).
+        max_records: upper bound of a batch.
+        idle_tick: how often `tick` runs when no input arrives.
+    """
+
+    def __init__(
+        self,
+        bootstrap_servers: str,
+        group_id: str,
+        topics: Sequence[str],
+        handler: PartitionHandler,
+        transactional_prefix: str,
+        *,
+        client_options: dict[str, Any] | None = None,
+        max_records: int = 500,
+        idle_tick: timedelta = timedelta(milliseconds=100),
+        session_timeout: timedelta = timedelta(seconds=10),
+    ) -> None:
+        self._bootstrap = bootstrap_servers
+        self._group_id = group_id
+        self._topics = list(topics)
+        self._handler = handler
+        self._prefix = transactional_prefix
+        self._options = client_options or {}
+        self._max_records = max_records
+        self._idle_ms = int(idle_tick.total_seconds() * 1000)
+        self._session_ms = int(session_timeout.total_seconds() * 1000)
+        self._producers: dict[TopicPartition, AIOKafkaProducer] = {}
+        # Held while a batch is in flight: a rebalance waits for the transaction to end.
+        self._lock = asyncio.Lock()
+        self._consumer: AIOKafkaConsumer | None = None
+        self._stopping = asyncio.Event()
+        self.batches_committed = 0
+
+    @property
+    def owned(self) -> list[TopicPartition]:
+        return sorted(self._producers, key=lambda tp: (tp.topic, tp.partition))
+
+    def stop(self) -> None:
+        """Ask `run` to return after the batch in flight; idempotent."""
+        self._stopping.set()
+
+    async def run(self) -> None:
+        """Consume until `stop`; always leaves Kafka clients closed."""
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self._bootstrap,
+            group_id=self._group_id,
+            isolation_level="read_committed",
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            session_timeout_ms=self._session_ms,
+            heartbeat_interval_ms=max(self._session_ms // 5, 500),
+            **self._options,
+        )
+        self._consumer = consumer
+        consumer.subscribe(self._topics, listener=_Listener(self))
+        await consumer.start()
+        try:
+            while not self._stopping.is_set():
+                data = await consumer.getmany(
+                    timeout_ms=self._idle_ms, max_records=self._max_records
+                )
+                for tp, records in data.items():
+                    if records and tp in self._producers:
+                        await self._run_batch(tp, records)
+                for tp in self.owned:
+                    await self._run_tick(tp)
+        finally:
+            async with self._lock:
+                await self._close_producers(list(self._producers))
+            await consumer.stop()
+            self._consumer = None
+
+    # -- batches --------------------------------------------------------------------
+
+    async def _run_batch(self, tp: TopicPartition, records: list[ConsumerRecord[Any, Any]]) -> None:
+        async with self._lock:
+            if tp not in self._producers:
+                return  # revoked while we waited for the lock
+            try:
+                batch = await self._handler.process(tp, records)
+            except Exception as exc:  # a handler bug must not stop the partition
+                log.exception("processing %s failed; retrying record by record", tp)
+                await self._isolate(tp, records, exc)
+                return
+            await self._commit(tp, batch, consumed_until=records[-1].offset + 1)
+
+    async def _isolate(
+        self, tp: TopicPartition, records: list[ConsumerRecord[Any, Any]], first: Exception
+    ) -> None:
+        for record in records:
+            try:
+                batch = await self._handler.process(tp, [record])
+            except Exception as exc:
+                batch = await self._handler.dead_letter(tp, record, exc)
+            if not await self._commit(tp, batch, consumed_until=record.offset + 1):
+                return
+
+    async def _run_tick(self, tp: TopicPartition) -> None:
+        async with self._lock:
+            if tp not in self._producers:
+                return
+            batch = await self._handler.tick(tp)
+            if batch is not None:
+                await self._commit(tp, batch, consumed_until=None)
+
+    async def _commit(self, tp: TopicPartition, batch: Batch, consumed_until: int | None) -> bool:
+        """Send the batch and the offsets in one transaction; False if the partition is lost."""
+        producer = self._producers[tp]
+        try:
+            await producer.begin_transaction()
+            futures = [
+                await producer.send(
+                    o.topic, o.value, key=o.key, headers=o.headers, partition=o.partition
+                )
+                for o in batch.outgoing
+            ]
+            if consumed_until is not None:
+                await producer.send_offsets_to_transaction({tp: consumed_until}, self._group_id)
+            await producer.commit_transaction()
+            sent: list[RecordMetadata] = [await f for f in futures]
+        except ProducerFenced:
+            log.warning("producer for %s was fenced: another process owns it now", tp)
+            await self._close_producers([tp])
+            return False
+        except KafkaError as exc:
+            # Indefinite: we cannot know whether the transaction committed. Start over
+            # from what Kafka holds.
+            log.warning("transaction on %s ended in doubt (%r); re-initialising", tp, exc)
+            await self._reinitialise(tp)
+            return False
+        self.batches_committed += 1
+        await self._handler.committed(tp, batch, sent)
+        return True
+
+    # -- ownership ------------------------------------------------------------------
+
+    def _producer_for(self, tp: TopicPartition) -> AIOKafkaProducer:
+        return AIOKafkaProducer(
+            bootstrap_servers=self._bootstrap,
+            transactional_id=f"{self._prefix}.{tp.topic}.{tp.partition}",
+            linger_ms=5,
+            **self._options,
+        )
+
+    async def _acquire(self, assigned: list[TopicPartition]) -> None:
+        async with self._lock:
+            for tp in assigned:
+                if tp in self._producers:
+                    continue
+                producer = self._producer_for(tp)
+                # start() initialises the transactional id: the previous owner's open
+                # transaction is aborted and its producer fenced before we read anything.
+                await producer.start()
+                self._producers[tp] = producer
+                await self._handler.assigned(tp)
+                await self._rewind(tp)
+            log.info("owning %s", ", ".join(f"{t.topic}[{t.partition}]" for t in self.owned))
+
+    async def _release(self, revoked: list[TopicPartition]) -> None:
+        async with self._lock:
+            await self._close_producers(revoked)
+
+    async def _close_producers(self, tps: list[TopicPartition]) -> None:
+        for tp in tps:
+            producer = self._producers.pop(tp, None)
+            if producer is None:
+                continue
+            with contextlib.suppress(KafkaError):
+                await producer.stop()
+            await self._handler.revoked(tp)
+
+    async def _reinitialise(self, tp: TopicPartition) -> None:
+        old = self._producers.pop(tp)
+        with contextlib.suppress(KafkaError):
+            await old.stop()
+        await self._handler.revoked(tp)
+        producer = self._producer_for(tp)
+        await producer.start()
+        self._producers[tp] = producer
+        await self._handler.assigned(tp)
+        await self._rewind(tp)
+
+    async def _rewind(self, tp: TopicPartition) -> None:
+        """Go back to the offset the group committed (the beginning when none was).
+
+        The consumer may have fetched records of ``tp`` before we owned it; they were
+        not processed, so the position must return to what Kafka says was consumed.
+        """
+        if self._consumer is None:
+            return
+        committed = await self._consumer.committed(tp)
+        if committed is None or committed < 0:
+            await self._consumer.seek_to_beginning(tp)
+        else:
+            self._consumer.seek(tp, committed)

@@ -1,0 +1,250 @@
+"""The SQLite store of one engine process (aiosqlite, WAL).
+
+It holds the materialized state of every saga instance whose inbox partition this
+process owns or owned, each instance's history (the audit log), and per changelog
+partition the next offset to apply. It is a cache of Kafka: the changelog topic is the
+source of truth, and `catch_up` on partition assignment makes the store agree with it.
+
+Invariant: an instance row and the changelog offset it came from are written in the
+same SQLite transaction, so after a crash the store is never ahead of, nor silently
+behind, the offset it records.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+
+from sagas.runtime.errors import StoreError
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS instances (
+    saga_name   TEXT    NOT NULL,
+    saga_id     TEXT    NOT NULL,
+    partition   INTEGER NOT NULL,
+    version     INTEGER NOT NULL,
+    state       TEXT    NOT NULL,
+    started_at  TEXT,
+    updated_at  TEXT    NOT NULL,
+    ended_at    TEXT,
+    next_due    TEXT,
+    body        TEXT    NOT NULL,
+    PRIMARY KEY (saga_name, saga_id)
+);
+CREATE INDEX IF NOT EXISTS instances_due
+    ON instances (saga_name, partition, next_due) WHERE next_due IS NOT NULL;
+CREATE INDEX IF NOT EXISTS instances_state ON instances (saga_name, state);
+CREATE TABLE IF NOT EXISTS history (
+    saga_name TEXT    NOT NULL,
+    saga_id   TEXT    NOT NULL,
+    seq       INTEGER NOT NULL,
+    at        TEXT    NOT NULL,
+    entry     TEXT    NOT NULL,
+    PRIMARY KEY (saga_name, saga_id, seq)
+);
+CREATE TABLE IF NOT EXISTS changelog_offsets (
+    saga_name   TEXT    NOT NULL,
+    partition   INTEGER NOT NULL,
+    next_offset INTEGER NOT NULL,
+    PRIMARY KEY (saga_name, partition)
+);
+"""
+
+
+@dataclass(frozen=True)
+class StoredInstance:
+    """One row of `instances`, plus the history entries new since the last write."""
+
+    saga_name: str
+    saga_id: str
+    partition: int
+    version: int
+    state: str
+    updated_at: str
+    body: dict[str, Any]
+    started_at: str | None = None
+    ended_at: str | None = None
+    next_due: str | None = None
+    history: Sequence[tuple[int, str, dict[str, Any]]] = field(default=())
+    """(seq, at, entry) triples; rewritten rows with the same seq are idempotent."""
+
+
+class Store:
+    """Async access to the engine's SQLite file. Use ``async with Store.open(path)``."""
+
+    def __init__(self, db: aiosqlite.Connection, path: Path) -> None:
+        self._db = db
+        self.path = path
+
+    @classmethod
+    async def open(cls, path: Path) -> Store:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            db = await aiosqlite.connect(path)
+            # WAL: readers (CLI, dashboard) never block the engine's writer.
+            await db.execute("PRAGMA journal_mode=WAL")
+            # NORMAL is safe with WAL against corruption; a power cut may lose the last
+            # commits, which catch-up from the changelog restores.
+            await db.execute("PRAGMA synchronous=NORMAL")
+            await db.execute("PRAGMA busy_timeout=5000")
+            await db.executescript(_SCHEMA)
+            await db.commit()
+        except aiosqlite.Error as exc:
+            raise StoreError(f"cannot open the saga store at {path}: {exc}") from exc
+        return cls(db, path)
+
+    async def close(self) -> None:
+        await self._db.close()
+
+    async def __aenter__(self) -> Store:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # -- writes ---------------------------------------------------------------------
+
+    async def apply(
+        self,
+        saga_name: str,
+        partition: int,
+        instances: Iterable[StoredInstance],
+        next_changelog_offset: int | None,
+        deleted: Iterable[str] = (),
+    ) -> None:
+        """Write instances (and their new history) and the changelog offset, atomically."""
+        try:
+            await self._db.execute("BEGIN")
+            for inst in instances:
+                await self._upsert(inst)
+            for saga_id in deleted:
+                await self._db.execute(
+                    "DELETE FROM instances WHERE saga_name = ? AND saga_id = ?",
+                    (saga_name, saga_id),
+                )
+            if next_changelog_offset is not None:
+                await self._db.execute(
+                    "INSERT INTO changelog_offsets (saga_name, partition, next_offset) "
+                    "VALUES (?, ?, ?) ON CONFLICT (saga_name, partition) "
+                    "DO UPDATE SET next_offset = excluded.next_offset",
+                    (saga_name, partition, next_changelog_offset),
+                )
+            await self._db.commit()
+        except aiosqlite.Error as exc:
+            await self._db.rollback()
+            raise StoreError(f"cannot write to the saga store {self.path}: {exc}") from exc
+
+    async def _upsert(self, inst: StoredInstance) -> None:
+        await self._db.execute(
+            "INSERT INTO instances (saga_name, saga_id, partition, version, state, started_at,"
+            " updated_at, ended_at, next_due, body) VALUES (?,?,?,?,?,?,?,?,?,?)"
+            " ON CONFLICT (saga_name, saga_id) DO UPDATE SET partition = excluded.partition,"
+            " version = excluded.version, state = excluded.state,"
+            " started_at = excluded.started_at, updated_at = excluded.updated_at,"
+            " ended_at = excluded.ended_at, next_due = excluded.next_due, body = excluded.body",
+            (
+                inst.saga_name,
+                inst.saga_id,
+                inst.partition,
+                inst.version,
+                inst.state,
+                inst.started_at,
+                inst.updated_at,
+                inst.ended_at,
+                inst.next_due,
+                json.dumps(inst.body, separators=(",", ":")),
+            ),
+        )
+        if inst.history:
+            await self._db.executemany(
+                "INSERT OR REPLACE INTO history (saga_name, saga_id, seq, at, entry)"
+                " VALUES (?,?,?,?,?)",
+                [
+                    (inst.saga_name, inst.saga_id, seq, at, json.dumps(entry))
+                    for seq, at, entry in inst.history
+                ],
+            )
+
+    # -- reads ----------------------------------------------------------------------
+
+    async def next_changelog_offset(self, saga_name: str, partition: int) -> int:
+        """The first changelog offset not yet applied (0 for an empty store)."""
+        async with self._db.execute(
+            "SELECT next_offset FROM changelog_offsets WHERE saga_name = ? AND partition = ?",
+            (saga_name, partition),
+        ) as cur:
+            row = await cur.fetchone()
+        return int(row[0]) if row else 0
+
+    async def get(self, saga_name: str, saga_id: str) -> dict[str, Any] | None:
+        async with self._db.execute(
+            "SELECT body FROM instances WHERE saga_name = ? AND saga_id = ?",
+            (saga_name, saga_id),
+        ) as cur:
+            row = await cur.fetchone()
+        return json.loads(row[0]) if row else None
+
+    async def get_many(self, saga_name: str, saga_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """Bodies of the given instances that exist, by id (one query per 500 ids)."""
+        found: dict[str, dict[str, Any]] = {}
+        for start in range(0, len(saga_ids), 500):
+            chunk = saga_ids[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            async with self._db.execute(
+                f"SELECT saga_id, body FROM instances WHERE saga_name = ? AND saga_id IN ({marks})",
+                (saga_name, *chunk),
+            ) as cur:
+                async for saga_id, body in cur:
+                    found[saga_id] = json.loads(body)
+        return found
+
+    async def due(
+        self, saga_name: str, partition: int, until: str, limit: int = 500
+    ) -> list[dict[str, Any]]:
+        """Bodies of instances on ``partition`` with a timer due at or before ``until``."""
+        async with self._db.execute(
+            "SELECT body FROM instances WHERE saga_name = ? AND partition = ?"
+            " AND next_due IS NOT NULL AND next_due <= ? ORDER BY next_due LIMIT ?",
+            (saga_name, partition, until, limit),
+        ) as cur:
+            return [json.loads(row[0]) async for row in cur]
+
+    async def earliest_due(self, saga_name: str, partition: int) -> str | None:
+        async with self._db.execute(
+            "SELECT MIN(next_due) FROM instances WHERE saga_name = ? AND partition = ?"
+            " AND next_due IS NOT NULL",
+            (saga_name, partition),
+        ) as cur:
+            row = await cur.fetchone()
+        return str(row[0]) if row and row[0] is not None else None
+
+    async def history(self, saga_name: str, saga_id: str) -> list[dict[str, Any]]:
+        async with self._db.execute(
+            "SELECT seq, at, entry FROM history WHERE saga_name = ? AND saga_id = ? ORDER BY seq",
+            (saga_name, saga_id),
+        ) as cur:
+            return [{"seq": seq, "at": at, **json.loads(entry)} async for seq, at, entry in cur]
+
+    async def counts_by_state(self, saga_name: str) -> dict[str, int]:
+        async with self._db.execute(
+            "SELECT state, COUNT(*) FROM instances WHERE saga_name = ? GROUP BY state",
+            (saga_name,),
+        ) as cur:
+            return {state: int(n) async for state, n in cur}
+
+    async def instances(
+        self, saga_name: str, states: Sequence[str] = ()
+    ) -> AsyncIterator[dict[str, Any]]:
+        query = "SELECT body FROM instances WHERE saga_name = ?"
+        params: list[Any] = [saga_name]
+        if states:
+            query += f" AND state IN ({','.join('?' * len(states))})"
+            params.extend(states)
+        async with self._db.execute(query, params) as cur:
+            async for (body,) in cur:
+                yield json.loads(body)

@@ -1,0 +1,123 @@
+"""The transactional loop relays exactly once, also when members come and go."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka.structs import RecordMetadata
+
+from sagas.runtime.loop import Batch, Outgoing, TransactionalLoop
+from tests.conftest import MakeTopic
+
+
+class Relay:
+    """Copies every record to ``out``; counts what it saw."""
+
+    def __init__(self, out: str) -> None:
+        self.out = out
+        self.assigned_tps: list[TopicPartition] = []
+        self.has_partitions = asyncio.Event()
+        self.committed_records = 0
+
+    async def assigned(self, tp: TopicPartition) -> None:
+        self.assigned_tps.append(tp)
+        self.has_partitions.set()
+
+    async def revoked(self, tp: TopicPartition) -> None:
+        pass
+
+    async def process(
+        self, tp: TopicPartition, records: Sequence[ConsumerRecord[Any, Any]]
+    ) -> Batch:
+        return Batch([Outgoing(self.out, r.value, key=r.key) for r in records], len(records))
+
+    async def dead_letter(
+        self, tp: TopicPartition, record: ConsumerRecord[Any, Any], error: BaseException
+    ) -> Batch:
+        raise AssertionError("no record should fail")
+
+    async def tick(self, tp: TopicPartition) -> Batch | None:
+        return None
+
+    async def committed(
+        self, tp: TopicPartition, batch: Batch, sent: Sequence[RecordMetadata]
+    ) -> None:
+        self.committed_records += batch.context
+
+
+async def _produce(bootstrap: str, topic: str, n: int) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True)
+    await producer.start()
+    try:
+        for i in range(n):
+            await producer.send(topic, f"v{i}".encode(), key=f"k{i % 17}".encode())
+        await producer.flush()
+    finally:
+        await producer.stop()
+
+
+async def _read_committed(bootstrap: str, topic: str, n: int, deadline_s: float) -> list[bytes]:
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=bootstrap,
+        isolation_level="read_committed",
+        auto_offset_reset="earliest",
+    )
+    await consumer.start()
+    out: list[bytes] = []
+    try:
+        async with asyncio.timeout(deadline_s):
+            while len(out) < n:
+                for records in (await consumer.getmany(timeout_ms=500)).values():
+                    out.extend(r.value for r in records)
+        # Anything beyond n would be a duplicate: give it one more poll to show up.
+        for records in (await consumer.getmany(timeout_ms=1500)).values():
+            out.extend(r.value for r in records)
+    finally:
+        await consumer.stop()
+    return out
+
+
+async def test_relay_exactly_once(kafka_bootstrap: str, make_topic: MakeTopic) -> None:
+    src = await make_topic("in", partitions=3)
+    dst = await make_topic("out", partitions=3)
+    await _produce(kafka_bootstrap, src, 300)
+    relay = Relay(dst)
+    loop = TransactionalLoop(
+        kafka_bootstrap, f"g-{uuid.uuid4().hex[:8]}", [src], relay, f"relay-{uuid.uuid4().hex[:8]}"
+    )
+    async with asyncio.TaskGroup() as tg:
+        tg.create_task(loop.run())
+        out = await _read_committed(kafka_bootstrap, dst, 300, deadline_s=60)
+        loop.stop()
+    assert sorted(out) == sorted(f"v{i}".encode() for i in range(300))
+    assert relay.committed_records == 300
+    assert {tp.partition for tp in relay.assigned_tps} == {0, 1, 2}
+
+
+async def test_second_member_takes_over_without_duplicates(
+    kafka_bootstrap: str, make_topic: MakeTopic
+) -> None:
+    src = await make_topic("in", partitions=4)
+    dst = await make_topic("out", partitions=1)
+    group, prefix = f"g-{uuid.uuid4().hex[:8]}", f"relay-{uuid.uuid4().hex[:8]}"
+    first = TransactionalLoop(kafka_bootstrap, group, [src], Relay(dst), prefix)
+    second_relay = Relay(dst)
+    second = TransactionalLoop(kafka_bootstrap, group, [src], second_relay, prefix)
+    async with asyncio.TaskGroup() as tg:
+        tg.create_task(first.run())
+        await _produce(kafka_bootstrap, src, 200)
+        tg.create_task(second.run())
+        async with asyncio.timeout(60):
+            await second_relay.has_partitions.wait()
+        await _produce(kafka_bootstrap, src, 200)
+        first.stop()
+        out = await _read_committed(kafka_bootstrap, dst, 400, deadline_s=90)
+        second.stop()
+    assert len(out) == 400
+    assert len(set(out)) == 200  # v0..v199 twice: once per produce round
+    assert sorted(out) == sorted([f"v{i}".encode() for i in range(200)] * 2)
