@@ -91,7 +91,7 @@ class NotARecord:
 
 @pytest.mark.parametrize("bad", [NoSchema, NotARecord, int])
 def test_unknown_message_types_are_rejected(bad: Any) -> None:
-    step = Step(
+    step: Step[OrderData] = Step(
         name="odd",
         kind=StepKind.RETRIABLE,
         command=Command(bad, "odd", lambda d: bad()),
@@ -187,7 +187,7 @@ def test_a_reply_type_belongs_to_one_step() -> None:
 def test_field_reads_and_templates_are_checked() -> None:
     start = Start(OrderPlaced, "order:{customer}", init_order)
     assert "does not have" in rejected(starts=(start,))
-    waiting = Await(
+    waiting: Await[OrderData] = Await(
         name="delivered", kind=StepKind.RETRIABLE, event=On(ParcelDelivered, reads=("parcel",))
     )
     assert "reads field 'parcel'" in rejected(steps=(reserve_step(), waiting))
