@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import inspect
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -12,12 +11,11 @@ from typing import Any
 import opentelemetry.sdk.environment_variables as otel_env
 import pytest
 import yaml
-from pydantic_settings import BaseSettings
 
-import sagas.settings
 from sagas.dev.broker import DevKafka
 from sagas.ops.cli import build_parser
 from sagas.settings import DEFAULT_KAFKA_VERSION
+from tests.unit.test_configuration_docs import settings_variables
 
 ROOT = Path(__file__).resolve().parents[2]
 PARTICIPANTS = [
@@ -41,16 +39,6 @@ def _compose() -> dict[str, Any]:
 
 SERVICES: dict[str, Any] = _compose()["services"]
 OURS = {name: svc for name, svc in SERVICES.items() if "build" in svc}
-
-
-def _settings_variables() -> set[str]:
-    """Every variable a settings class of sagas/settings.py reads: env_prefix + field."""
-    names = set()
-    for _, cls in inspect.getmembers(sagas.settings, inspect.isclass):
-        if issubclass(cls, BaseSettings) and cls is not BaseSettings:
-            prefix = str(cls.model_config.get("env_prefix", ""))
-            names |= {f"{prefix}{field}".upper() for field in cls.model_fields}
-    return names
 
 
 def _standard_otel_variables() -> set[str]:
@@ -100,7 +88,7 @@ def test_published_ports_bind_loopback() -> None:
 
 @pytest.mark.parametrize("name", sorted(OURS))
 def test_our_services_read_only_known_variables(name: str) -> None:
-    allowed = _settings_variables() | _standard_otel_variables()
+    allowed = settings_variables() | _standard_otel_variables()
     env = OURS[name]["environment"]
     assert set(env) <= allowed, set(env) - allowed
     assert env["KAFKA_BOOTSTRAP_SERVERS"] == "kafka:19092"
@@ -114,8 +102,8 @@ def test_our_services_wait_for_a_healthy_broker(name: str) -> None:
 
 
 def test_settings_variables_are_derived_not_listed() -> None:
-    # Guards the helper above: it must see the classes of sagas/settings.py.
-    assert {"KAFKA_BOOTSTRAP_SERVERS", "SAGAS_DEV_KAFKA_PORT"} <= _settings_variables()
+    # Guards the helper: it must see the settings classes.
+    assert {"KAFKA_BOOTSTRAP_SERVERS", "SAGAS_DEV_KAFKA_PORT"} <= settings_variables()
 
 
 def test_engine_runs_the_sagas_console_script() -> None:
