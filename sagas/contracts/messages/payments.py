@@ -100,3 +100,52 @@ class PaymentVoided(Record):
 
     order_id: str
     authorization_id: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class CapturePayment(Record):
+    """Capture an authorized payment: the held amount becomes a charge.
+
+    Attributes:
+        order_id: Identifier of the order (the business key).
+        authorization_id: The authorization to capture.
+        amount: Amount to capture, at most the amount authorized.
+    """
+
+    SCHEMA: ClassVar[str] = "payments.CapturePayment"
+
+    order_id: str
+    authorization_id: str
+    amount: Decimal
+
+
+@dataclass(frozen=True, kw_only=True)
+class PaymentCaptured(Record):
+    """The payment is captured: the customer is charged.
+
+    Attributes:
+        order_id: Identifier of the order (the business key).
+        authorization_id: The authorization that was captured.
+        capture_id: Identifier of the capture (the charge).
+    """
+
+    SCHEMA: ClassVar[str] = "payments.PaymentCaptured"
+
+    order_id: str
+    authorization_id: str
+    capture_id: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class PaymentCaptureFailed(Record):
+    """The payment could not be captured.
+
+    Attributes:
+        order_id: Identifier of the order (the business key).
+        reason: Why, for people.
+    """
+
+    SCHEMA: ClassVar[str] = "payments.PaymentCaptureFailed"
+
+    order_id: str
+    reason: str
