@@ -8,11 +8,26 @@ from __future__ import annotations
 
 from datetime import timedelta
 from pathlib import Path
+from typing import Annotated
 
-from pydantic import Field
+from pydantic import BeforeValidator, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_KAFKA_VERSION = "4.4.0"
+
+
+def _plain_seconds(value: object) -> object:
+    """Accept plain seconds ("90", "0.5") besides ISO 8601 durations ("PT90S")."""
+    if isinstance(value, str):
+        try:
+            return timedelta(seconds=float(value))
+        except ValueError:
+            return value
+    return value
+
+
+Duration = Annotated[timedelta, BeforeValidator(_plain_seconds)]
+"""A duration from the environment: seconds ("90") or ISO 8601 ("PT1M30S")."""
 
 
 def _default_home() -> Path:
@@ -34,7 +49,7 @@ class DevKafkaSettings(BaseSettings):
         description="Cache of broker jars and the dev broker's data, logs and pid file.",
     )
     heap: str = Field("512m", description="Maximum Java heap of the broker (-Xmx).")
-    start_timeout: timedelta = Field(
+    start_timeout: Duration = Field(
         timedelta(seconds=90), description="How long `start` waits for the broker to answer."
     )
 
@@ -48,3 +63,37 @@ class KafkaSettings(BaseSettings):
         None,
         description="Comma-separated host:port list. When set, the dev broker is not started.",
     )
+
+
+class EngineSettings(BaseSettings):
+    """The saga engine (`sagas run`): topics, groups, local state and timing."""
+
+    model_config = SettingsConfigDict(env_prefix="SAGAS_", frozen=True)
+
+    topic_prefix: str = Field(
+        "",
+        description="Prefix of every topic name the engine uses (several systems, or test "
+        "runs, on one cluster); participants must use the same prefix.",
+    )
+    partitions: int = Field(
+        6, ge=1, description="Partitions of each saga inbox (and of its changelog)."
+    )
+    replication_factor: int = Field(1, ge=1, description="Replication of created topics.")
+    engine_db: Path = Field(
+        Path(".sagas/engine.db"),
+        description="The engine's SQLite file; each engine process needs its own.",
+    )
+    engine_group: str = Field("sagas-engine", description="Consumer group of the engines.")
+    router_group: str = Field("sagas-router", description="Consumer group of the routers.")
+    transactional_prefix: str = Field(
+        "sagas", description="Prefix of the per-partition transactional ids."
+    )
+    hold_unknown_for: Duration = Field(
+        timedelta(seconds=60),
+        description="How long a reply or event for a saga not started yet is kept.",
+    )
+    session_timeout: Duration = Field(
+        timedelta(seconds=10),
+        description="Consumer session timeout: how soon a dead engine's partitions move.",
+    )
+    max_batch: int = Field(500, ge=1, description="Most records decided in one transaction.")

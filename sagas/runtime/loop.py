@@ -107,6 +107,7 @@ class TransactionalLoop:
         topics: topics to consume.
         handler: the decision logic.
         transactional_prefix: stable prefix of the per-partition transactional ids.
+        topic_prefix: prepended to every topic consumed and produced.
         client_options: extra keyword arguments for every aiokafka client (security).
         max_records: upper bound of a batch.
         idle_tick: how often `tick` runs when no input arrives.
@@ -124,10 +125,13 @@ class TransactionalLoop:
         max_records: int = 500,
         idle_tick: timedelta = timedelta(milliseconds=100),
         session_timeout: timedelta = timedelta(seconds=10),
+        topic_prefix: str = "",
     ) -> None:
         self._bootstrap = bootstrap_servers
         self._group_id = group_id
-        self._topics = list(topics)
+        # Handlers speak logical topic names; the prefix is added and removed here only.
+        self._prefix_topics = topic_prefix
+        self._topics = [topic_prefix + t for t in topics]
         self._handler = handler
         self._prefix = transactional_prefix
         self._options = client_options or {}
@@ -187,7 +191,7 @@ class TransactionalLoop:
             if tp not in self._producers:
                 return  # revoked while we waited for the lock
             try:
-                batch = await self._handler.process(tp, records)
+                batch = await self._handler.process(self._logical(tp), records)
             except Exception as exc:  # a handler bug must not stop the partition
                 log.exception("processing %s failed; retrying record by record", tp)
                 await self._isolate(tp, records, exc)
@@ -199,9 +203,9 @@ class TransactionalLoop:
     ) -> None:
         for record in records:
             try:
-                batch = await self._handler.process(tp, [record])
+                batch = await self._handler.process(self._logical(tp), [record])
             except Exception as exc:
-                batch = await self._handler.dead_letter(tp, record, exc)
+                batch = await self._handler.dead_letter(self._logical(tp), record, exc)
             if not await self._commit(tp, batch, consumed_until=record.offset + 1):
                 return
 
@@ -209,7 +213,7 @@ class TransactionalLoop:
         async with self._lock:
             if tp not in self._producers:
                 return
-            batch = await self._handler.tick(tp)
+            batch = await self._handler.tick(self._logical(tp))
             if batch is not None:
                 await self._commit(tp, batch, consumed_until=None)
 
@@ -220,7 +224,11 @@ class TransactionalLoop:
             await producer.begin_transaction()
             futures = [
                 await producer.send(
-                    o.topic, o.value, key=o.key, headers=o.headers, partition=o.partition
+                    self._prefix_topics + o.topic,
+                    o.value,
+                    key=o.key,
+                    headers=o.headers,
+                    partition=o.partition,
                 )
                 for o in batch.outgoing
             ]
@@ -239,7 +247,7 @@ class TransactionalLoop:
             await self._reinitialise(tp)
             return False
         self.batches_committed += 1
-        await self._handler.committed(tp, batch, sent)
+        await self._handler.committed(self._logical(tp), batch, sent)
         return True
 
     # -- ownership ------------------------------------------------------------------
@@ -262,7 +270,7 @@ class TransactionalLoop:
                 # transaction is aborted and its producer fenced before we read anything.
                 await producer.start()
                 self._producers[tp] = producer
-                await self._handler.assigned(tp)
+                await self._handler.assigned(self._logical(tp))
                 await self._rewind(tp)
             log.info("owning %s", ", ".join(f"{t.topic}[{t.partition}]" for t in self.owned))
 
@@ -277,18 +285,21 @@ class TransactionalLoop:
                 continue
             with contextlib.suppress(KafkaError):
                 await producer.stop()
-            await self._handler.revoked(tp)
+            await self._handler.revoked(self._logical(tp))
 
     async def _reinitialise(self, tp: TopicPartition) -> None:
         old = self._producers.pop(tp)
         with contextlib.suppress(KafkaError):
             await old.stop()
-        await self._handler.revoked(tp)
+        await self._handler.revoked(self._logical(tp))
         producer = self._producer_for(tp)
         await producer.start()
         self._producers[tp] = producer
-        await self._handler.assigned(tp)
+        await self._handler.assigned(self._logical(tp))
         await self._rewind(tp)
+
+    def _logical(self, tp: TopicPartition) -> TopicPartition:
+        return TopicPartition(tp.topic[len(self._prefix_topics) :], tp.partition)
 
     async def _rewind(self, tp: TopicPartition) -> None:
         """Go back to the offset the group committed (the beginning when none was).

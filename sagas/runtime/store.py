@@ -13,7 +13,7 @@ behind, the offset it records.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -47,6 +47,15 @@ CREATE TABLE IF NOT EXISTS history (
     entry     TEXT    NOT NULL,
     PRIMARY KEY (saga_name, saga_id, seq)
 );
+CREATE TABLE IF NOT EXISTS held (
+    saga_name  TEXT    NOT NULL,
+    saga_id    TEXT    NOT NULL,
+    partition  INTEGER NOT NULL,
+    expires_at TEXT    NOT NULL,
+    messages   TEXT    NOT NULL,
+    PRIMARY KEY (saga_name, saga_id)
+);
+CREATE INDEX IF NOT EXISTS held_expiry ON held (saga_name, partition, expires_at);
 CREATE TABLE IF NOT EXISTS changelog_offsets (
     saga_name   TEXT    NOT NULL,
     partition   INTEGER NOT NULL,
@@ -72,6 +81,29 @@ class StoredInstance:
     next_due: str | None = None
     history: Sequence[tuple[int, str, dict[str, Any]]] = field(default=())
     """(seq, at, entry) triples; rewritten rows with the same seq are idempotent."""
+
+
+@dataclass(frozen=True)
+class Held:
+    """Messages for a saga that has not started yet, kept until ``expires_at``."""
+
+    saga_id: str
+    partition: int
+    expires_at: str
+    messages: Sequence[dict[str, Any]]
+
+
+@dataclass
+class Changes:
+    """Everything one committed batch (or one changelog slice) changes, for one saga."""
+
+    saga_name: str
+    partition: int
+    instances: list[StoredInstance] = field(default_factory=list)
+    held: list[Held] = field(default_factory=list)
+    released: list[str] = field(default_factory=list)
+    """Saga ids whose held messages were applied or dead-lettered."""
+    next_changelog_offset: int | None = None
 
 
 class Store:
@@ -109,30 +141,35 @@ class Store:
 
     # -- writes ---------------------------------------------------------------------
 
-    async def apply(
-        self,
-        saga_name: str,
-        partition: int,
-        instances: Iterable[StoredInstance],
-        next_changelog_offset: int | None,
-        deleted: Iterable[str] = (),
-    ) -> None:
-        """Write instances (and their new history) and the changelog offset, atomically."""
+    async def apply(self, changes: Changes) -> None:
+        """Write a batch's instances, held messages and changelog offset, atomically."""
         try:
             await self._db.execute("BEGIN")
-            for inst in instances:
+            for inst in changes.instances:
                 await self._upsert(inst)
-            for saga_id in deleted:
+            for held in changes.held:
                 await self._db.execute(
-                    "DELETE FROM instances WHERE saga_name = ? AND saga_id = ?",
-                    (saga_name, saga_id),
+                    "INSERT OR REPLACE INTO held (saga_name, saga_id, partition, expires_at,"
+                    " messages) VALUES (?,?,?,?,?)",
+                    (
+                        changes.saga_name,
+                        held.saga_id,
+                        held.partition,
+                        held.expires_at,
+                        json.dumps(list(held.messages)),
+                    ),
                 )
-            if next_changelog_offset is not None:
+            for saga_id in changes.released:
+                await self._db.execute(
+                    "DELETE FROM held WHERE saga_name = ? AND saga_id = ?",
+                    (changes.saga_name, saga_id),
+                )
+            if changes.next_changelog_offset is not None:
                 await self._db.execute(
                     "INSERT INTO changelog_offsets (saga_name, partition, next_offset) "
                     "VALUES (?, ?, ?) ON CONFLICT (saga_name, partition) "
                     "DO UPDATE SET next_offset = excluded.next_offset",
-                    (saga_name, partition, next_changelog_offset),
+                    (changes.saga_name, changes.partition, changes.next_changelog_offset),
                 )
             await self._db.commit()
         except aiosqlite.Error as exc:
@@ -222,6 +259,34 @@ class Store:
         ) as cur:
             row = await cur.fetchone()
         return str(row[0]) if row and row[0] is not None else None
+
+    async def held(self, saga_name: str, saga_id: str) -> Held | None:
+        async with self._db.execute(
+            "SELECT partition, expires_at, messages FROM held WHERE saga_name = ? AND saga_id = ?",
+            (saga_name, saga_id),
+        ) as cur:
+            row = await cur.fetchone()
+        if row is None:
+            return None
+        return Held(saga_id, int(row[0]), str(row[1]), json.loads(row[2]))
+
+    async def expired_held(
+        self, saga_name: str, partition: int, now: str, limit: int = 500
+    ) -> list[Held]:
+        async with self._db.execute(
+            "SELECT saga_id, partition, expires_at, messages FROM held WHERE saga_name = ?"
+            " AND partition = ? AND expires_at <= ? ORDER BY expires_at LIMIT ?",
+            (saga_name, partition, now, limit),
+        ) as cur:
+            return [Held(a, int(b), str(c), json.loads(d)) async for a, b, c, d in cur]
+
+    async def unfinished_versions(self, saga_name: str) -> set[int]:
+        """Definition versions that instances not yet ended still run on."""
+        async with self._db.execute(
+            "SELECT DISTINCT version FROM instances WHERE saga_name = ? AND ended_at IS NULL",
+            (saga_name,),
+        ) as cur:
+            return {int(v) async for (v,) in cur}
 
     async def history(self, saga_name: str, saga_id: str) -> list[dict[str, Any]]:
         async with self._db.execute(

@@ -1,0 +1,105 @@
+"""Topic names (DESIGN.md §3) and their creation at start-up."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+
+from sagas.runtime.errors import TopicSetupError
+
+log = logging.getLogger(__name__)
+
+OUTCOMES = "sagas.events"
+
+
+def inbox(saga: str) -> str:
+    """Everything concerning one saga instance arrives on one partition of this topic."""
+    return f"sagas.{saga}.inbox"
+
+
+def changelog(saga: str) -> str:
+    """Compacted; partition p holds the instances of inbox partition p."""
+    return f"sagas.{saga}.changelog"
+
+
+def dead_letters(saga: str) -> str:
+    return f"sagas.{saga}.dlq"
+
+
+def commands(service: str) -> str:
+    return f"{service}.commands"
+
+
+def events(domain: str) -> str:
+    return f"{domain}.events"
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    name: str
+    partitions: int
+    configs: dict[str, str] = field(default_factory=dict)
+
+
+def saga_topics(saga: str, partitions: int) -> list[TopicSpec]:
+    """The inbox, its co-partitioned compacted changelog, and the dead-letter topic."""
+    return [
+        TopicSpec(inbox(saga), partitions),
+        TopicSpec(
+            changelog(saga),
+            partitions,
+            {"cleanup.policy": "compact", "min.compaction.lag.ms": "60000"},
+        ),
+        TopicSpec(dead_letters(saga), 1),
+    ]
+
+
+async def ensure_topics(
+    bootstrap_servers: str,
+    specs: Iterable[TopicSpec],
+    replication_factor: int,
+    client_options: dict[str, Any] | None = None,
+) -> list[str]:
+    """Create the topics that are missing; return the names created.
+
+    An existing topic with fewer partitions than asked is an error for inboxes and
+    changelogs: co-partitioning would break.
+    """
+    wanted = {s.name: s for s in specs}
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, **(client_options or {}))
+    try:
+        await admin.start()
+        existing = await admin.describe_topics(list(wanted))
+        present: dict[str, int] = {}
+        for meta in existing:
+            if meta.get("error_code", 0) == 0:
+                present[meta["topic"]] = len(meta["partitions"])
+        for name, count in present.items():
+            spec = wanted[name]
+            if spec.partitions > 1 and count != spec.partitions:
+                raise TopicSetupError(
+                    f"topic {name} has {count} partitions, configuration says "
+                    f"{spec.partitions}: inbox and changelog must be co-partitioned"
+                )
+        missing = [s for n, s in wanted.items() if n not in present]
+        if missing:
+            # Another process may create them at the same time.
+            with contextlib.suppress(TopicAlreadyExistsError):
+                await admin.create_topics(
+                    [
+                        NewTopic(s.name, s.partitions, replication_factor, topic_configs=s.configs)
+                        for s in missing
+                    ]
+                )
+            log.info("created topics %s", ", ".join(s.name for s in missing))
+        return [s.name for s in missing]
+    except KafkaError as exc:
+        raise TopicSetupError(f"cannot create or inspect topics: {exc}") from exc
+    finally:
+        await admin.close()

@@ -1,0 +1,96 @@
+"""Between the core's values and Kafka records: encode decisions, translate inputs."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from datetime import datetime
+from typing import Any
+
+from sagas.contracts.classmap import ClassMap
+from sagas.contracts.codec import Codec
+from sagas.contracts.messages.sagas import OperatorAction as OperatorActionRecord
+from sagas.contracts.messages.sagas import OperatorActionKind
+from sagas.contracts.record import Envelope, Record
+from sagas.definition import Saga
+from sagas.machine import (
+    Abort,
+    Outgoing,
+    Pause,
+    Resume,
+    Retry,
+    RetryNow,
+    SagaEvent,
+    SagaInstance,
+    SkipStep,
+    Unpause,
+)
+from sagas.machine.inputs import OperatorAction
+from sagas.machine.serialize import record_from_dict
+from sagas.runtime import loop
+
+
+def to_record(payload: Record | SagaEvent, classes: ClassMap) -> Record:
+    """The Avro-backed record for a payload; outcome events map by their TYPE name."""
+    if isinstance(payload, Record):
+        return payload
+    cls = classes.get(payload.TYPE)
+    fields = {f.name: getattr(payload, f.name) for f in dataclasses.fields(payload)}
+    return cls(**fields)
+
+
+def encode(
+    out: Outgoing,
+    instance: SagaInstance[Any] | None,
+    now: datetime,
+    codec: Codec,
+    classes: ClassMap,
+    topic_prefix: str = "",
+) -> loop.Outgoing:
+    """One decided message as a Kafka record with CloudEvents headers.
+
+    ``reply_to`` names a physical topic (the participant replies there as told), so it
+    carries the topic prefix; the record's own topic is prefixed by the loop.
+    """
+    envelope = Envelope(
+        id=out.id,
+        type=out.type,
+        source=out.source,
+        time=now,
+        payload=to_record(out.payload, classes),
+        saga_id=out.saga_id,
+        reply_to=topic_prefix + out.reply_to if out.reply_to else None,
+        traceparent=instance.traceparent if instance else None,
+        tracestate=instance.tracestate if instance else None,
+    )
+    headers, value = codec.encode(envelope)
+    return loop.Outgoing(out.topic, value, key=out.key.encode(), headers=headers)
+
+
+def operator_action(record: OperatorActionRecord, definition: Saga[Any]) -> OperatorAction:
+    """The core's operator action for an `OperatorAction` message.
+
+    Raises:
+        ValueError: a SKIP whose ``result_json`` is not a record of this saga.
+    """
+    common: dict[str, Any] = {"actor": record.actor, "reason": record.reason}
+    kind = record.action
+    action_id = f"{record.saga_id}:{kind.value}:{record.requested_at.isoformat()}"
+    if kind is OperatorActionKind.PAUSE:
+        return Pause(id=action_id, **common)
+    if kind is OperatorActionKind.UNPAUSE:
+        return Unpause(id=action_id, **common)
+    if kind is OperatorActionKind.ABORT:
+        return Abort(id=action_id, **common)
+    if kind is OperatorActionKind.RETRY:
+        return Retry(id=action_id, **common)
+    if kind is OperatorActionKind.RESUME:
+        return Resume(id=action_id, **common)
+    if kind is OperatorActionKind.RETRY_NOW:
+        return RetryNow(id=action_id, step=record.step, **common)
+    if record.step is None:
+        raise ValueError("SKIP needs the step to skip")
+    result = None
+    if record.result_json:
+        result = record_from_dict(definition, json.loads(record.result_json))
+    return SkipStep(id=action_id, step=record.step, result=result, **common)

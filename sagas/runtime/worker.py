@@ -1,0 +1,369 @@
+"""The partition worker: decides on every record of a saga inbox partition.
+
+For each batch it decodes the records, loads the instances they concern, runs the pure
+`decide`, and returns everything to produce in the batch's transaction: the decided
+commands and events, one changelog record per changed instance, held-message records
+and dead letters. The SQLite store is written only after the transaction commits.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from aiokafka import ConsumerRecord, TopicPartition
+from aiokafka.structs import RecordMetadata
+
+from sagas.contracts.classmap import ClassMap
+from sagas.contracts.codec import Codec
+from sagas.contracts.errors import ContractError
+from sagas.contracts.messages.sagas import OperatorAction as OperatorActionRecord
+from sagas.contracts.record import Envelope
+from sagas.definition import Saga
+from sagas.errors import SagasError
+from sagas.machine import SagaInstance, TimerFired, decide
+from sagas.machine.serialize import instance_from_dict, instance_to_dict
+from sagas.runtime import changelog, topics, wire
+from sagas.runtime.loop import Batch, Outgoing
+from sagas.runtime.store import Changes, Held, Store, StoredInstance
+
+log = logging.getLogger(__name__)
+
+Clock = Callable[[], datetime]
+
+
+def iso(moment: datetime) -> str:
+    """Sortable UTC text: the store compares due times as strings."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def dead_letter(
+    record: ConsumerRecord[Any, Any], topic: str, reason: str, message: str, error: str
+) -> Outgoing:
+    """The original record, bytes untouched, with the reason in headers."""
+    headers = [
+        *list(record.headers or ()),
+        ("dlq_reason", reason.encode()),
+        ("dlq_error", error.encode()),
+        ("dlq_message", message.encode()),
+        ("dlq_topic", record.topic.encode()),
+        ("dlq_partition", str(record.partition).encode()),
+        ("dlq_offset", str(record.offset).encode()),
+    ]
+    return Outgoing(topic, record.value, key=record.key, headers=headers)
+
+
+@dataclass
+class _Work:
+    """What a batch has decided so far, for one partition of one saga."""
+
+    saga: str
+    partition: int
+    instances: dict[str, SagaInstance[Any]] = field(default_factory=dict)
+    before: dict[str, int] = field(default_factory=dict)  # history length when loaded
+    outgoing: list[Outgoing] = field(default_factory=list)
+    held: dict[str, Held] = field(default_factory=dict)
+    released: set[str] = field(default_factory=set)
+
+
+class SagaWorker:
+    """`PartitionHandler` for the inboxes of the given definitions.
+
+    Args:
+        definitions: by saga name, by version; the highest version starts new sagas.
+        codec: decodes inputs and encodes outputs.
+        store: the process's SQLite store.
+        clock: the time `decide` is given (injectable: tests and chaos jump it).
+        hold_for: how long a message for a saga not started yet is kept.
+        bootstrap_servers, client_options: for changelog catch-up.
+    """
+
+    def __init__(
+        self,
+        definitions: Mapping[str, Mapping[int, Saga[Any]]],
+        codec: Codec,
+        classes: ClassMap,
+        store: Store,
+        clock: Clock,
+        hold_for: timedelta,
+        bootstrap_servers: str,
+        client_options: dict[str, Any] | None = None,
+        topic_prefix: str = "",
+    ) -> None:
+        self._definitions = definitions
+        self._topic_prefix = topic_prefix
+        self._by_inbox = {topics.inbox(name): name for name in definitions}
+        self._codec = codec
+        self._classes = classes
+        self._store = store
+        self._clock = clock
+        self._hold_for = hold_for
+        self._bootstrap = bootstrap_servers
+        self._options = client_options or {}
+        self.decisions = 0
+
+    # -- PartitionHandler -----------------------------------------------------------
+
+    async def assigned(self, tp: TopicPartition) -> None:
+        saga = self._by_inbox[tp.topic]
+        await changelog.catch_up(
+            self._store,
+            saga,
+            self._topic_prefix + topics.changelog(saga),
+            tp.partition,
+            self._bootstrap,
+            self._options,
+        )
+
+    async def revoked(self, tp: TopicPartition) -> None:
+        return None
+
+    async def process(
+        self, tp: TopicPartition, records: Sequence[ConsumerRecord[Any, Any]]
+    ) -> Batch:
+        work = _Work(self._by_inbox[tp.topic], tp.partition)
+        for record in records:
+            await self._one(work, record)
+        return self._finish(work)
+
+    async def dead_letter(
+        self, tp: TopicPartition, record: ConsumerRecord[Any, Any], error: BaseException
+    ) -> Batch:
+        saga = self._by_inbox[tp.topic]
+        out = dead_letter(
+            record, topics.dead_letters(saga), "processing-error", repr(error), type(error).__name__
+        )
+        return Batch([out], Changes(saga, tp.partition))
+
+    async def tick(self, tp: TopicPartition) -> Batch | None:
+        saga = self._by_inbox[tp.topic]
+        now = self._clock()
+        due = await self._store.due(saga, tp.partition, iso(now))
+        expired = await self._store.expired_held(saga, tp.partition, iso(now))
+        if not due and not expired:
+            return None
+        work = _Work(saga, tp.partition)
+        for body in due:
+            instance = self._remember(work, body)
+            for timer in sorted(instance.scheduled_timers, key=lambda t: t.due):
+                if timer.due <= now:
+                    fired = TimerFired(
+                        kind=timer.kind, step=timer.step, attempt=timer.attempt, due=timer.due
+                    )
+                    await self._decide(work, work.instances[instance.saga_id], fired, now)
+        for held in expired:
+            self._expire(work, held)
+        return self._finish(work)
+
+    async def committed(
+        self, tp: TopicPartition, batch: Batch, sent: Sequence[RecordMetadata]
+    ) -> None:
+        changes: Changes = batch.context
+        log_topic = topics.changelog(changes.saga_name)
+        offsets = [
+            m.offset for o, m in zip(batch.outgoing, sent, strict=True) if o.topic == log_topic
+        ]
+        if offsets:
+            changes.next_changelog_offset = max(offsets) + 1
+        await self._store.apply(changes)
+
+    # -- one record -----------------------------------------------------------------
+
+    async def _one(self, work: _Work, record: ConsumerRecord[Any, Any]) -> None:
+        dlq = topics.dead_letters(work.saga)
+        try:
+            envelope = self._codec.decode(
+                record.headers or [],
+                record.value,
+                topic=record.topic,
+                partition=record.partition,
+                offset=record.offset,
+            )
+        except ContractError as exc:
+            work.outgoing.append(
+                dead_letter(record, dlq, exc.reason, exc.message, type(exc).__name__)
+            )
+            return
+        saga_id = envelope.saga_id or (record.key.decode(errors="replace") if record.key else None)
+        if not saga_id:
+            work.outgoing.append(
+                dead_letter(record, dlq, "missing-saga-id", "no saga_id header or key", "Rejected")
+            )
+            return
+        now = self._clock()
+        instance = await self._load(work, saga_id)
+        try:
+            definition = self._definition_for(work.saga, instance)
+            action: Any = envelope
+            if isinstance(envelope.payload, OperatorActionRecord):
+                if instance is None:
+                    raise ValueError(f"no saga {saga_id} to act on")
+                action = wire.operator_action(envelope.payload, definition)
+            decided = await self._decide(work, instance, action, now, saga_id=saga_id)
+        except (SagasError, ValueError, TypeError) as exc:
+            work.outgoing.append(dead_letter(record, dlq, "rejected", str(exc), type(exc).__name__))
+            return
+        if not decided:
+            self._hold(work, saga_id, record, now)
+
+    async def _decide(
+        self,
+        work: _Work,
+        instance: SagaInstance[Any] | None,
+        action: Any,
+        now: datetime,
+        saga_id: str | None = None,
+    ) -> bool:
+        """Run `decide`; False when the input concerns a saga that does not exist yet."""
+        definition = self._definition_for(work.saga, instance)
+        decision = decide(definition, instance, action, now)
+        self.decisions += 1
+        if decision.instance is None:
+            return False
+        new = decision.instance
+        work.instances[new.saga_id] = new
+        for out in decision.outgoing:
+            work.outgoing.append(
+                wire.encode(out, new, now, self._codec, self._classes, self._topic_prefix)
+            )
+        if instance is None:
+            await self._release_held(work, new.saga_id, now)
+        return True
+
+    # -- held messages (a reply or event that overtook its saga's start) ----------------
+
+    def _hold(
+        self, work: _Work, saga_id: str, record: ConsumerRecord[Any, Any], now: datetime
+    ) -> None:
+        previous = work.held.get(saga_id)
+        messages = list(previous.messages) if previous else []
+        messages.append(
+            {
+                "headers": [[k, base64.b64encode(v).decode()] for k, v in record.headers or ()],
+                "value": base64.b64encode(record.value or b"").decode(),
+                "key": base64.b64encode(record.key or b"").decode(),
+                "offset": record.offset,
+            }
+        )
+        expires = previous.expires_at if previous else iso(now + self._hold_for)
+        work.held[saga_id] = Held(saga_id, work.partition, expires, messages)
+
+    async def _release_held(self, work: _Work, saga_id: str, now: datetime) -> None:
+        held = work.held.pop(saga_id, None) or await self._store.held(work.saga, saga_id)
+        if held is None:
+            return
+        work.released.add(saga_id)
+        for message in held.messages:
+            headers = [(k, base64.b64decode(v)) for k, v in message["headers"]]
+            envelope: Envelope = self._codec.decode(headers, base64.b64decode(message["value"]))
+            await self._decide(work, work.instances[saga_id], envelope, now)
+
+    def _expire(self, work: _Work, held: Held) -> None:
+        work.released.add(held.saga_id)
+        for message in held.messages:
+            record: ConsumerRecord[Any, Any] = ConsumerRecord(
+                topics.inbox(work.saga),
+                held.partition,
+                message["offset"],
+                0,
+                0,
+                base64.b64decode(message["key"]),
+                base64.b64decode(message["value"]),
+                None,
+                0,
+                0,
+                tuple((k, base64.b64decode(v)) for k, v in message["headers"]),
+            )
+            work.outgoing.append(
+                dead_letter(
+                    record,
+                    topics.dead_letters(work.saga),
+                    "saga-not-started",
+                    f"saga {held.saga_id} did not start before {held.expires_at}",
+                    "Expired",
+                )
+            )
+
+    # -- state ----------------------------------------------------------------------
+
+    async def _load(self, work: _Work, saga_id: str) -> SagaInstance[Any] | None:
+        if saga_id in work.instances:
+            return work.instances[saga_id]
+        body = await self._store.get(work.saga, saga_id)
+        return None if body is None else self._remember(work, body)
+
+    def _remember(self, work: _Work, body: dict[str, Any]) -> SagaInstance[Any]:
+        saga_id = str(body["saga_id"])
+        if saga_id in work.instances:
+            return work.instances[saga_id]
+        definition = self._definitions[work.saga][int(body["version"])]
+        instance = instance_from_dict(definition, body)
+        work.instances[saga_id] = instance
+        work.before[saga_id] = len(instance.history)
+        return instance
+
+    def _definition_for(self, saga: str, instance: SagaInstance[Any] | None) -> Saga[Any]:
+        versions = self._definitions[saga]
+        if instance is None:
+            return versions[max(versions)]
+        return versions[instance.version]
+
+    def _finish(self, work: _Work) -> Batch:
+        changes = Changes(work.saga, work.partition, released=sorted(work.released))
+        log_topic = topics.changelog(work.saga)
+        for saga_id, instance in work.instances.items():
+            stored = _stored(work, instance)
+            if stored is None:
+                continue
+            changes.instances.append(stored)
+            work.outgoing.append(
+                Outgoing(
+                    log_topic,
+                    changelog.instance_value(stored),
+                    key=saga_id.encode(),
+                    partition=work.partition,
+                )
+            )
+        for held in work.held.values():
+            changes.held.append(held)
+            work.outgoing.append(
+                Outgoing(
+                    log_topic,
+                    changelog.held_value(held),
+                    key=changelog.held_key(held.saga_id),
+                    partition=work.partition,
+                )
+            )
+        for saga_id in work.released:
+            work.outgoing.append(
+                Outgoing(log_topic, None, key=changelog.held_key(saga_id), partition=work.partition)
+            )
+        return Batch(work.outgoing, changes)
+
+
+def _stored(work: _Work, instance: SagaInstance[Any]) -> StoredInstance | None:
+    """The row for an instance the batch changed (None when it did not change)."""
+    first_new = work.before.get(instance.saga_id, 0)
+    if first_new == len(instance.history) and instance.saga_id in work.before:
+        return None
+    body = instance_to_dict(instance)
+    history = body.get("history")
+    entries = history[first_new:] if isinstance(history, list) else []
+    due = [t.due for t in instance.scheduled_timers]
+    return StoredInstance(
+        saga_name=instance.saga,
+        saga_id=instance.saga_id,
+        partition=work.partition,
+        version=instance.version,
+        state=instance.state.value,
+        updated_at=iso(instance.updated),
+        body=body,
+        started_at=iso(instance.created),
+        ended_at=iso(instance.ended) if instance.ended else None,
+        next_due=iso(min(due)) if due else None,
+        history=[(int(str(e["seq"])), str(e["at"]), e) for e in entries if isinstance(e, dict)],
+    )
