@@ -66,6 +66,12 @@ def _add_check(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     check_command.add_parser(sub)
 
 
+def _add_run(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from sagas.ops import run_command
+
+    run_command.add_parser(sub)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="sagas", description="Event-driven sagas on Apache Kafka."
@@ -74,6 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_dev(sub)
     _add_demo(sub)
     _add_check(sub)
+    _add_run(sub)
     return parser
 
 

@@ -1,0 +1,76 @@
+"""`sagas run [SAGA ...]`: the engine process (router and inbox workers)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from typing import Any
+
+from sagas.contracts.factory import build_codec
+from sagas.contracts.messages import default_class_map
+from sagas.definition import Saga
+from sagas.errors import ConfigurationError
+from sagas.runtime.engine import Engine
+from sagas.runtime.store import Store
+from sagas.settings import EngineSettings, KafkaSettings
+
+log = logging.getLogger("sagas.run")
+
+
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    run = sub.add_parser("run", help="run the saga engine (router and inbox workers)")
+    run.add_argument("sagas", nargs="*", metavar="SAGA", help="saga names (default: all)")
+    run.set_defaults(handler=main)
+
+
+def select(names: list[str]) -> list[Saga[Any]]:
+    """The shipped definitions named (all of them when none is named)."""
+    from sagas.definitions import all_definitions
+
+    shipped = list(all_definitions())
+    if not names:
+        return shipped
+    known = {d.name for d in shipped}
+    unknown = sorted(set(names) - known)
+    if unknown:
+        raise ConfigurationError(
+            f"unknown saga(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}"
+        )
+    return [d for d in shipped if d.name in names]
+
+
+async def serve(definitions: list[Saga[Any]], settings: EngineSettings, bootstrap: str) -> None:
+    """Run an engine until SIGTERM or SIGINT, then let the open transaction finish."""
+    codec = build_codec()
+    store = await Store.open(settings.engine_db)
+    engine = Engine(definitions, settings, bootstrap, codec, default_class_map(), store)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, engine.shutdown)
+    try:
+        await engine.run()
+    finally:
+        await store.close()
+        codec.close()
+
+
+def main(args: argparse.Namespace) -> int:
+    logging.basicConfig(
+        level=logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+        stream=sys.stderr,
+    )
+    bootstrap = KafkaSettings().bootstrap_servers
+    if not bootstrap:
+        raise ConfigurationError(
+            "KAFKA_BOOTSTRAP_SERVERS is not set: point it at Kafka "
+            "(e.g. `sagas dev kafka start`, then KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:9092)"
+        )
+    settings = EngineSettings()
+    definitions = select(list(args.sagas))
+    log.info("engine db %s, bootstrap %s", settings.engine_db, bootstrap)
+    asyncio.run(serve(definitions, settings, bootstrap))
+    return 0
