@@ -99,7 +99,7 @@ def participants(**overrides: Handler) -> dict[type[Record], Handler]:
     return handlers
 
 
-def end_events(harness: Harness[Any], saga_id: str) -> list[Record]:
+def end_events(harness: Harness[Any], saga_id: str) -> list[object]:
     return [m.payload for m in harness.messages(saga_id, OutgoingKind.DOMAIN_EVENT)]
 
 
