@@ -1,0 +1,255 @@
+"""Run a `Participant` on Kafka with faust-streaming: agents, replies, health endpoint.
+
+One faust app per service process: its consumer group is the service's, one agent
+reads ``<service>.commands`` and one reads each followed events topic; every record
+goes through the `Processor` and what it returns is produced before the agent moves
+on (so the offset is committed only after the reply is on Kafka).
+
+read_committed: faust has no setting for the consumer's isolation level. It configures
+its aiokafka consumer with ``isolation_level="read_committed"`` exactly when the app
+runs "in a transaction", i.e. ``processing_guarantee="exactly_once"`` and
+``app.in_worker`` (faust/transport/drivers/aiokafka.py, ``_create_worker_consumer``).
+So the app is configured exactly_once, and `start` sets ``in_worker`` (faust's own
+Worker does the same) and refuses to run unless ``app.in_transaction`` holds. Aborted
+commands of the engine are then never delivered to a handler; the integration tests
+prove it with an aborted transaction.
+
+Replies, dead letters and domain events go out through faust's plain (idempotent,
+non-transactional) producer, awaited one by one. faust's transactional producers are
+keyed by the *destination* partition number, which only works when the output topic
+has the input's partition layout; a reply goes to a saga inbox with its own layout. The
+guarantee does not need them: a reply is sent before its command's offset is
+committed, and a redelivered command replays its stored reply (see `Processor`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import Callable
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+
+from sagas.contracts.codec import Codec
+from sagas.contracts.factory import build_codec
+from sagas.contracts.record import Envelope, Record
+from services.participant.definition import JSONObject, Participant
+from services.participant.processor import Faults, Incoming, Processor
+from services.participant.store import Outbound, Store
+from services.settings import ServiceSettings
+
+log = logging.getLogger(__name__)
+
+DEFAULT_BOOTSTRAP = "127.0.0.1:9092"
+
+
+async def prepare_store(store: Store, participant: Participant, seed_file: Path | None) -> Store:
+    """Open ``store`` with the participant's tables, seeding a new one; returns it.
+
+    Seed data comes from ``seed_file`` (JSON) when given, else the participant's
+    default; it is applied once, in one transaction, on a store that was never seeded.
+    """
+    await store.open(participant.schema)
+    if participant.seed is None:
+        return store
+    async with store.db.execute("SELECT 1 FROM meta WHERE key = 'seeded'") as cursor:
+        if await cursor.fetchone() is not None:
+            return store
+    data: Any = participant.default_seed
+    if seed_file is not None:
+        data = json.loads(await asyncio.to_thread(seed_file.read_text, encoding="utf-8"))
+    async with store.transaction() as db:
+        await participant.seed(db, data)
+        await db.execute("INSERT INTO meta VALUES ('seeded', 'yes')")
+    return store
+
+
+class ParticipantService:
+    """One running participant: store, codec, faust app.
+
+    Use ``async with ParticipantService(...)`` or `start` / `stop`; `run` serves until
+    `stop` is called (e.g. from a signal handler) or faust stops on its own.
+
+    Args:
+        participant: the service definition.
+        settings: the service settings (``ServiceSettings()`` reads the environment).
+        bootstrap: Kafka bootstrap servers, comma-separated.
+        codec: the message codec; built from the environment when not given.
+        crash: what the crash fault knob calls (default: exit the process at once).
+    """
+
+    def __init__(
+        self,
+        participant: Participant,
+        settings: ServiceSettings,
+        *,
+        bootstrap: str | None = None,
+        codec: Codec | None = None,
+        crash: Callable[[int], None] | None = None,
+    ) -> None:
+        self.participant = participant
+        self.settings = settings
+        self.bootstrap = bootstrap or DEFAULT_BOOTSTRAP
+        self.codec = codec or build_codec()
+        self._own_codec = codec is None
+        self.store = Store(settings.database(participant.name))
+        self.processor = Processor(
+            participant,
+            self.store,
+            self.codec,
+            topic_prefix=settings.topic_prefix,
+            faults=Faults(
+                failure_rate=settings.fault_failure_rate,
+                latency=settings.fault_latency,
+                crash_after=settings.fault_crash_after,
+                seed=settings.fault_seed,
+            ),
+            crash=crash,
+        )
+        self.app: Any = None
+        self._stopping = asyncio.Event()
+        self._started = False
+
+    # -- names -------------------------------------------------------------------------
+
+    def topic(self, name: str) -> str:
+        """A topic name with the configured prefix."""
+        return f"{self.settings.topic_prefix}{name}"
+
+    @property
+    def commands_topic(self) -> str:
+        return self.topic(f"{self.participant.name}.commands")
+
+    @property
+    def web_port(self) -> int:
+        """The port of the health endpoint (0: none)."""
+        return self.settings.port(self.participant.web_port)
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Open the store (seeding it once), create missing topics, start consuming."""
+        if self._started:
+            return
+        self._started = True
+        await prepare_store(self.store, self.participant, self.settings.seed_file)
+        await self._create_topics()
+        self.app = self._build_app()
+        # faust enables transactions (and with them read_committed) only in a worker.
+        self.app.in_worker = True
+        if not self.app.in_transaction:
+            raise RuntimeError("faust would consume read_uncommitted; refusing to start")
+        await self.app.start()
+        if self.participant.on_start is not None:
+            await self.participant.on_start(self)
+        log.info("%s: consuming %s", self.participant.name, self.commands_topic)
+
+    async def stop(self, grace: timedelta = timedelta(seconds=30)) -> None:
+        """Stop consuming and close the store (idempotent)."""
+        self._stopping.set()
+        if not self._started:
+            return
+        self._started = False
+        app, self.app = self.app, None
+        try:
+            if app is not None:
+                await asyncio.wait_for(app.stop(), grace.total_seconds())
+        finally:
+            await self.store.close()
+            if self._own_codec:
+                self.codec.close()
+
+    async def run(self) -> None:
+        """Start, serve until `stop` is requested or faust stops, then stop."""
+        await self.start()
+        try:
+            stopped = asyncio.ensure_future(self.app.wait_until_stopped())
+            asked = asyncio.ensure_future(self._stopping.wait())
+            try:
+                await asyncio.wait({stopped, asked}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for task in (stopped, asked):
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
+        finally:
+            await self.stop()
+
+    def request_stop(self) -> None:
+        """Ask `run` to stop (safe from a signal handler)."""
+        self._stopping.set()
+
+    async def __aenter__(self) -> ParticipantService:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.stop()
+
+    # -- producing ---------------------------------------------------------------------
+
+    async def send(self, records: list[Outbound]) -> None:
+        """Produce ``records`` one by one, each acknowledged before the next."""
+        for r in records:
+            await self.app.producer.send_and_wait(r.topic, r.key, r.value, None, None, r.headers)
+
+    async def publish(self, event: Record, *, domain: str, key: str, event_id: str) -> None:
+        """Publish a domain event to ``<domain>.events`` with CloudEvents headers."""
+        envelope = Envelope(
+            id=event_id,
+            type=event.SCHEMA,
+            source=self.participant.source,
+            time=self.processor.clock(),
+            payload=event,
+        )
+        headers, value = self.codec.encode(envelope)
+        topic = self.topic(f"{domain}.events")
+        await self.send([Outbound(topic=topic, key=key.encode(), value=value, headers=headers)])
+
+    async def invariants(self) -> list[str]:
+        """The broken business invariants of the store (empty: all hold)."""
+        check = self.participant.invariants
+        return [] if check is None else await check(self.store.db)
+
+    # -- setup -------------------------------------------------------------------------
+
+    def _topics_needed(self) -> list[str]:
+        names = [self.topic(f"{self.participant.name}.dlq")]
+        if self.participant.handlers:
+            names.append(self.commands_topic)
+        names += sorted({self.topic(s.topic) for s in self.participant.subscriptions})
+        return names
+
+    async def _create_topics(self) -> None:
+        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap)
+        await admin.start()
+        try:
+            for name in self._topics_needed():
+                new = NewTopic(name, self.settings.topic_partitions, 1)
+                with contextlib.suppress(TopicAlreadyExistsError):
+                    await admin.create_topics([new])
+        finally:
+            await admin.close()
+
+    def _build_app(self) -> Any:
+        from services.participant.app import build_app
+
+        return build_app(self)
+
+    async def handle_route(self, path: str, body: JSONObject) -> JSONObject:
+        """Run the service's ``POST`` route ``path``."""
+        return await self.participant.routes[path](self, body)
+
+    async def process(self, topic: str, record: Incoming) -> None:
+        """Process one consumed record and produce what it yields (the agents call this)."""
+        if topic == self.commands_topic:
+            out = await self.processor.command(record)
+        else:
+            out = await self.processor.event(record)
+        await self.send(out)

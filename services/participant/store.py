@@ -1,0 +1,151 @@
+"""A participant's own SQLite store: its business tables and the record of what it did.
+
+Invariant: a command's side effects and the row saying it was processed (with the
+reply to send for it) are written in ONE SQLite transaction. A duplicate delivery finds
+the row and gets the stored reply again; a crash before the commit leaves neither.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import aiosqlite
+
+FRAMEWORK_SCHEMA = """
+CREATE TABLE IF NOT EXISTS processed (
+    message_id   TEXT PRIMARY KEY,     -- ce_id of the command or event
+    message_type TEXT NOT NULL,
+    processed_at TEXT NOT NULL,
+    reply_topic  TEXT,                 -- NULL for events (no reply)
+    reply_key    BLOB,
+    reply_headers TEXT,                -- JSON [[name, hex value], ...]
+    reply_value  BLOB
+);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Outbound:
+    """A Kafka record to produce: a reply, a dead letter or a domain event."""
+
+    topic: str
+    key: bytes | None
+    value: bytes | None
+    headers: list[tuple[str, bytes]]
+
+
+class Store:
+    """The SQLite file of one service (WAL, one connection, one writer at a time).
+
+    Use `Store.open`, or ``async with Store(path)``.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._db: aiosqlite.Connection | None = None
+        # One connection serves the agent and the web routes: transactions must not
+        # interleave on it, so each holds this lock from BEGIN to COMMIT.
+        self._lock = asyncio.Lock()
+
+    async def open(self, schema: str = "") -> Store:
+        """Open (creating the file and the tables when missing); returns self."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        db = await aiosqlite.connect(self.path, isolation_level=None)
+        try:
+            await db.execute("PRAGMA journal_mode=WAL")
+            # FULL: a processed row must survive a power cut once its reply was sent.
+            await db.execute("PRAGMA synchronous=FULL")
+            await db.execute("PRAGMA foreign_keys=ON")
+            await db.execute("PRAGMA busy_timeout=5000")
+            await db.executescript(FRAMEWORK_SCHEMA + schema)
+        except BaseException:
+            await db.close()
+            raise
+        self._db = db
+        return self
+
+    async def close(self) -> None:
+        """Close the connection (idempotent)."""
+        db, self._db = self._db, None
+        if db is not None:
+            await db.close()
+
+    async def __aenter__(self) -> Store:
+        return self if self._db is not None else await self.open()
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    @property
+    def db(self) -> aiosqlite.Connection:
+        """The open connection (for reads outside a transaction)."""
+        if self._db is None:
+            raise RuntimeError(f"store {self.path} is not open")
+        return self._db
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
+        """``BEGIN IMMEDIATE`` ... ``COMMIT``; rolled back when the block raises."""
+        async with self._lock:
+            db = self.db
+            await db.execute("BEGIN IMMEDIATE")
+            try:
+                yield db
+            except BaseException:
+                await db.rollback()
+                raise
+            await db.commit()
+
+    async def processed_count(self) -> int:
+        """How many commands and events were processed."""
+        async with self.db.execute("SELECT COUNT(*) FROM processed") as cursor:
+            row = await cursor.fetchone()
+        return int(row[0]) if row else 0
+
+
+async def find_processed(db: aiosqlite.Connection, message_id: str) -> Outbound | bool | None:
+    """The stored reply of ``message_id``; ``True`` when processed without a reply;
+    ``None`` when never processed."""
+    async with db.execute(
+        "SELECT reply_topic, reply_key, reply_headers, reply_value FROM processed "
+        "WHERE message_id = ?",
+        (message_id,),
+    ) as cursor:
+        row = await cursor.fetchone()
+    if row is None:
+        return None
+    topic, key, headers, value = row
+    if topic is None:
+        return True
+    pairs = [(str(name), bytes.fromhex(hexed)) for name, hexed in json.loads(headers)]
+    return Outbound(topic=topic, key=key, value=value, headers=pairs)
+
+
+async def record_processed(
+    db: aiosqlite.Connection,
+    message_id: str,
+    message_type: str,
+    at: datetime,
+    reply: Outbound | None,
+) -> None:
+    """Record that ``message_id`` was processed, with the reply to replay for it."""
+    headers = None if reply is None else json.dumps([[n, v.hex()] for n, v in reply.headers])
+    await db.execute(
+        "INSERT INTO processed VALUES (?, ?, ?, ?, ?, ?, ?)",
+        (
+            message_id,
+            message_type,
+            at.isoformat(),
+            None if reply is None else reply.topic,
+            None if reply is None else reply.key,
+            headers,
+            None if reply is None else reply.value,
+        ),
+    )

@@ -1,0 +1,78 @@
+"""Settings of the participant services, read once from the environment at start-up.
+
+Every variable is documented in docs/services.md (a unit test keeps the two in step).
+All services read the same variables; what differs per service (its SQLite file, its
+web port) has a per-service default, so several services can run on one machine
+without any configuration.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class ServiceSettings(BaseSettings):
+    """How one participant service runs: storage, web endpoint, topics, seed data."""
+
+    model_config = SettingsConfigDict(env_prefix="SERVICE_", frozen=True)
+
+    data_dir: Path = Field(
+        Path("var/services"),
+        description="Folder of the services' SQLite files (<name>.sqlite3) and faust data.",
+    )
+    db_path: Path | None = Field(
+        None, description="The service's SQLite file; unset means <data_dir>/<name>.sqlite3."
+    )
+    web_port: int | None = Field(
+        None,
+        ge=0,
+        le=65535,
+        description="Port of the health endpoint on 127.0.0.1; unset: the service's "
+        "default; 0: no web endpoint.",
+    )
+    group_id: str | None = Field(
+        None, description="Kafka consumer group; unset means <topic_prefix><name>-service."
+    )
+    topic_prefix: str = Field(
+        "",
+        description="Prepended to every topic the service reads and writes (isolated "
+        "environments on one cluster, tests).",
+    )
+    topic_partitions: int = Field(
+        3, ge=1, description="Partitions of the topics the service creates when missing."
+    )
+    seed_file: Path | None = Field(
+        None, description="JSON file with the seed data; unset means the built-in default."
+    )
+    fault_failure_rate: float = Field(
+        0.0,
+        ge=0.0,
+        le=1.0,
+        description="Probability that a command fails with a retryable CommandFailed.",
+    )
+    fault_latency: timedelta = Field(
+        timedelta(0), description="Delay added before every command is handled."
+    )
+    fault_crash_after: int | None = Field(
+        None,
+        ge=1,
+        description="Exit the process abruptly after this many commands were applied "
+        "(after the SQLite commit, before the reply is sent).",
+    )
+    fault_seed: int = Field(0, description="Seed of the fault generator (reproducible runs).")
+
+    def database(self, name: str) -> Path:
+        """The SQLite file of service ``name``."""
+        return self.db_path or self.data_dir / f"{name}.sqlite3"
+
+    def group(self, name: str) -> str:
+        """The consumer group of service ``name``."""
+        return self.group_id or f"{self.topic_prefix}{name}-service"
+
+    def port(self, default: int) -> int:
+        """The web port: the configured one, else the service's ``default``."""
+        return default if self.web_port is None else self.web_port
