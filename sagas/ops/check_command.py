@@ -5,10 +5,12 @@ from __future__ import annotations
 import argparse
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
+from sagas import Saga
 from sagas.contracts.check import Report, run_check
 from sagas.contracts.compat import Mode
 from sagas.contracts.messages import default_class_map
@@ -17,12 +19,44 @@ from sagas.contracts.usages import Usage, load_usages
 
 
 def project_usages() -> list[Usage]:
-    """What the project's saga definitions and handlers read.
+    """What the project's saga definitions and participant handlers read.
 
-    The plug point for the saga engine and the services: each returns its
-    ``Iterable[Usage]`` and is added here. Until they exist, there are none.
+    Every shipped definition's `Saga.usages` (the types it starts from, sends,
+    receives and publishes, and the fields it reads) and every shipped service's
+    handlers (the command types handled with the fields read, the reply types returned,
+    the events followed).
     """
-    return []
+    from sagas.definitions import all_definitions
+    from services.shipped import all_participants
+
+    found: list[Usage] = []
+    for saga in all_definitions():
+        found.extend(saga_usages(saga))
+    for participant in all_participants():
+        found.extend(participant.usages())
+    return found
+
+
+def saga_usages(saga: Saga[Any]) -> list[Usage]:
+    """A definition's usages in the contracts checker's shape: one per message type,
+    with every field the saga reads of it, and where the roles it plays."""
+    fields: dict[str, list[str]] = {}
+    roles: dict[str, list[str]] = {}
+    for usage in saga.usages():
+        fields.setdefault(usage.schema, [])
+        roles.setdefault(usage.schema, [])
+        if usage.field is not None:
+            fields[usage.schema].append(usage.field)
+        elif usage.role not in roles[usage.schema]:
+            roles[usage.schema].append(usage.role)
+    return [
+        Usage(
+            type=schema,
+            fields=tuple(fields[schema]),
+            where=f"saga {saga.name} ({', '.join(roles[schema]) or 'reads'})",
+        )
+        for schema in sorted(fields)
+    ]
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -1,0 +1,19 @@
+"""The participant services the project ships, as data (nothing starts).
+
+`sagas check` reads their handlers' usages from here; adding a service is one line.
+"""
+
+from __future__ import annotations
+
+from services import inventory, orders, payments, shipping
+from services.participant import Participant
+
+
+def all_participants() -> tuple[Participant, ...]:
+    """Every shipped participant definition."""
+    return (
+        orders.participant(),
+        inventory.participant(),
+        payments.participant(),
+        shipping.participant(),
+    )
