@@ -1,0 +1,146 @@
+"""The inventory service on the real broker: rules, idempotency, dead letters, and
+read_committed (a command in an aborted transaction is never acted on)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from aiokafka import AIOKafkaProducer
+
+from sagas.contracts.codec import Codec
+from sagas.contracts.factory import build_codec
+from sagas.contracts.messages.inventory import (
+    ReserveStock,
+    StockItem,
+    StockReserved,
+    StockUnavailable,
+)
+from sagas.dev.broker import free_port
+from services import inventory
+from services.participant.testing import Wire, new_prefix, read_all, running
+from tests.conftest import MakeTopic
+
+pytestmark = pytest.mark.kafka
+
+
+@pytest.fixture(scope="module")
+def codec() -> Iterator[Codec]:
+    with build_codec() as codec:
+        yield codec
+
+
+def reserve(order_id: str, sku: str = "SKU-1", quantity: int = 1) -> ReserveStock:
+    return ReserveStock(order_id=order_id, items=(StockItem(sku=sku, quantity=quantity),))
+
+
+async def test_rules_and_idempotency(
+    kafka_bootstrap: str, make_topic: MakeTopic, tmp_path: Path, codec: Codec
+) -> None:
+    prefix = new_prefix()
+    commands = f"{prefix}inventory.commands"
+    replies = await make_topic("replies")
+    async with (
+        running(inventory.participant(), kafka_bootstrap, tmp_path, codec, prefix) as service,
+        Wire(kafka_bootstrap, codec, replies) as wire,
+    ):
+        await wire.send(commands, reserve("o-1", "SKU-3", 11), "order:o-1:reserve:1", "order:o-1")
+        await wire.send(commands, reserve("o-2", "SKU-1", 3), "order:o-2:reserve:1", "order:o-2")
+        await wire.send(commands, reserve("o-2", "SKU-1", 3), "order:o-2:reserve:1", "order:o-2")
+        got = await wire.replies_until(lambda r: len(r) == 3)
+
+        short = next(e for e in got if e.saga_id == "order:o-1")
+        assert short.payload == StockUnavailable(
+            order_id="o-1", sku="SKU-3", requested=11, available=10
+        )
+        first, second = [r for r in wire.received if r.key == b"order:o-2"]
+        assert (first.value, list(first.headers)) == (second.value, list(second.headers))
+        reserved = next(e for e in got if e.saga_id == "order:o-2")
+        assert isinstance(reserved.payload, StockReserved)
+        assert reserved.id == "order:o-2:reserve:1:reply"
+        assert reserved.source == "/services/inventory"
+        assert await inventory.stock_of(service.store.db, "SKU-1") == (97, 3)
+        assert await service.invariants() == []
+
+
+async def test_a_poison_message_is_dead_lettered_and_the_service_goes_on(
+    kafka_bootstrap: str, make_topic: MakeTopic, tmp_path: Path, codec: Codec
+) -> None:
+    prefix = new_prefix()
+    commands = f"{prefix}inventory.commands"
+    replies = await make_topic("replies")
+    async with (
+        running(inventory.participant(), kafka_bootstrap, tmp_path, codec, prefix),
+        Wire(kafka_bootstrap, codec, replies) as wire,
+    ):
+        poison_headers = [("ce_type", b"inventory.ReserveStock")]
+        await wire.producer.send_and_wait(
+            commands, b"\x00garbage", key=b"order:o-9", headers=poison_headers
+        )
+        await wire.send(commands, reserve("o-3"), "order:o-3:reserve:1", "order:o-3")
+        got = await wire.replies_until(lambda r: len(r) == 1)
+        assert isinstance(got[0].payload, StockReserved)
+
+        [dead] = await read_all(kafka_bootstrap, f"{prefix}inventory.dlq", 1)
+        assert dead.value == b"\x00garbage"
+        assert dead.key == b"order:o-9"
+        headers = dict(dead.headers)
+        assert headers["dlq_reason"] == b"header-missing"
+        assert headers["dlq_topic"] == commands.encode()
+        assert headers["ce_type"] == b"inventory.ReserveStock"
+
+
+async def test_a_command_in_an_aborted_transaction_is_never_acted_on(
+    kafka_bootstrap: str, make_topic: MakeTopic, tmp_path: Path, codec: Codec
+) -> None:
+    prefix = new_prefix()
+    commands = f"{prefix}inventory.commands"
+    replies = await make_topic("replies")
+    async with (
+        running(inventory.participant(), kafka_bootstrap, tmp_path, codec, prefix) as service,
+        Wire(kafka_bootstrap, codec, replies) as wire,
+    ):
+        engine = AIOKafkaProducer(
+            bootstrap_servers=kafka_bootstrap, transactional_id=f"{prefix}engine"
+        )
+        await engine.start()
+        try:
+            # Same partition (same key) so the aborted record precedes the committed one.
+            headers, value = wire.encode(reserve("o-4", "SKU-RARE"), "aborted:1", "order:o-4")
+            await engine.begin_transaction()
+            await engine.send_and_wait(commands, value, key=b"order:x", headers=headers)
+            await engine.abort_transaction()
+            headers, value = wire.encode(reserve("o-5", "SKU-RARE"), "committed:1", "order:o-5")
+            async with engine.transaction():
+                await engine.send_and_wait(commands, value, key=b"order:x", headers=headers)
+        finally:
+            await engine.stop()
+
+        got = await wire.replies_until(lambda r: len(r) >= 1)
+        assert [e.id for e in got] == ["committed:1:reply"]
+        assert isinstance(got[0].payload, StockReserved)
+        assert got[0].payload.order_id == "o-5"
+        # SKU-RARE has one unit: had the aborted command been applied, o-5 would be short
+        assert await inventory.stock_of(service.store.db, "SKU-RARE") == (0, 1)
+        async with service.store.db.execute("SELECT message_id FROM processed") as cursor:
+            assert [row[0] for row in await cursor.fetchall()] == ["committed:1"]
+
+
+async def test_the_health_endpoint_answers_on_localhost(
+    kafka_bootstrap: str, tmp_path: Path, codec: Codec
+) -> None:
+    port = free_port()
+    async with (
+        running(
+            inventory.participant(), kafka_bootstrap, tmp_path, codec, new_prefix(), web_port=port
+        ),
+        httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client,
+    ):
+        health = await client.get("/health")
+        assert health.status_code == 200
+        assert health.json()["service"] == "inventory"
+        assert health.json()["status"] == "ok"
+        invariants = await client.get("/invariants")
+        assert invariants.json() == {"ok": True, "broken": []}
