@@ -14,6 +14,8 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from sagas.settings import Duration
+
 
 class ServiceSettings(BaseSettings):
     """How one participant service runs: storage, web endpoint, topics, seed data."""
@@ -54,7 +56,7 @@ class ServiceSettings(BaseSettings):
         le=1.0,
         description="Probability that a command fails with a retryable CommandFailed.",
     )
-    fault_latency: timedelta = Field(
+    fault_latency: Duration = Field(
         timedelta(0), description="Delay added before every command is handled."
     )
     fault_crash_after: int | None = Field(

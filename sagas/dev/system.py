@@ -1,0 +1,104 @@
+"""The whole system on one machine: engines and participant services as processes.
+
+`LocalSystem` builds the process specs (environment included) for engine processes and
+participant services sharing one topic prefix and one work folder, and starts them
+through a `Supervisor`. `sagas demo`, the chaos runner and the reliability tests use it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sagas.dev.broker import free_port
+from sagas.dev.processes import ManagedProcess, ProcessSpec, Supervisor
+
+
+@dataclass(frozen=True)
+class SystemLayout:
+    """Where the system runs: Kafka, a topic prefix and a work folder.
+
+    Attributes:
+        partitions: of the saga inboxes (and changelogs).
+        session_timeout_s: of the engines' consumer group: how soon a dead engine's
+            partitions move.
+    """
+
+    bootstrap_servers: str
+    workdir: Path
+    prefix: str = ""
+    partitions: int = 6
+    session_timeout_s: float = 6.0
+    extra_env: Mapping[str, str] = field(default_factory=dict)
+
+    def service_db(self, name: str) -> Path:
+        return self.workdir / "services" / f"{name}.sqlite3"
+
+    def engine_db(self, index: int) -> Path:
+        return self.workdir / f"engine-{index}.sqlite3"
+
+
+class LocalSystem:
+    """Engines and services of one layout, run by one supervisor."""
+
+    def __init__(self, layout: SystemLayout, supervisor: Supervisor) -> None:
+        self.layout = layout
+        self.supervisor = supervisor
+        self.web_ports: dict[str, int] = {}
+
+    def _base_env(self) -> dict[str, str]:
+        return {
+            "KAFKA_BOOTSTRAP_SERVERS": self.layout.bootstrap_servers,
+            "SAGAS_TOPIC_PREFIX": self.layout.prefix,
+            "SERVICE_TOPIC_PREFIX": self.layout.prefix,
+            **self.layout.extra_env,
+        }
+
+    def engine_spec(self, index: int, sagas: tuple[str, ...] = ()) -> ProcessSpec:
+        prefix = self.layout.prefix
+        env = {
+            **self._base_env(),
+            "SAGAS_ENGINE_DB": str(self.layout.engine_db(index)),
+            "SAGAS_PARTITIONS": str(self.layout.partitions),
+            "SAGAS_SESSION_TIMEOUT": str(self.layout.session_timeout_s),
+            "SAGAS_ENGINE_GROUP": f"{prefix}sagas-engine",
+            "SAGAS_ROUTER_GROUP": f"{prefix}sagas-router",
+            "SAGAS_TRANSACTIONAL_PREFIX": f"{prefix}sagas",
+        }
+        argv = ("python", "-m", "sagas.ops.cli", "run", *sagas)
+        return ProcessSpec(f"engine-{index}", argv, env)
+
+    def service_spec(
+        self,
+        name: str,
+        seed: Mapping[str, Any] | None = None,
+        faults: Mapping[str, str] | None = None,
+        web: bool = False,
+    ) -> ProcessSpec:
+        """A participant service; ``web`` gives it a free port (see `web_ports`)."""
+        env = {
+            **self._base_env(),
+            "SERVICE_DATA_DIR": str(self.layout.workdir / "services"),
+            "SERVICE_DB_PATH": str(self.layout.service_db(name)),
+            "SERVICE_WEB_PORT": "0",
+        }
+        if web:
+            port = self.web_ports.setdefault(name, free_port())
+            env["SERVICE_WEB_PORT"] = str(port)
+        if seed is not None:
+            seed_file = self.layout.workdir / f"{name}.seed.json"
+            seed_file.parent.mkdir(parents=True, exist_ok=True)
+            seed_file.write_text(json.dumps(seed))
+            env["SERVICE_SEED_FILE"] = str(seed_file)
+        for knob, value in (faults or {}).items():
+            env[f"SERVICE_FAULT_{knob.upper()}"] = value
+        return ProcessSpec(name, ("python", "-m", f"services.{name}"), env)
+
+    def start(self, spec: ProcessSpec) -> ManagedProcess:
+        return self.supervisor.start(spec)
+
+    def web_url(self, name: str) -> str:
+        return f"http://127.0.0.1:{self.web_ports[name]}"

@@ -1,0 +1,80 @@
+"""The order saga with real processes under load and faults (issue 4's acceptance runs).
+
+Each test places 1,000 orders: 80% complete, 10% are declined by payments, 10% cannot
+be shipped. The checks read the participants' own stores and `sagas.events`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.reliability.order_run import OrderRun, kill_points, order_system
+
+ORDERS = 1000
+pytestmark = pytest.mark.timeout(900)
+
+
+def assert_clean(
+    run: OrderRun, violations: dict[str, list[str]], broken: dict[str, list[str]]
+) -> None:
+    assert run.outcomes() == run.expected
+    assert violations == {}, {k: v[:5] for k, v in violations.items()}
+    assert broken == {}
+
+
+async def test_thousand_orders_with_duplicates_and_a_slow_participant(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    faults = {"shipping": {"latency": "0.02"}}
+    async with order_system(kafka_bootstrap, tmp_path, faults=faults) as run:
+        async with asyncio.TaskGroup() as tg:
+            duplicator = tg.create_task(run.duplicate_replies())
+            began = time.monotonic()
+            await run.place(ORDERS)
+            await run.wait_until_ended(deadline_s=400)
+            elapsed = time.monotonic() - began
+            duplicator.cancel()
+        violations, broken = await run.audit()
+    print(f"{ORDERS} orders ended in {elapsed:.1f}s; {run.duplicated} replies duplicated")
+    assert run.duplicated > 100
+    assert_clean(run, violations, broken)
+
+
+async def test_engine_killed_five_times(kafka_bootstrap: str, tmp_path: Path) -> None:
+    points = kill_points(seed=4, count=5)
+    async with order_system(kafka_bootstrap, tmp_path) as run:
+        placing = asyncio.create_task(run.place(ORDERS, concurrency=4))
+        for point in points:
+            while run.ended() < point * ORDERS:
+                await run.watcher.changed(wait_s=1.0)
+            run.system.supervisor.kill("engine-1")
+            run.system.supervisor.restart("engine-1")
+        await placing
+        await run.wait_until_ended(deadline_s=500)
+        violations, broken = await run.audit()
+        engine = run.system.supervisor.processes["engine-1"]
+    assert engine.killed == 5
+    assert_clean(run, violations, broken)
+
+
+async def test_second_engine_joins_then_first_is_killed(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    async with order_system(kafka_bootstrap, tmp_path) as run:
+        placing = asyncio.create_task(run.place(ORDERS, concurrency=4))
+        while run.ended() < ORDERS * 0.2:
+            await run.watcher.changed(wait_s=1.0)
+        run.system.start(run.system.engine_spec(2))
+        while run.ended() < ORDERS * 0.5:
+            await run.watcher.changed(wait_s=1.0)
+        run.system.supervisor.kill("engine-1")
+        await placing
+        await run.wait_until_ended(deadline_s=500)
+        violations, broken = await run.audit()
+        log = run.system.supervisor.processes["engine-2"].log.read_text()
+    assert "caught up" in log  # engine-2 restored partitions from the changelog
+    assert_clean(run, violations, broken)
