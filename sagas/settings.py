@@ -10,7 +10,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import BeforeValidator, Field
+from pydantic import BeforeValidator, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_KAFKA_VERSION = "4.4.0"
@@ -97,3 +97,30 @@ class EngineSettings(BaseSettings):
         description="Consumer session timeout: how soon a dead engine's partitions move.",
     )
     max_batch: int = Field(500, ge=1, description="Most records decided in one transaction.")
+
+
+class OpsSettings(BaseSettings):
+    """Operations (`sagas list/show/...`, `sagas web`): the read model and the dashboard."""
+
+    model_config = SettingsConfigDict(env_prefix="SAGAS_", frozen=True)
+
+    ops_db: Path = Field(
+        Path(".sagas/ops.db"),
+        description="The read model's SQLite file: every saga of every engine, and the "
+        "offsets it has read up to.",
+    )
+    ops_catch_up_timeout: Duration = Field(
+        timedelta(seconds=30),
+        description="How long a CLI command reads the changelogs before answering.",
+    )
+    ops_action_timeout: Duration = Field(
+        timedelta(seconds=30),
+        description="How long an operator action waits for the engine to apply it.",
+    )
+    admin_token: SecretStr | None = Field(
+        None,
+        description="Bearer token the dashboard's actions need; unset: read-only dashboard.",
+    )
+    jaeger_url: str | None = Field(
+        None, description="Base URL of Jaeger's UI; trace ids link to <url>/trace/<id>."
+    )

@@ -1,0 +1,1 @@
+"""What operations show, shared by the CLI and the dashboard: timelines, diagrams, charts."""
