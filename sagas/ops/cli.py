@@ -72,6 +72,12 @@ def _add_run(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     run_command.add_parser(sub)
 
 
+def _add_ops(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from sagas.ops import commands
+
+    commands.add_parsers(sub)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="sagas", description="Event-driven sagas on Apache Kafka."
@@ -81,6 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_demo(sub)
     _add_check(sub)
     _add_run(sub)
+    _add_ops(sub)
     return parser
 
 
