@@ -7,7 +7,7 @@ from typing import Any
 
 _WAITING = {
     "RUNNING": "reply to {name} (attempt {attempt})",
-    "RETRYING": "backoff before retrying {name} (attempt {attempt})",
+    "RETRYING": "backoff before retrying {name} (after attempt {attempt})",
     "COMPENSATING": "reply to the compensation of {name}",
     "COMPENSATION_RETRYING": "backoff before retrying the compensation of {name}",
 }

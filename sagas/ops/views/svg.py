@@ -204,6 +204,9 @@ def line_chart(
                 f'<polyline fill="none" stroke="{color}" stroke-width="1.8" '
                 f'points="{" ".join(points)}"/>'
             )
+        for point in points:  # a lone value (one busy bucket) shows as a dot
+            x, y = point.split(",")
+            parts.append(f'<circle cx="{x}" cy="{y}" r="2.5" fill="{color}"/>')
         parts.append(
             f'<text x="{left + 8 + n * 90}" y="{height - 6}" font-size="10" fill="{color}" '
             f'font-family="sans-serif">{escape(name)}</text>'

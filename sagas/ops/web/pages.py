@@ -14,7 +14,7 @@ from urllib.parse import quote, urlencode
 
 import jinja2
 from fastapi import APIRouter, Depends, Query, Request
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, Response
 from fastapi.templating import Jinja2Templates
 from markupsafe import Markup
 
@@ -38,6 +38,7 @@ _env = jinja2.Environment(
     undefined=jinja2.StrictUndefined,
 )
 _env.filters["q"] = lambda value: quote(str(value), safe="")
+_env.filters["clock"] = lambda value: str(value)[11:23] if value else ""
 _env.filters["pretty"] = lambda value: json.dumps(value, indent=2, ensure_ascii=False)
 templates = Jinja2Templates(env=_env)
 
@@ -50,6 +51,11 @@ def render(request: Request, state: WebState, name: str, **context: Any) -> HTML
     }
     response: HTMLResponse = templates.TemplateResponse(request, name, {**base, **context})
     return response
+
+
+@router.get("/favicon.ico")
+async def favicon() -> Response:
+    return Response(status_code=204)
 
 
 @router.get("/", response_class=HTMLResponse)
