@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv demo test lint typecheck unit integration kafka-fetch chaos bench clean
+.PHONY: venv demo test lint typecheck unit integration kafka-fetch chaos bench clean chromium
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,8 +30,13 @@ kafka-fetch: $(STAMP)
 unit: $(STAMP)
 	$(BIN)/pytest tests/unit
 
+# The browser tests drive Debian's Chromium; install it with apt only when missing
+# (CI runs as root on a possibly fresh machine). Never `playwright install`.
+chromium:
+	@test -x /usr/bin/chromium || (apt-get update && apt-get install -y chromium)
+
 # The integration tests start their own broker (a session fixture) on a free port.
-test: $(STAMP) lint typecheck kafka-fetch
+test: $(STAMP) lint typecheck kafka-fetch chromium
 	$(BIN)/sagas check
 	$(BIN)/pytest
 
