@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from pathlib import Path
 
 from fastapi import FastAPI, Request, Response
@@ -46,8 +46,8 @@ ERRORS: tuple[tuple[type[OpsError], int], ...] = (
 )
 
 
-def create_app(config: WebConfig) -> FastAPI:
-    """The dashboard for ``config``; its lifespan opens the read model and follows Kafka."""
+def _lifespan(config: WebConfig) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
+    """Open the read model and the action sender; follow Kafka while serving."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -78,11 +78,16 @@ def create_app(config: WebConfig) -> FastAPI:
                 finally:
                     stopping.set()
 
+    return lifespan
+
+
+def create_app(config: WebConfig) -> FastAPI:
+    """The dashboard for ``config``; its lifespan opens the read model and follows Kafka."""
     app = FastAPI(
         title="sagas operations API",
         description="Every saga of every engine process: list, inspect, act.",
         version="1",
-        lifespan=lifespan,
+        lifespan=_lifespan(config),
     )
     app.include_router(api.router)
     app.include_router(pages.router)
