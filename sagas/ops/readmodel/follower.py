@@ -234,7 +234,7 @@ class Follower:
                         await asyncio.wait_for(stop.wait(), 1.0)
                     continue
                 await self.poll(wait=0.5)
-            except KafkaError as exc:
+            except (KafkaError, KafkaUnavailableError) as exc:
                 log.warning("read model: %r; retrying", exc)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), 2.0)
