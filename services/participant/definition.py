@@ -106,6 +106,9 @@ class Participant:
         web_port: the default port of the health endpoint.
         routes: extra ``POST`` endpoints: path -> ``async (service, json) -> json``.
         on_start: called once the service runs (e.g. to flush an outbox).
+        after_command: called after each command's reply was produced, with the
+            service (e.g. to publish the domain events an outbox holds).
+        publishes: domain event topics it writes to, created when missing like its own.
     """
 
     name: str
@@ -118,6 +121,8 @@ class Participant:
     web_port: int = 6066
     routes: Mapping[str, Route] = field(default_factory=dict)
     on_start: Callable[[Any], Awaitable[None]] | None = None
+    after_command: Callable[[Any], Awaitable[None]] | None = None
+    publishes: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         types = [h.command.SCHEMA for h in self.handlers]

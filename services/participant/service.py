@@ -224,6 +224,7 @@ class ParticipantService:
         if self.participant.handlers:
             names.append(self.commands_topic)
         names += sorted({self.topic(s.topic) for s in self.participant.subscriptions})
+        names += sorted({self.topic(t) for t in self.participant.publishes} - set(names))
         return names
 
     async def _create_topics(self) -> None:
@@ -248,8 +249,9 @@ class ParticipantService:
 
     async def process(self, topic: str, record: Incoming) -> None:
         """Process one consumed record and produce what it yields (the agents call this)."""
-        if topic == self.commands_topic:
-            out = await self.processor.command(record)
-        else:
-            out = await self.processor.event(record)
-        await self.send(out)
+        if topic != self.commands_topic:
+            await self.send(await self.processor.event(record))
+            return
+        await self.send(await self.processor.command(record))
+        if self.participant.after_command is not None:
+            await self.participant.after_command(self)
