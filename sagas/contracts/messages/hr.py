@@ -29,6 +29,7 @@ class EmployeeHired(Record):
         role: The employee's role.
         start_date: First working day.
         hired_at: When the hire was recorded.
+        laptop_model: The laptop model asked for; none: the role's standard model.
     """
 
     SCHEMA: ClassVar[str] = "hr.EmployeeHired"
@@ -38,6 +39,7 @@ class EmployeeHired(Record):
     role: Role
     start_date: date
     hired_at: datetime
+    laptop_model: str | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
