@@ -7,6 +7,7 @@ flight and return, and is idempotent.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -127,7 +128,7 @@ class Engine:
         specs += [topics.TopicSpec("sagas.router.dlq", 1)]
         specs += [topics.TopicSpec(t, self.settings.partitions) for t in self._command_topics()]
         prefix = self.settings.topic_prefix
-        specs = [topics.TopicSpec(prefix + s.name, s.partitions, s.configs) for s in specs]
+        specs = [dataclasses.replace(s, name=prefix + s.name) for s in specs]
         await topics.ensure_topics(
             self._bootstrap, specs, self.settings.replication_factor, self._options
         )

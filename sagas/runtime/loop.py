@@ -139,6 +139,9 @@ class TransactionalLoop:
         self._idle_ms = int(idle_tick.total_seconds() * 1000)
         self._session_ms = int(session_timeout.total_seconds() * 1000)
         self._producers: dict[TopicPartition, AIOKafkaProducer] = {}
+        # The next offset to process per owned partition: records below it were fetched
+        # before a rewind and are dropped, so nothing is processed twice by one owner.
+        self._next: dict[TopicPartition, int] = {}
         # Held while a batch is in flight: a rebalance waits for the transaction to end.
         self._lock = asyncio.Lock()
         self._consumer: AIOKafkaConsumer | None = None
@@ -190,6 +193,9 @@ class TransactionalLoop:
         async with self._lock:
             if tp not in self._producers:
                 return  # revoked while we waited for the lock
+            records = [r for r in records if r.offset >= self._next.get(tp, 0)]
+            if not records:
+                return
             try:
                 batch = await self._handler.process(self._logical(tp), records)
             except Exception as exc:  # a handler bug must not stop the partition
@@ -247,6 +253,8 @@ class TransactionalLoop:
             await self._reinitialise(tp)
             return False
         self.batches_committed += 1
+        if consumed_until is not None:
+            self._next[tp] = consumed_until
         await self._handler.committed(self._logical(tp), batch, sent)
         return True
 
@@ -281,6 +289,7 @@ class TransactionalLoop:
     async def _close_producers(self, tps: list[TopicPartition]) -> None:
         for tp in tps:
             producer = self._producers.pop(tp, None)
+            self._next.pop(tp, None)
             if producer is None:
                 continue
             with contextlib.suppress(KafkaError):
@@ -311,6 +320,8 @@ class TransactionalLoop:
             return
         committed = await self._consumer.committed(tp)
         if committed is None or committed < 0:
-            await self._consumer.seek_to_beginning(tp)
-        else:
-            self._consumer.seek(tp, committed)
+            # Resolved now, not lazily: a lazy reset could land after records were
+            # already processed and replay them.
+            committed = (await self._consumer.beginning_offsets([tp]))[tp]
+        self._consumer.seek(tp, committed)
+        self._next[tp] = committed

@@ -45,16 +45,19 @@ class TopicSpec:
     name: str
     partitions: int
     configs: dict[str, str] = field(default_factory=dict)
+    co_partitioned: bool = False
+    """Whether an existing topic must have exactly ``partitions`` (inbox, changelog)."""
 
 
 def saga_topics(saga: str, partitions: int) -> list[TopicSpec]:
     """The inbox, its co-partitioned compacted changelog, and the dead-letter topic."""
     return [
-        TopicSpec(inbox(saga), partitions),
+        TopicSpec(inbox(saga), partitions, co_partitioned=True),
         TopicSpec(
             changelog(saga),
             partitions,
             {"cleanup.policy": "compact", "min.compaction.lag.ms": "60000"},
+            co_partitioned=True,
         ),
         TopicSpec(dead_letters(saga), 1),
     ]
@@ -68,8 +71,8 @@ async def ensure_topics(
 ) -> list[str]:
     """Create the topics that are missing; return the names created.
 
-    An existing topic with fewer partitions than asked is an error for inboxes and
-    changelogs: co-partitioning would break.
+    An existing inbox or changelog with another partition count is an error:
+    co-partitioning would break. Other topics are used as they are.
     """
     wanted = {s.name: s for s in specs}
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, **(client_options or {}))
@@ -82,7 +85,7 @@ async def ensure_topics(
                 present[meta["topic"]] = len(meta["partitions"])
         for name, count in present.items():
             spec = wanted[name]
-            if spec.partitions > 1 and count != spec.partitions:
+            if spec.co_partitioned and count != spec.partitions:
                 raise TopicSetupError(
                     f"topic {name} has {count} partitions, configuration says "
                     f"{spec.partitions}: inbox and changelog must be co-partitioned"

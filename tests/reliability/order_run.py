@@ -104,10 +104,27 @@ class OrderRun:
         async with httpx.AsyncClient(timeout=30) as client:
             await asyncio.gather(*(worker(client) for _ in range(concurrency)))
 
+    def assert_processes_alive(self) -> None:
+        """Fail at once, with its log, when a process died that the test did not kill."""
+        supervisor = self.system.supervisor
+        for name, code in supervisor.unexpected_exits().items():
+            raise AssertionError(f"{name} exited with {code}:\n{supervisor.log_tail(name)}")
+
+    async def wait_for_progress(self, count: float, deadline_s: float = 300) -> None:
+        """Wait until ``count`` of the placed sagas have ended."""
+        loop = asyncio.get_running_loop()
+        end = loop.time() + deadline_s
+        while self.ended() < count:
+            self.assert_processes_alive()
+            if loop.time() > end:
+                raise AssertionError(f"only {self.ended()} of {count} sagas ended in {deadline_s}s")
+            await self.watcher.changed(wait_s=1.0)
+
     async def wait_until_ended(self, deadline_s: float) -> None:
         loop = asyncio.get_running_loop()
         end = loop.time() + deadline_s
         while self.ended() < len(self.expected):
+            self.assert_processes_alive()
             if loop.time() > end:
                 stuck = sorted(
                     self.saga_ids()

@@ -49,8 +49,7 @@ async def test_engine_killed_five_times(kafka_bootstrap: str, tmp_path: Path) ->
     async with order_system(kafka_bootstrap, tmp_path) as run:
         placing = asyncio.create_task(run.place(ORDERS, concurrency=4))
         for point in points:
-            while run.ended() < point * ORDERS:
-                await run.watcher.changed(wait_s=1.0)
+            await run.wait_for_progress(point * ORDERS)
             run.system.supervisor.kill("engine-1")
             run.system.supervisor.restart("engine-1")
         await placing
@@ -66,11 +65,9 @@ async def test_second_engine_joins_then_first_is_killed(
 ) -> None:
     async with order_system(kafka_bootstrap, tmp_path) as run:
         placing = asyncio.create_task(run.place(ORDERS, concurrency=4))
-        while run.ended() < ORDERS * 0.2:
-            await run.watcher.changed(wait_s=1.0)
+        await run.wait_for_progress(ORDERS * 0.2)
         run.system.start(run.system.engine_spec(2))
-        while run.ended() < ORDERS * 0.5:
-            await run.watcher.changed(wait_s=1.0)
+        await run.wait_for_progress(ORDERS * 0.5)
         run.system.supervisor.kill("engine-1")
         await placing
         await run.wait_until_ended(deadline_s=500)
