@@ -9,12 +9,13 @@ from __future__ import annotations
 from typing import Any
 
 from sagas import Saga
+from sagas.definitions.onboarding import ONBOARDING
 from sagas.definitions.order_fulfilment import ORDER_FULFILMENT
 
 
 def all_definitions() -> tuple[Saga[Any], ...]:
     """Every shipped saga definition; adding one is one line here."""
-    return (ORDER_FULFILMENT,)
+    return (ORDER_FULFILMENT, ONBOARDING)
 
 
 __all__ = ["all_definitions"]
