@@ -48,7 +48,7 @@ from sagas.contracts.record import Record
 from sagas.definitions import all_definitions
 from sagas.definitions.onboarding import CLOUD_ROLES, ONBOARDING, PRODUCTS
 from sagas.machine import OutgoingKind
-from sagas.testing import Delivery, Faults, Handler, Harness, reply, script
+from sagas.testing import EPOCH, Delivery, Faults, Handler, Harness, reply, script
 
 HIRED_AT = datetime(2030, 1, 1, 9, tzinfo=UTC)
 DELIVERED_AT = datetime(2030, 1, 2, 15, tzinfo=UTC)
@@ -294,3 +294,12 @@ def test_duplicates_during_compensation_undo_each_step_once() -> None:
     undo = Counter(sent(harness, saga_id, OutgoingKind.COMPENSATION))
     assert set(undo.values()) == {1}
     assert len(end_events(harness, saga_id)) == 1
+
+
+def test_a_laptop_never_delivered_is_reclaimed_after_the_wait() -> None:
+    harness = harness_for(ProvisionLaptop=reply(provisioned))
+    saga_id = harness.start(hired())
+    harness.run()
+
+    harness.assert_compensated(saga_id, ["provision_laptop", "create_account"])
+    assert harness.now - EPOCH >= timedelta(days=3)
