@@ -5,7 +5,18 @@
 
 from __future__ import annotations
 
-from services import inventory, orders, payments, shipping
+from services import (
+    access,
+    assets,
+    directory,
+    hr,
+    inventory,
+    licensing,
+    mail,
+    orders,
+    payments,
+    shipping,
+)
 from services.participant import Participant
 
 
@@ -16,4 +27,10 @@ def all_participants() -> tuple[Participant, ...]:
         inventory.participant(),
         payments.participant(),
         shipping.participant(),
+        hr.participant(),
+        directory.participant(),
+        assets.participant(),
+        mail.participant(),
+        licensing.participant(),
+        access.participant(),
     )

@@ -1,0 +1,146 @@
+"""The cloud access service: grants of the cloud IAM roles it knows to employees.
+
+Rules:
+- ``GrantCloudAccess`` grants every role asked for, or none: an unknown role, or an
+  empty request, is refused with ``CloudAccessDenied``. Roles the employee already
+  holds are not granted twice.
+- ``RevokeCloudAccess`` revokes the employee's grants of the roles named. Roles not
+  held are passed over; it always replies ``CloudAccessRevoked``.
+
+Invariants (`invariants`): every granted role is known, and nobody holds a role twice.
+
+Run it with ``python -m services.access``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import aiosqlite
+
+from sagas.contracts.messages.access import (
+    CloudAccessDenied,
+    CloudAccessGranted,
+    CloudAccessRevoked,
+    GrantCloudAccess,
+    RevokeCloudAccess,
+)
+from sagas.contracts.record import Record
+from services.participant import Context, Handler, Participant
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS cloud_roles (role TEXT PRIMARY KEY, description TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS grants (
+    grant_id    TEXT PRIMARY KEY,
+    employee_id TEXT NOT NULL,
+    role        TEXT NOT NULL,
+    status      TEXT NOT NULL CHECK (status IN ('GRANTED', 'REVOKED')),
+    granted_at  TEXT NOT NULL,
+    updated_at  TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS grants_by_employee ON grants (employee_id);
+"""
+
+DEFAULT_SEED: dict[str, Any] = {
+    "roles": {
+        "developer": "deploy to the development accounts",
+        "log-reader": "read the logs of every account",
+        "billing-viewer": "read the invoices",
+        "admin": "everything, everywhere",
+    }
+}
+"""The deterministic default: the cloud roles the service can grant."""
+
+
+async def seed(db: aiosqlite.Connection, data: Mapping[str, Any]) -> None:
+    """Fill an empty store: ``{"roles": {role: description}}``."""
+    await db.executemany(
+        "INSERT INTO cloud_roles VALUES (?, ?)", [(r, str(d)) for r, d in data["roles"].items()]
+    )
+
+
+async def grant(command: GrantCloudAccess, ctx: Context) -> Record:
+    """Grant every role asked for, or deny the request."""
+    db = ctx.db
+    wanted = list(dict.fromkeys(command.roles))
+    known = await _column(db, "SELECT role FROM cloud_roles")
+    unknown = [r for r in wanted if r not in known]
+    if not wanted or unknown:
+        reason = f"unknown cloud role {', '.join(unknown)}" if unknown else "no role asked for"
+        return CloudAccessDenied(employee_id=command.employee_id, reason=reason)
+    held = await roles_of(db, command.employee_id)
+    now = ctx.now.isoformat()
+    for role in (r for r in wanted if r not in held):
+        await db.execute(
+            "INSERT INTO grants VALUES (?, ?, ?, 'GRANTED', ?, ?)",
+            (ctx.new_id(f"grant-{role}"), command.employee_id, role, now, now),
+        )
+    return CloudAccessGranted(employee_id=command.employee_id, roles=tuple(wanted))
+
+
+async def revoke(command: RevokeCloudAccess, ctx: Context) -> Record:
+    """Revoke the employee's grants of the roles named (those held; once)."""
+    for role in dict.fromkeys(command.roles):
+        await ctx.db.execute(
+            "UPDATE grants SET status = 'REVOKED', updated_at = ? "
+            "WHERE employee_id = ? AND role = ? AND status = 'GRANTED'",
+            (ctx.now.isoformat(), command.employee_id, role),
+        )
+    return CloudAccessRevoked(employee_id=command.employee_id, roles=command.roles)
+
+
+async def roles_of(db: aiosqlite.Connection, employee_id: str) -> list[str]:
+    """The cloud roles an employee holds, sorted."""
+    return sorted(
+        await _column(
+            db,
+            "SELECT role FROM grants WHERE employee_id = ? AND status = 'GRANTED'",
+            employee_id,
+        )
+    )
+
+
+async def _column(db: aiosqlite.Connection, sql: str, *args: object) -> list[str]:
+    async with db.execute(sql, args) as cursor:
+        return [str(row[0]) async for row in cursor]
+
+
+async def invariants(db: aiosqlite.Connection) -> list[str]:
+    """Every broken grant invariant (empty when all hold)."""
+    broken: list[str] = []
+    async with db.execute(
+        "SELECT grant_id, role FROM grants WHERE status = 'GRANTED' "
+        "AND role NOT IN (SELECT role FROM cloud_roles)"
+    ) as cursor:
+        async for grant_id, role in cursor:
+            broken.append(f"{grant_id}: unknown role {role} granted")
+    async with db.execute(
+        "SELECT employee_id, role FROM grants WHERE status = 'GRANTED' "
+        "GROUP BY employee_id, role HAVING COUNT(*) > 1"
+    ) as cursor:
+        async for employee_id, role in cursor:
+            broken.append(f"{employee_id}: holds {role} more than once")
+    return broken
+
+
+def participant() -> Participant:
+    """The cloud access service definition."""
+    return Participant(
+        name="access",
+        handlers=(
+            Handler(GrantCloudAccess, grant, (CloudAccessGranted, CloudAccessDenied)),
+            Handler(RevokeCloudAccess, revoke, (CloudAccessRevoked,)),
+        ),
+        schema=SCHEMA,
+        seed=seed,
+        default_seed=DEFAULT_SEED,
+        invariants=invariants,
+        web_port=6070,
+    )
+
+
+if __name__ == "__main__":
+    from services.participant.main import serve
+
+    serve(participant())
