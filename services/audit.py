@@ -3,6 +3,7 @@
 Used by `sagas demo`, the chaos runner and the reliability tests: what the services
 did must agree with how each saga ended, nothing may be applied twice, nothing may be
 compensated that did not succeed, and every service's books must balance.
+`audit_orders` checks order fulfilment, `audit_onboarding` employee onboarding.
 """
 
 from __future__ import annotations
@@ -10,11 +11,25 @@ from __future__ import annotations
 import sqlite3
 from collections import defaultdict
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 import aiosqlite
 
-from services import inventory, orders, payments, shipping
+from sagas.contracts.messages.hr import Role
+from sagas.definitions.onboarding import CLOUD_ROLES, PRODUCTS
+from services import (
+    access,
+    assets,
+    directory,
+    hr,
+    inventory,
+    licensing,
+    mail,
+    orders,
+    payments,
+    shipping,
+)
 
 Violations = dict[str, list[str]]
 
@@ -29,6 +44,12 @@ _INVARIANTS = {
     "inventory": inventory.invariants,
     "payments": payments.invariants,
     "shipping": shipping.invariants,
+    "hr": hr.invariants,
+    "directory": directory.invariants,
+    "assets": assets.invariants,
+    "mail": mail.invariants,
+    "licensing": licensing.invariants,
+    "access": access.invariants,
 }
 
 
@@ -86,11 +107,124 @@ def audit_orders(dbs: Mapping[str, Path], expected: Mapping[str, str]) -> Violat
 
 
 async def broken_invariants(dbs: Mapping[str, Path]) -> Violations:
-    """Each service's own invariants (stock, money, capacity, orders)."""
+    """The own invariants (stock, money, seats...) of each service named in ``dbs``."""
     found: Violations = {}
     for service, check in _INVARIANTS.items():
+        if service not in dbs:
+            continue
         async with aiosqlite.connect(dbs[service]) as db:
             broken = await check(db)
         if broken:
             found[service] = broken
     return found
+
+
+@dataclass(frozen=True)
+class _Effect:
+    """Where a service records what it did for an employee, and how it is undone."""
+
+    query: str  # -> (employee_id, item, status); item "" for one effect per employee
+    done: str
+    undone: str
+    compensation: str
+
+
+_ONBOARDING_EFFECTS = {
+    "directory": _Effect(
+        "SELECT employee_id, '', status FROM accounts",
+        "ACTIVE",
+        "DISABLED",
+        "directory.DisableAccount",
+    ),
+    "assets": _Effect(
+        "SELECT employee_id, '', status FROM assignments",
+        "ASSIGNED",
+        "RECLAIMED",
+        "assets.ReclaimLaptop",
+    ),
+    "mail": _Effect(
+        "SELECT employee_id, '', status FROM mailboxes", "ACTIVE", "DELETED", "mail.DeleteMailbox"
+    ),
+    "licensing": _Effect(
+        "SELECT employee_id, product, status FROM licences",
+        "ASSIGNED",
+        "UNASSIGNED",
+        "licensing.UnassignLicences",
+    ),
+    "access": _Effect(
+        "SELECT employee_id, role, status FROM grants",
+        "GRANTED",
+        "REVOKED",
+        "access.RevokeCloudAccess",
+    ),
+}
+
+
+def _wanted_items(service: str, role: Role | None) -> set[str] | None:
+    """The items a completed onboarding leaves (``None``: exactly one, unnamed)."""
+    if service == "licensing":
+        return set(PRODUCTS[role]) if role else set()
+    if service == "access":
+        return set(CLOUD_ROLES[role]) if role else set()
+    return None
+
+
+async def audit_onboarding(dbs: Mapping[str, Path], expected: Mapping[str, str]) -> Violations:
+    """Compare the six onboarding services' stores with how each onboarding ended.
+
+    Args:
+        dbs: SQLite file per service name (hr, directory, assets, mail, licensing, access).
+        expected: employee id -> ``COMPLETED`` or ``COMPENSATED``.
+
+    Returns:
+        Broken rules by kind: ``hire_status``, ``applied_twice``, ``effect_missing``,
+        ``not_compensated``, ``compensated_without_success``,
+        ``undone_without_compensation``, and ``invariants`` (each service's own).
+    """
+    found: Violations = defaultdict(list)
+    hires = _rows(dbs["hr"], "SELECT employee_id, status, role FROM hires")
+    status = {str(e): str(s) for e, s, _ in hires}
+    roles = {str(e): Role(str(r)) for e, _, r in hires}
+    for employee_id, outcome in expected.items():
+        want = "ONBOARDED" if outcome == "COMPLETED" else "CANCELLED"
+        if status.get(employee_id) != want:
+            found["hire_status"].append(f"{employee_id}: {status.get(employee_id)} != {want}")
+    for service, effect in _ONBOARDING_EFFECTS.items():
+        by_employee: dict[str, list[tuple[str, str]]] = defaultdict(list)
+        for employee, item, state in _rows(dbs[service], effect.query):
+            by_employee[str(employee)].append((str(item), str(state)))
+        compensated = _compensated(dbs[service], effect.compensation)
+        for employee_id, outcome in expected.items():
+            seen = by_employee.get(employee_id, [])
+            wanted = _wanted_items(service, roles.get(employee_id))
+            for kind, problem in _check_effects(effect, seen, outcome, wanted):
+                found[kind].append(f"{service}: {employee_id} {problem}")
+            if not seen and employee_id in compensated:
+                found["compensated_without_success"].append(f"{service}: {employee_id}")
+            undone = any(s == effect.undone for _, s in seen)
+            if undone and employee_id not in compensated:
+                found["undone_without_compensation"].append(f"{service}: {employee_id}")
+    for service, broken in (await broken_invariants(dbs)).items():
+        found["invariants"].extend(f"{service}: {b}" for b in broken)
+    return dict(found)
+
+
+def _check_effects(
+    effect: _Effect, seen: list[tuple[str, str]], outcome: str, wanted: set[str] | None
+) -> list[tuple[str, str]]:
+    items = [item for item, _ in seen]
+    done = sorted(item for item, state in seen if state == effect.done)
+    problems: list[tuple[str, str]] = []
+    if len(items) != len(set(items)):
+        problems.append(("applied_twice", f"has {sorted(seen)}"))
+    if outcome == "COMPENSATED" and done:
+        problems.append(("not_compensated", f"still {effect.done}: {done}"))
+    if outcome == "COMPLETED":
+        ok = (
+            (len(seen) == 1 and done == [""])
+            if wanted is None
+            else set(items) == set(done) == wanted
+        )
+        if not ok:
+            problems.append(("effect_missing", f"completed with {sorted(seen)}"))
+    return problems
