@@ -53,11 +53,9 @@ def _add_dev(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def _add_demo(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    from sagas.ops import demo_command
+    from sagas.ops import demo
 
-    demo = sub.add_parser("demo", help="run the main job end to end")
-    demo.add_argument("--messages", type=int, default=100, help="messages to send round trip")
-    demo.set_defaults(handler=demo_command.run)
+    demo.add_parser(sub)
 
 
 def _add_check(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

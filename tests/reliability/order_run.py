@@ -25,47 +25,15 @@ from sagas.dev.outcomes import OutcomeWatcher
 from sagas.dev.processes import Supervisor
 from sagas.dev.system import LocalSystem, SystemLayout
 from services.audit import Violations, audit_orders, broken_invariants
+from services.workload import ORDERS
 
-SERVICES = ("orders", "inventory", "payments", "shipping")
-SEEDS: dict[str, dict[str, Any]] = {
-    "orders": {"catalogue": {"SKU-1": "5.00"}},
-    "inventory": {"stock": {"SKU-1": 1_000_000}},
-    "payments": {
-        "accounts": [
-            {
-                "customer_id": "c-ok",
-                "currency": "EUR",
-                "balance": "100000000.00",
-                "limit": "1000.00",
-            },
-            {"customer_id": "c-poor", "currency": "EUR", "balance": "1.00", "limit": "1000.00"},
-        ]
-    },
-    "shipping": {
-        "carriers": [
-            {"name": "DHL", "capacity": 1_000_000, "transit_days": 2, "countries": "DE,FR"}
-        ]
-    },
-}
+SERVICES = ORDERS.services
 
 
 def order_request(i: int) -> tuple[dict[str, Any], str]:
-    """Order ``i`` and the way its saga must end: 80% complete, 10% declined, 10% unshippable."""
-    kind = ("declined", "unshippable", *(["ok"] * 8))[i % 10]
-    request = {
-        "order_id": f"o{i}",
-        "customer_id": "c-poor" if kind == "declined" else "c-ok",
-        "items": [{"sku": "SKU-1", "quantity": 1}],
-        "currency": "EUR",
-        "shipping_address": {
-            "recipient": "Ada",
-            "line1": "1 Main St",
-            "city": "Berlin",
-            "postal_code": "10115",
-            "country": "ZZ" if kind == "unshippable" else "DE",
-        },
-    }
-    return request, "COMPLETED" if kind == "ok" else "COMPENSATED"
+    """Order ``i`` (see `services.workload.order_request`) and how its saga must end."""
+    request = ORDERS.request(i)
+    return request.body, request.expected
 
 
 @dataclass
@@ -188,7 +156,7 @@ async def order_system(
         system = LocalSystem(layout, supervisor)
         for name in SERVICES:
             spec = system.service_spec(
-                name, SEEDS[name], (faults or {}).get(name), web=name == "orders"
+                name, ORDERS.seeds[name], (faults or {}).get(name), web=name == "orders"
             )
             system.start(spec)
         for index in range(1, engines + 1):

@@ -1,0 +1,186 @@
+"""Drive the demo: start processes, place work, show progress, audit, summarise."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+from sagas.contracts.factory import build_codec
+from sagas.dev.outcomes import OutcomeWatcher
+from sagas.dev.processes import Supervisor
+from sagas.dev.system import LocalSystem, SystemLayout
+from sagas.ops.demo.summary import saga_summary
+from services.workload import Request, Workload
+
+
+@dataclass
+class DemoPlan:
+    """What to run: per workload, how many business processes."""
+
+    counts: dict[str, int]
+    workloads: dict[str, Workload]
+    engines: int = 1
+    deadline_s: float = 600
+    placed: dict[str, list[Request]] = field(default_factory=dict)
+
+
+async def _wait_healthy(system: LocalSystem, service: str, deadline_s: float = 90) -> None:
+    loop = asyncio.get_running_loop()
+    end = loop.time() + deadline_s
+    async with httpx.AsyncClient(timeout=2) as client:
+        while True:
+            with contextlib.suppress(httpx.HTTPError):
+                if (await client.get(f"{system.web_url(service)}/health")).status_code == 200:
+                    return
+            if loop.time() > end:
+                log = system.supervisor.processes[service].log
+                raise RuntimeError(f"{service} did not become healthy; see {log}")
+            await asyncio.sleep(0.3)  # polling interval while the service boots
+
+
+async def _place(system: LocalSystem, workload: Workload, count: int, out: list[Request]) -> None:
+    queue = [workload.request(i) for i in range(count)]
+
+    async def worker(client: httpx.AsyncClient) -> None:
+        while queue:
+            request = queue.pop(0)
+            url = f"{system.web_url(workload.entry)}{workload.route}"
+            response = await client.post(url, json=request.body)
+            if response.status_code != 201:
+                raise RuntimeError(f"{url} refused {request.key}: {response.text}")
+            out.append(request)
+
+    async with httpx.AsyncClient(timeout=30) as client:
+        await asyncio.gather(*(worker(client) for _ in range(8)))
+
+
+def _progress(plan: DemoPlan, watcher: OutcomeWatcher, began: float) -> Table:
+    table = Table(title=f"Sagas by state ({time.monotonic() - began:.0f}s)")
+    for col in ("saga", "placed", "running", "completed", "compensated", "failed"):
+        table.add_column(col, justify="left" if col == "saga" else "right")
+    for name in plan.counts:
+        ids = {r.saga_id for r in plan.placed.get(name, [])}
+        states = [watcher.sagas[i].state for i in ids if i in watcher.sagas]
+        ended = {s: states.count(s) for s in ("COMPLETED", "COMPENSATED", "FAILED")}
+        running = len(ids) - sum(ended.values())
+        table.add_row(
+            name,
+            f"{len(ids)}/{plan.counts[name]}",
+            str(running),
+            str(ended["COMPLETED"]),
+            str(ended["COMPENSATED"]),
+            str(ended["FAILED"]),
+        )
+    return table
+
+
+def _all_ended(plan: DemoPlan, watcher: OutcomeWatcher) -> bool:
+    placed = [r for reqs in plan.placed.values() for r in reqs]
+    if len(placed) < sum(plan.counts.values()):
+        return False
+    return watcher.ended({r.saga_id for r in placed})
+
+
+async def run_demo(
+    plan: DemoPlan, layout: SystemLayout, console: Console, quiet: bool
+) -> dict[str, Any]:
+    """Run the plan on ``layout`` and return the summary (also when sagas did not end)."""
+    codec = build_codec()
+    with Supervisor(layout.workdir / "logs") as supervisor:
+        system = LocalSystem(layout, supervisor)
+        for name, workload in plan.workloads.items():
+            if plan.counts.get(name):
+                for service in workload.services:
+                    spec = system.service_spec(
+                        service, workload.seeds.get(service), web=service == workload.entry
+                    )
+                    system.start(spec)
+        for index in range(1, plan.engines + 1):
+            system.start(system.engine_spec(index))
+        watcher = OutcomeWatcher(layout.bootstrap_servers, codec, layout.prefix)
+        began = time.monotonic()
+        async with asyncio.TaskGroup() as tg:
+            watching = tg.create_task(watcher.run())
+            for name, count in plan.counts.items():
+                if count:
+                    await _wait_healthy(system, plan.workloads[name].entry)
+            placing = [
+                tg.create_task(_place(system, plan.workloads[n], c, plan.placed.setdefault(n, [])))
+                for n, c in plan.counts.items()
+                if c
+            ]
+            with Live(
+                _progress(plan, watcher, began),
+                console=Console(quiet=True) if quiet else console,
+                transient=False,
+                refresh_per_second=4,
+            ) as live:
+                while not _all_ended(plan, watcher) and time.monotonic() - began < plan.deadline_s:
+                    if exits := supervisor.unexpected_exits():
+                        raise RuntimeError(
+                            f"processes died: {exits}; logs in {layout.workdir / 'logs'}"
+                        )
+                    await watcher.changed(wait_s=0.5)
+                    live.update(_progress(plan, watcher, began))
+            for task in placing:
+                await task
+            summary = await _summarise(plan, watcher, layout)
+            watching.cancel()
+    codec.close()
+    return summary
+
+
+async def _summarise(
+    plan: DemoPlan, watcher: OutcomeWatcher, layout: SystemLayout
+) -> dict[str, Any]:
+    sagas: dict[str, Any] = {}
+    invariants: dict[str, bool] = {}
+    violations: dict[str, list[str]] = {}
+    for name, requests in plan.placed.items():
+        workload = plan.workloads[name]
+        outcomes = [watcher.sagas[r.saga_id] for r in requests if r.saga_id in watcher.sagas]
+        summary = saga_summary(outcomes, len(requests))
+        expected = {r.key: r.expected for r in requests}
+        summary["unexpected_outcomes"] = sum(
+            1
+            for r in requests
+            if (o := watcher.sagas.get(r.saga_id)) is not None and o.state != r.expected
+        )
+        sagas[name] = summary
+        dbs = {s: layout.service_db(s) for s in workload.services}
+        found = await _audit_when_settled(workload, dbs, expected)
+        for kind, invariant in workload.checks.items():
+            invariants[f"{name}.{invariant}"] = kind not in found
+        broken = await workload.invariants(dbs)
+        for service in workload.services:
+            invariants[f"{service}.books_balance"] = service not in broken
+        violations.update({f"{name}.{k}": v for k, v in found.items()})
+        violations.update({f"{s}.books": v for s, v in broken.items()})
+    return {
+        "sagas": sagas,
+        "invariants": invariants,
+        "violations": violations,
+        "logs": str(layout.workdir / "logs"),
+    }
+
+
+async def _audit_when_settled(
+    workload: Workload, dbs: dict[str, Path], expected: dict[str, str], deadline_s: float = 30
+) -> dict[str, list[str]]:
+    """The entry service follows end events asynchronously: give it time to catch up."""
+    loop = asyncio.get_running_loop()
+    end = loop.time() + deadline_s
+    while True:
+        found = workload.audit(dbs, expected)
+        if not found or loop.time() > end:
+            return found
+        await asyncio.sleep(0.5)  # polling interval: services follow events on their own

@@ -1,0 +1,111 @@
+"""Workloads for whole-system runs (demo, chaos, reliability tests).
+
+A workload says how to drive one saga type through its services: the services and
+their seed data, the HTTP route that starts business processes, a deterministic mix of
+requests with the outcome each must reach, and how to audit the services' stores.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from services.audit import Violations, audit_orders, broken_invariants
+
+
+@dataclass(frozen=True)
+class Request:
+    """One business process to start and how its saga must end."""
+
+    body: dict[str, Any]
+    key: str
+    """The business key (order id, employee id) the audit uses."""
+    saga_id: str
+    expected: str
+    """``COMPLETED`` or ``COMPENSATED``."""
+    kind: str
+    """Why it ends that way, for people (``ok``, ``declined``, ...)."""
+
+
+@dataclass(frozen=True)
+class Workload:
+    saga: str
+    services: tuple[str, ...]
+    entry: str
+    """The service whose HTTP route starts a process."""
+    route: str
+    seeds: Mapping[str, Mapping[str, Any]]
+    request: Callable[[int], Request]
+    audit: Callable[[Mapping[str, Path], Mapping[str, str]], Violations]
+    invariants: Callable[[Mapping[str, Path]], Awaitable[Violations]]
+    checks: Mapping[str, str]
+    """Audit violation kind -> the invariant it breaks, named as what must hold."""
+
+
+def order_request(i: int) -> Request:
+    """Order ``i``: 80% complete, 10% are declined by payments, 10% cannot be shipped."""
+    kind = ("declined", "unshippable", *(["ok"] * 8))[i % 10]
+    order_id = f"o{i}"
+    body = {
+        "order_id": order_id,
+        "customer_id": "c-poor" if kind == "declined" else "c-ok",
+        "items": [{"sku": "SKU-1", "quantity": 1 + i % 3}],
+        "currency": "EUR",
+        "shipping_address": {
+            "recipient": "Ada Lovelace",
+            "line1": "1 Main St",
+            "city": "Berlin",
+            "postal_code": "10115",
+            "country": "ZZ" if kind == "unshippable" else "DE",
+        },
+    }
+    expected = "COMPLETED" if kind == "ok" else "COMPENSATED"
+    return Request(body, order_id, f"order:{order_id}", expected, kind)
+
+
+ORDER_SEEDS: dict[str, dict[str, Any]] = {
+    "orders": {"catalogue": {"SKU-1": "5.00"}},
+    "inventory": {"stock": {"SKU-1": 1_000_000}},
+    "payments": {
+        "accounts": [
+            {
+                "customer_id": "c-ok",
+                "currency": "EUR",
+                "balance": "100000000.00",
+                "limit": "1000.00",
+            },
+            {"customer_id": "c-poor", "currency": "EUR", "balance": "1.00", "limit": "1000.00"},
+        ]
+    },
+    "shipping": {
+        "carriers": [
+            {"name": "DHL", "capacity": 1_000_000, "transit_days": 2, "countries": "DE,FR"}
+        ]
+    },
+}
+
+ORDERS = Workload(
+    saga="order_fulfilment",
+    services=("orders", "inventory", "payments", "shipping"),
+    entry="orders",
+    route="/orders",
+    seeds=ORDER_SEEDS,
+    request=order_request,
+    audit=audit_orders,
+    invariants=broken_invariants,
+    checks={
+        "order_status": "orders_match_saga_outcomes",
+        "effect_missing": "completed_orders_reserved_paid_shipped",
+        "not_compensated": "cancelled_orders_fully_undone",
+        "applied_twice": "no_command_applied_twice",
+        "compensated_without_success": "no_compensation_without_success",
+        "undone_without_compensation": "undo_only_when_the_saga_asked",
+    },
+)
+
+
+def workloads() -> dict[str, Workload]:
+    """Every shipped workload by saga name."""
+    return {ORDERS.saga: ORDERS}

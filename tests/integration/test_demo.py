@@ -1,0 +1,50 @@
+"""`sagas demo --json` runs the whole system as processes and reports a clean summary."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+
+@pytest.mark.timeout(400)
+def test_demo_json_summary(kafka_bootstrap: str, tmp_path: Path) -> None:
+    env = {
+        **os.environ,
+        "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
+        "SAGAS_DEMO_DIR": str(tmp_path),
+    }
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "sagas.ops.cli",
+            "demo",
+            "--orders",
+            "40",
+            "--hires",
+            "20",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=380,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr[-3000:]
+    summary = json.loads(proc.stdout)
+    orders = summary["sagas"]["order_fulfilment"]
+    assert orders["placed"] == 40
+    assert orders["completed"] == 32  # 80% of the mix completes
+    assert orders["compensated"] == 8  # declined and unshippable orders
+    assert orders["failed"] == 0
+    assert orders["cycle_ms"]["p50"] <= orders["cycle_ms"]["p95"] <= orders["cycle_ms"]["p99"]
+    assert summary["invariants"]
+    assert all(summary["invariants"].values()), summary
+    assert "violations" not in summary
+    assert list(tmp_path.glob("*/logs/engine-1.log"))
