@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import BeforeValidator, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -124,3 +124,34 @@ class OpsSettings(BaseSettings):
     jaeger_url: str | None = Field(
         None, description="Base URL of Jaeger's UI; trace ids link to <url>/trace/<id>."
     )
+
+
+class TelemetrySettings(BaseSettings):
+    """Traces, metrics and logs of every process (see docs/observability.md).
+
+    The OTLP exporters also read the standard ``OTEL_*`` variables themselves
+    (``OTEL_EXPORTER_OTLP_ENDPOINT``, ``OTEL_EXPORTER_OTLP_PROTOCOL``, ``OTEL_SERVICE_NAME``,
+    ``OTEL_RESOURCE_ATTRIBUTES``, ...).
+    """
+
+    model_config = SettingsConfigDict(env_prefix="SAGAS_TELEMETRY_", frozen=True)
+
+    mode: Literal["otlp", "console", "file", "off"] | None = Field(
+        None,
+        validation_alias="SAGAS_TELEMETRY",
+        description="otlp, console, file or off. Unset: otlp when OTEL_EXPORTER_OTLP_ENDPOINT "
+        "is set, otherwise off (no-op providers, nothing exported).",
+    )
+    file: str = Field(
+        ".sagas/telemetry/{service}-{pid}.jsonl",
+        description="With SAGAS_TELEMETRY=file: where spans and metrics go, one JSON object "
+        "a line; {service} and {pid} are replaced, so each process has its own file.",
+    )
+    metrics_interval: Duration = Field(
+        timedelta(seconds=30), description="How often metrics are exported."
+    )
+    log_format: Literal["auto", "json", "text"] = Field(
+        "auto",
+        description="auto (JSON unless stderr is a terminal), json or text.",
+    )
+    log_level: str = Field("INFO", description="Level of the process's log.")
