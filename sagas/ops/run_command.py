@@ -6,7 +6,6 @@ import argparse
 import asyncio
 import logging
 import signal
-import sys
 from typing import Any
 
 from sagas.contracts.factory import build_codec
@@ -15,7 +14,8 @@ from sagas.definition import Saga
 from sagas.errors import ConfigurationError
 from sagas.runtime.engine import Engine
 from sagas.runtime.store import Store
-from sagas.settings import EngineSettings, KafkaSettings
+from sagas.settings import EngineSettings, KafkaSettings, TelemetrySettings
+from sagas.telemetry import EngineTelemetry, Telemetry, configure_logging, setup
 
 log = logging.getLogger("sagas.run")
 
@@ -42,11 +42,21 @@ def select(names: list[str]) -> list[Saga[Any]]:
     return [d for d in shipped if d.name in names]
 
 
-async def serve(definitions: list[Saga[Any]], settings: EngineSettings, bootstrap: str) -> None:
+async def serve(
+    definitions: list[Saga[Any]],
+    settings: EngineSettings,
+    bootstrap: str,
+    telemetry: Telemetry | None = None,
+) -> None:
     """Run an engine until SIGTERM or SIGINT, then let the open transaction finish."""
     codec = build_codec()
     store = await Store.open(settings.engine_db)
-    engine = Engine(definitions, settings, bootstrap, codec, default_class_map(), store)
+    hooks = None
+    if telemetry is not None and telemetry.enabled:
+        hooks = EngineTelemetry(telemetry, settings.topic_prefix, settings.engine_db)
+    engine = Engine(
+        definitions, settings, bootstrap, codec, default_class_map(), store, telemetry=hooks
+    )
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, engine.shutdown)
@@ -58,11 +68,8 @@ async def serve(definitions: list[Saga[Any]], settings: EngineSettings, bootstra
 
 
 def main(args: argparse.Namespace) -> int:
-    logging.basicConfig(
-        level=logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-        stream=sys.stderr,
-    )
+    telemetry_settings = TelemetrySettings()
+    configure_logging("sagas-engine", telemetry_settings)
     bootstrap = KafkaSettings().bootstrap_servers
     if not bootstrap:
         raise ConfigurationError(
@@ -72,5 +79,10 @@ def main(args: argparse.Namespace) -> int:
     settings = EngineSettings()
     definitions = select(list(args.sagas))
     log.info("engine db %s, bootstrap %s", settings.engine_db, bootstrap)
-    asyncio.run(serve(definitions, settings, bootstrap))
+    telemetry = setup("sagas-engine", telemetry_settings)
+    telemetry.install_global()
+    try:
+        asyncio.run(serve(definitions, settings, bootstrap, telemetry))
+    finally:
+        telemetry.shutdown()
     return 0

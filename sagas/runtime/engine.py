@@ -23,6 +23,7 @@ from sagas.runtime.router import Router, event_topics
 from sagas.runtime.store import Store
 from sagas.runtime.worker import Clock, SagaWorker
 from sagas.settings import EngineSettings
+from sagas.telemetry.engine import EngineTelemetry
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +54,7 @@ class Engine:
         store: this process's SQLite store.
         clock: the engine's notion of now (injectable for tests and chaos).
         client_options: extra aiokafka options (security), for every client.
+        telemetry: spans and metrics; None (the default) when telemetry is off.
     """
 
     def __init__(
@@ -65,8 +67,10 @@ class Engine:
         store: Store,
         clock: Clock = utcnow,
         client_options: dict[str, Any] | None = None,
+        telemetry: EngineTelemetry | None = None,
     ) -> None:
         self.definitions = by_name(definitions)
+        self._telemetry = telemetry
         self.settings = settings
         self._bootstrap = bootstrap_servers
         self._store = store
@@ -81,9 +85,10 @@ class Engine:
             bootstrap_servers,
             self._options,
             settings.topic_prefix,
+            telemetry,
         )
         latest = [max(v.items())[1] for v in self.definitions.values()]
-        self.router = Router(latest, codec)
+        self.router = Router(latest, codec, telemetry)
         self._router_topics = event_topics(latest)
         self._loops = [
             TransactionalLoop(
@@ -109,6 +114,35 @@ class Engine:
                 topic_prefix=settings.topic_prefix,
             ),
         ]
+
+        if telemetry is not None:
+            telemetry.add_lag_source(self._lag)
+
+    def _lag(self) -> list[tuple[str, int, str, int]]:
+        """(topic, partition, group, lag) of every partition the loops own.
+
+        Lag is the last stable offset (read_committed) minus the position after the
+        last batch handed to the worker or router (partitions with no batch yet are
+        left out). The loop does not expose its
+        consumer, so its private attribute is read here (metrics thread; reads only).
+        """
+        found: list[tuple[str, int, str, int]] = []
+        positions = self._telemetry.positions if self._telemetry else {}
+        for loop, group in zip(
+            self._loops, (self.settings.engine_group, self.settings.router_group), strict=True
+        ):
+            consumer = getattr(loop, "_consumer", None)
+            if consumer is None:
+                continue
+            for tp in list(consumer.assignment()):
+                end = consumer.last_stable_offset(tp) or consumer.highwater(tp)
+                if end is None:
+                    continue
+                position = positions.get((tp.topic, tp.partition))
+                if position is None:
+                    continue  # nothing consumed here yet: position unknown
+                found.append((tp.topic, tp.partition, group, max(end - position, 0)))
+        return found
 
     async def prepare(self) -> None:
         """Refuse removed versions still in use; create missing topics."""

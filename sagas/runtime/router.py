@@ -21,6 +21,7 @@ from sagas.definition import Await, Saga
 from sagas.runtime import topics
 from sagas.runtime.loop import Batch, Outgoing
 from sagas.runtime.worker import dead_letter
+from sagas.telemetry.engine import EngineTelemetry
 
 DEAD_LETTERS = "sagas.router.dlq"
 
@@ -42,9 +43,15 @@ def event_topics(definitions: Sequence[Saga[Any]]) -> list[str]:
 class Router:
     """`PartitionHandler` for the domain event topics."""
 
-    def __init__(self, definitions: Sequence[Saga[Any]], codec: Codec) -> None:
+    def __init__(
+        self,
+        definitions: Sequence[Saga[Any]],
+        codec: Codec,
+        telemetry: EngineTelemetry | None = None,
+    ) -> None:
         self._definitions = list(definitions)
         self._codec = codec
+        self._telemetry = telemetry
         self.forwarded = 0
 
     async def assigned(self, tp: TopicPartition) -> None:
@@ -60,6 +67,10 @@ class Router:
         self, tp: TopicPartition, batch: Batch, sent: Sequence[RecordMetadata]
     ) -> None:
         self.forwarded += int(batch.context or 0)
+        if self._telemetry is not None:
+            dead = sum(1 for o in batch.outgoing if o.topic == DEAD_LETTERS)
+            if dead:
+                self._telemetry.dead_lettered(DEAD_LETTERS, "router", dead)
 
     async def dead_letter(
         self, tp: TopicPartition, record: ConsumerRecord[Any, Any], error: BaseException
@@ -75,6 +86,10 @@ class Router:
     async def process(
         self, tp: TopicPartition, records: Sequence[ConsumerRecord[Any, Any]]
     ) -> Batch:
+        # The router forwards the record's bytes and headers untouched (traceparent
+        # included): the start event's span stays the parent of the saga span.
+        if self._telemetry is not None:
+            self._telemetry.consumed(records)
         out: list[Outgoing] = []
         forwarded = 0
         for record in records:

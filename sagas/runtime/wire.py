@@ -46,12 +46,18 @@ def encode(
     codec: Codec,
     classes: ClassMap,
     topic_prefix: str = "",
+    trace: tuple[str, str | None] | None = None,
 ) -> loop.Outgoing:
     """One decided message as a Kafka record with CloudEvents headers.
 
     ``reply_to`` names a physical topic (the participant replies there as told), so it
     carries the topic prefix; the record's own topic is prefixed by the loop.
+    ``trace``: the ``traceparent`` / ``tracestate`` of the span that sends it (with
+    telemetry on); otherwise the saga's own trace context is passed on.
     """
+    traceparent, tracestate = trace or (
+        (instance.traceparent, instance.tracestate) if instance else (None, None)
+    )
     envelope = Envelope(
         id=out.id,
         type=out.type,
@@ -60,8 +66,8 @@ def encode(
         payload=to_record(out.payload, classes),
         saga_id=out.saga_id,
         reply_to=topic_prefix + out.reply_to if out.reply_to else None,
-        traceparent=instance.traceparent if instance else None,
-        tracestate=instance.tracestate if instance else None,
+        traceparent=traceparent,
+        tracestate=tracestate,
     )
     headers, value = codec.encode(envelope)
     return loop.Outgoing(out.topic, value, key=out.key.encode(), headers=headers)

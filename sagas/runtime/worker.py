@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import logging
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -30,6 +31,8 @@ from sagas.machine.serialize import instance_from_dict, instance_to_dict
 from sagas.runtime import changelog, topics, wire
 from sagas.runtime.loop import Batch, Outgoing
 from sagas.runtime.store import Changes, Held, Store, StoredInstance
+from sagas.telemetry.engine import EngineTelemetry, Pending
+from sagas.telemetry.logs import saga_scope
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +71,7 @@ class _Work:
     outgoing: list[Outgoing] = field(default_factory=list)
     held: dict[str, Held] = field(default_factory=dict)
     released: set[str] = field(default_factory=set)
+    trace: Pending | None = None  # spans and metrics to report once committed
 
 
 class SagaWorker:
@@ -80,6 +84,7 @@ class SagaWorker:
         clock: the time `decide` is given (injectable: tests and chaos jump it).
         hold_for: how long a message for a saga not started yet is kept.
         bootstrap_servers, client_options: for changelog catch-up.
+        telemetry: spans and metrics (None when telemetry is off: no cost at all).
     """
 
     def __init__(
@@ -93,8 +98,10 @@ class SagaWorker:
         bootstrap_servers: str,
         client_options: dict[str, Any] | None = None,
         topic_prefix: str = "",
+        telemetry: EngineTelemetry | None = None,
     ) -> None:
         self._definitions = definitions
+        self._telemetry = telemetry
         self._topic_prefix = topic_prefix
         self._by_inbox = {topics.inbox(name): name for name in definitions}
         self._codec = codec
@@ -110,6 +117,8 @@ class SagaWorker:
 
     async def assigned(self, tp: TopicPartition) -> None:
         saga = self._by_inbox[tp.topic]
+        if self._telemetry is not None:
+            self._telemetry.assigned(saga, tp.partition)
         await changelog.catch_up(
             self._store,
             saga,
@@ -120,12 +129,21 @@ class SagaWorker:
         )
 
     async def revoked(self, tp: TopicPartition) -> None:
-        return None
+        if self._telemetry is not None:
+            self._telemetry.revoked(self._by_inbox[tp.topic], tp.partition)
+
+    def _work(self, saga: str, partition: int) -> _Work:
+        work = _Work(saga, partition)
+        if self._telemetry is not None:
+            work.trace = self._telemetry.batch(saga, partition)
+        return work
 
     async def process(
         self, tp: TopicPartition, records: Sequence[ConsumerRecord[Any, Any]]
     ) -> Batch:
-        work = _Work(self._by_inbox[tp.topic], tp.partition)
+        work = self._work(self._by_inbox[tp.topic], tp.partition)
+        if self._telemetry is not None:
+            self._telemetry.consumed(records)
         for record in records:
             await self._one(work, record)
         return self._finish(work)
@@ -134,6 +152,7 @@ class SagaWorker:
         self, tp: TopicPartition, record: ConsumerRecord[Any, Any], error: BaseException
     ) -> Batch:
         saga = self._by_inbox[tp.topic]
+        self._work(saga, tp.partition)  # nothing decided: no spans from the failed attempt
         out = dead_letter(
             record, topics.dead_letters(saga), "processing-error", repr(error), type(error).__name__
         )
@@ -146,7 +165,7 @@ class SagaWorker:
         expired = await self._store.expired_held(saga, tp.partition, iso(now))
         if not due and not expired:
             return None
-        work = _Work(saga, tp.partition)
+        work = self._work(saga, tp.partition)
         for body in due:
             instance = self._remember(work, body)
             for timer in sorted(instance.scheduled_timers, key=lambda t: t.due):
@@ -170,6 +189,10 @@ class SagaWorker:
         if offsets:
             changes.next_changelog_offset = max(offsets) + 1
         await self._store.apply(changes)
+        if self._telemetry is not None:
+            dlq = topics.dead_letters(changes.saga_name)
+            dead = sum(1 for o in batch.outgoing if o.topic == dlq)
+            self._telemetry.committed(changes.saga_name, tp.partition, dead)
 
     # -- one record -----------------------------------------------------------------
 
@@ -203,7 +226,8 @@ class SagaWorker:
                 if instance is None:
                     raise ValueError(f"no saga {saga_id} to act on")
                 action = wire.operator_action(envelope.payload, definition)
-            decided = await self._decide(work, instance, action, now, saga_id=saga_id)
+            with saga_scope(saga_id):
+                decided = await self._decide(work, instance, action, now, record=record)
         except (SagasError, ValueError, TypeError) as exc:
             work.outgoing.append(dead_letter(record, dlq, "rejected", str(exc), type(exc).__name__))
             return
@@ -216,19 +240,35 @@ class SagaWorker:
         instance: SagaInstance[Any] | None,
         action: Any,
         now: datetime,
-        saga_id: str | None = None,
+        record: ConsumerRecord[Any, Any] | None = None,
     ) -> bool:
         """Run `decide`; False when the input concerns a saga that does not exist yet."""
         definition = self._definition_for(work.saga, instance)
+        began = time.time_ns() if work.trace is not None else 0
         decision = decide(definition, instance, action, now)
         self.decisions += 1
         if decision.instance is None:
             return False
         new = decision.instance
+        traces: list[tuple[str, str | None] | None] | None = None
+        if self._telemetry is not None and work.trace is not None:
+            if instance is None:
+                new = self._telemetry.ensure_trace(new)
+            traces = self._telemetry.decided(
+                work.trace, instance, new, action, record, decision.outgoing, began
+            )
         work.instances[new.saga_id] = new
-        for out in decision.outgoing:
+        for i, out in enumerate(decision.outgoing):
             work.outgoing.append(
-                wire.encode(out, new, now, self._codec, self._classes, self._topic_prefix)
+                wire.encode(
+                    out,
+                    new,
+                    now,
+                    self._codec,
+                    self._classes,
+                    self._topic_prefix,
+                    trace=traces[i] if traces is not None else None,
+                )
             )
         if instance is None:
             await self._release_held(work, new.saga_id, now)

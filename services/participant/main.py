@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 import signal
 import sys
 
 from pydantic import ValidationError
 
-from sagas.settings import KafkaSettings
+from sagas.settings import KafkaSettings, TelemetrySettings
+from sagas.telemetry import ParticipantTelemetry, configure_logging, setup
 from services.participant.definition import Participant
 from services.participant.service import ParticipantService
 from services.settings import ServiceSettings
@@ -17,21 +17,29 @@ from services.settings import ServiceSettings
 
 def serve(participant: Participant) -> None:
     """Run ``participant`` in this process with the settings from the environment."""
-    logging.basicConfig(
-        level=logging.INFO, format=f"%(asctime)s {participant.name} %(levelname)s %(message)s"
-    )
     try:
         settings = ServiceSettings()
         kafka = KafkaSettings()
+        telemetry_settings = TelemetrySettings()
     except ValidationError as exc:
         sys.exit(f"error: invalid service setting: {exc} (see docs/services.md)")
-    asyncio.run(_serve(participant, settings, kafka.bootstrap_servers))
+    configure_logging(participant.name, telemetry_settings)
+    telemetry = setup(participant.name, telemetry_settings)
+    telemetry.install_global()
+    hooks = ParticipantTelemetry(telemetry, participant.name) if telemetry.enabled else None
+    try:
+        asyncio.run(_serve(participant, settings, kafka.bootstrap_servers, hooks))
+    finally:
+        telemetry.shutdown()
 
 
 async def _serve(
-    participant: Participant, settings: ServiceSettings, bootstrap: str | None
+    participant: Participant,
+    settings: ServiceSettings,
+    bootstrap: str | None,
+    telemetry: ParticipantTelemetry | None = None,
 ) -> None:
-    service = ParticipantService(participant, settings, bootstrap=bootstrap)
+    service = ParticipantService(participant, settings, bootstrap=bootstrap, telemetry=telemetry)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, service.request_stop)

@@ -29,6 +29,7 @@ from sagas.contracts.errors import MessageError
 from sagas.contracts.headers import RawHeaders
 from sagas.contracts.messages.sagas import CommandFailed
 from sagas.contracts.record import Envelope, Record
+from sagas.telemetry.participant import ParticipantTelemetry
 from services.participant.definition import Context, Handler, Participant
 from services.participant.errors import InjectedFault, is_retryable
 from services.participant.store import Outbound, Store, find_processed, record_processed
@@ -70,6 +71,7 @@ class Processor:
         crash: called (with the count) after the n-th applied command when
             ``faults.crash_after`` is n; by default the process exits at once.
         clock: the time source (tests pass a fixed one).
+        telemetry: reply spans and dead-letter counts (None when telemetry is off).
     """
 
     def __init__(
@@ -82,7 +84,9 @@ class Processor:
         faults: Faults | None = None,
         crash: Callable[[int], None] | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        telemetry: ParticipantTelemetry | None = None,
     ) -> None:
+        self.telemetry = telemetry
         self.participant = participant
         self.store = store
         self.codec = codec
@@ -158,7 +162,10 @@ class Processor:
             self.crash(self.applied)
 
     def reply(self, command: Envelope, payload: Record) -> Outbound:
-        """The encoded reply to ``command``: keyed by saga id, ids and trace copied."""
+        """The encoded reply to ``command``: keyed by saga id, ids and trace copied (with
+        telemetry on, the trace context of the reply's own span)."""
+        trace = self.telemetry.reply(command, payload) if self.telemetry is not None else None
+        traceparent, tracestate = trace or (command.traceparent, command.tracestate)
         envelope = Envelope(
             id=f"{command.id}:reply",
             type=payload.SCHEMA,
@@ -166,8 +173,8 @@ class Processor:
             time=self.clock(),
             payload=payload,
             saga_id=command.saga_id,
-            traceparent=command.traceparent,
-            tracestate=command.tracestate,
+            traceparent=traceparent,
+            tracestate=tracestate,
         )
         headers, value = self.codec.encode(envelope)
         key = command.saga_id.encode() if command.saga_id else None
@@ -206,6 +213,8 @@ class Processor:
     def dead_letter(self, record: Incoming, error_headers: list[tuple[str, bytes]]) -> Outbound:
         """The original record, with the error headers added, for ``<service>.dlq``."""
         original = [(name, value or b"") for name, value in record.headers]
+        if self.telemetry is not None:
+            self.telemetry.dead_lettered(self.dlq)
         return Outbound(
             topic=self.dlq, key=record.key, value=record.value, headers=original + error_headers
         )

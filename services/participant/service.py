@@ -39,6 +39,7 @@ from aiokafka.errors import TopicAlreadyExistsError
 from sagas.contracts.codec import Codec
 from sagas.contracts.factory import build_codec
 from sagas.contracts.record import Envelope, Record
+from sagas.telemetry.participant import Handling, ParticipantTelemetry
 from services.participant.definition import JSONObject, Participant
 from services.participant.processor import Faults, Incoming, Processor
 from services.participant.store import Outbound, Store
@@ -82,6 +83,7 @@ class ParticipantService:
         bootstrap: Kafka bootstrap servers, comma-separated.
         codec: the message codec; built from the environment when not given.
         crash: what the crash fault knob calls (default: exit the process at once).
+        telemetry: spans and metrics (None when telemetry is off).
     """
 
     def __init__(
@@ -92,8 +94,10 @@ class ParticipantService:
         bootstrap: str | None = None,
         codec: Codec | None = None,
         crash: Callable[[int], None] | None = None,
+        telemetry: ParticipantTelemetry | None = None,
     ) -> None:
         self.participant = participant
+        self.telemetry = telemetry
         self.settings = settings
         self.bootstrap = bootstrap or DEFAULT_BOOTSTRAP
         self.codec = codec or build_codec()
@@ -111,6 +115,7 @@ class ParticipantService:
                 seed=settings.fault_seed,
             ),
             crash=crash,
+            telemetry=telemetry,
         )
         self.app: Any = None
         self._stopping = asyncio.Event()
@@ -197,7 +202,10 @@ class ParticipantService:
     async def send(self, records: list[Outbound]) -> None:
         """Produce ``records`` one by one, each acknowledged before the next."""
         for r in records:
+            span = self.telemetry.published(r) if self.telemetry is not None else None
             await self.app.producer.send_and_wait(r.topic, r.key, r.value, None, None, r.headers)
+            if span is not None:
+                span.end()
 
     async def publish(self, event: Record, *, domain: str, key: str, event_id: str) -> None:
         """Publish a domain event to ``<domain>.events`` with CloudEvents headers."""
@@ -249,9 +257,22 @@ class ParticipantService:
 
     async def process(self, topic: str, record: Incoming) -> None:
         """Process one consumed record and produce what it yields (the agents call this)."""
-        if topic != self.commands_topic:
-            await self.send(await self.processor.event(record))
+        if self.telemetry is None:
+            await self._process(topic, record)
             return
-        await self.send(await self.processor.command(record))
-        if self.participant.after_command is not None:
+        # The handling span is current inside: reply spans and log lines join it.
+        with self.telemetry.handling(record) as handling:
+            await self._process(topic, record, handling)
+
+    async def _process(
+        self, topic: str, record: Incoming, handling: Handling | None = None
+    ) -> None:
+        if topic != self.commands_topic:
+            out = await self.processor.event(record)
+        else:
+            out = await self.processor.command(record)
+        if handling is not None and self.telemetry is not None:
+            self.telemetry.outcome(handling, out)
+        await self.send(out)
+        if topic == self.commands_topic and self.participant.after_command is not None:
             await self.participant.after_command(self)
