@@ -130,7 +130,7 @@ async def onboarding_system(bootstrap: str, workdir: Path) -> AsyncIterator[Onbo
     """The six services and one engine running onboarding; everything stopped at the end.
 
     The services create the event topics they follow or publish to with the engine's
-    partition count, so whichever process creates one first, the engine accepts it.
+    partition count, so the layout is the same whichever process creates one first.
     """
     layout = SystemLayout(
         bootstrap,
