@@ -46,7 +46,15 @@ class BrokerStatus:
 
 
 def _new_cluster_id() -> str:
-    return base64.urlsafe_b64encode(secrets.token_bytes(16)).decode().rstrip("=")
+    """16 random bytes, URL-safe base64 without padding, never starting with '-'.
+
+    A leading '-' would be read as an option by kafka-storage's argument parser (seen
+    once in 64 formats in CI); Kafka's own generator avoids it the same way.
+    """
+    while True:
+        cluster_id = base64.urlsafe_b64encode(secrets.token_bytes(16)).decode().rstrip("=")
+        if not cluster_id.startswith("-"):
+            return cluster_id
 
 
 def port_is_free(port: int) -> bool:

@@ -39,3 +39,11 @@ def test_status_without_pid_file(tmp_path: Path) -> None:
     status = DevKafka(tmp_path, "4.4.0", port=19092).status()
     assert not status.running
     assert "not running" in status.describe()
+
+
+def test_cluster_ids_never_look_like_options() -> None:
+    from sagas.dev.broker import _new_cluster_id
+
+    ids = [_new_cluster_id() for _ in range(5000)]
+    assert all(len(i) == 22 and not i.startswith("-") for i in ids)
+    assert len(set(ids)) == 5000
