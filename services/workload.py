@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from services.audit import Violations, audit_orders, broken_invariants
+from services.audit import Violations, audit_onboarding, audit_orders, broken_invariants
 
 
 @dataclass(frozen=True)
@@ -38,7 +38,7 @@ class Workload:
     route: str
     seeds: Mapping[str, Mapping[str, Any]]
     request: Callable[[int], Request]
-    audit: Callable[[Mapping[str, Path], Mapping[str, str]], Violations]
+    audit: Callable[[Mapping[str, Path], Mapping[str, str]], Awaitable[Violations]]
     invariants: Callable[[Mapping[str, Path]], Awaitable[Violations]]
     checks: Mapping[str, str]
     """Audit violation kind -> the invariant it breaks, named as what must hold."""
@@ -86,6 +86,11 @@ ORDER_SEEDS: dict[str, dict[str, Any]] = {
     },
 }
 
+
+async def _audit_orders(dbs: Mapping[str, Path], expected: Mapping[str, str]) -> Violations:
+    return audit_orders(dbs, expected)
+
+
 ORDERS = Workload(
     saga="order_fulfilment",
     services=("orders", "inventory", "payments", "shipping"),
@@ -93,7 +98,7 @@ ORDERS = Workload(
     route="/orders",
     seeds=ORDER_SEEDS,
     request=order_request,
-    audit=audit_orders,
+    audit=_audit_orders,
     invariants=broken_invariants,
     checks={
         "order_status": "orders_match_saga_outcomes",
@@ -106,6 +111,79 @@ ORDERS = Workload(
 )
 
 
+HIRE_KINDS: tuple[tuple[str, str | None], ...] = (
+    ("ENGINEER", None),
+    ("SALES", None),
+    ("SUPPORT", None),
+    ("MANAGER", None),  # no BI seat: licences short, mailbox and cloud access undone
+    ("ENGINEER", "MBP-14-M4"),  # empty pool: the account is disabled
+    ("ENGINEER", None),
+    ("SALES", None),
+    ("SUPPORT", None),
+    ("ENGINEER", "X1-CARBON"),  # unknown model: an empty pool too
+    ("SALES", None),
+)
+
+
+def hire_request(i: int) -> Request:
+    """Hire ``i``: 70% are onboarded, 30% are undone (no BI seat, no laptop)."""
+    role, model = HIRE_KINDS[i % len(HIRE_KINDS)]
+    employee_id = f"e{i}"
+    body: dict[str, Any] = {
+        "employee_id": employee_id,
+        # every fifth is another Ada Lovelace: the user names get digits
+        "full_name": "Ada Lovelace" if i % 5 == 0 else f"Employee {i}",
+        "role": role,
+        "start_date": "2030-02-01",
+    }
+    if model is not None:
+        body["laptop_model"] = model
+    ok = role != "MANAGER" and model is None
+    kind = "ok" if ok else ("no-laptop" if model else "no-licence-seat")
+    return Request(
+        body, employee_id, f"employee:{employee_id}", "COMPLETED" if ok else "COMPENSATED", kind
+    )
+
+
+HIRE_SEEDS: dict[str, dict[str, Any]] = {
+    "hr": {"staff": []},
+    "directory": {"accounts": [{"employee_id": "staff-1", "full_name": "Ada Lovelace"}]},
+    "assets": {"pool": {"MBP-16": 1_000_000, "MBA-13": 1_000_000, "MBP-14-M4": 0}},
+    "mail": {"domain": "example.com", "reserved": ["postmaster"]},
+    "licensing": {
+        "seats": {"IDE": 1_000_000, "GITHUB": 1_000_000, "CRM": 1_000_000, "BI": 0},
+        "roles": {
+            "ENGINEER": ["IDE", "GITHUB"],
+            "SALES": ["CRM"],
+            "SUPPORT": [],
+            "MANAGER": ["CRM", "BI"],
+        },
+    },
+    "access": {"roles": {"developer": "-", "log-reader": "-", "billing-viewer": "-"}},
+}
+"""No BI seat at all (every manager's licences run short), no MBP-14-M4 in the pool."""
+
+HIRES = Workload(
+    saga="onboarding",
+    services=("hr", "directory", "assets", "mail", "licensing", "access"),
+    entry="hr",
+    route="/hires",
+    seeds=HIRE_SEEDS,
+    request=hire_request,
+    audit=audit_onboarding,
+    invariants=broken_invariants,
+    checks={
+        "hire_status": "hires_match_saga_outcomes",
+        "effect_missing": "onboarded_staff_fully_equipped",
+        "not_compensated": "cancelled_hires_fully_undone",
+        "applied_twice": "no_command_applied_twice",
+        "compensated_without_success": "no_compensation_without_success",
+        "undone_without_compensation": "undo_only_when_the_saga_asked",
+        "invariants": "laptops_seats_and_accounts_conserved",
+    },
+)
+
+
 def workloads() -> dict[str, Workload]:
     """Every shipped workload by saga name."""
-    return {ORDERS.saga: ORDERS}
+    return {ORDERS.saga: ORDERS, HIRES.saga: HIRES}

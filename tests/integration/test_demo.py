@@ -44,6 +44,9 @@ def test_demo_json_summary(kafka_bootstrap: str, tmp_path: Path) -> None:
     assert orders["compensated"] == 8  # declined and unshippable orders
     assert orders["failed"] == 0
     assert orders["cycle_ms"]["p50"] <= orders["cycle_ms"]["p95"] <= orders["cycle_ms"]["p99"]
+    hires = summary["sagas"]["onboarding"]
+    assert hires["placed"] == 20
+    assert (hires["completed"], hires["compensated"], hires["failed"]) == (14, 6, 0)
     assert summary["invariants"]
     assert all(summary["invariants"].values()), summary
     assert "violations" not in summary

@@ -23,55 +23,17 @@ from sagas.dev.outcomes import OutcomeWatcher
 from sagas.dev.processes import Supervisor
 from sagas.dev.system import LocalSystem, SystemLayout
 from services.audit import Violations, audit_onboarding
+from services.workload import HIRES
 
 SERVICES = ("hr", "directory", "assets", "mail", "licensing", "access")
 PARTITIONS = 6
-SEEDS: dict[str, dict[str, Any]] = {
-    "hr": {"staff": []},
-    "directory": {"accounts": [{"employee_id": "staff-1", "full_name": "Ada Lovelace"}]},
-    "assets": {"pool": {"MBP-16": 1000, "MBA-13": 1000, "MBP-14-M4": 0}},
-    "mail": {"domain": "example.com", "reserved": ["postmaster"]},
-    "licensing": {
-        "seats": {"IDE": 1000, "GITHUB": 1000, "CRM": 1000, "BI": 0},
-        "roles": {
-            "ENGINEER": ["IDE", "GITHUB"],
-            "SALES": ["CRM"],
-            "SUPPORT": [],
-            "MANAGER": ["CRM", "BI"],
-        },
-    },
-    "access": {"roles": {"developer": "-", "log-reader": "-", "billing-viewer": "-"}},
-}
-"""No BI seat at all (every manager's licences run short), no MBP-14-M4 in the pool."""
-
-KINDS = (
-    ("ENGINEER", None),
-    ("SALES", None),
-    ("SUPPORT", None),
-    ("MANAGER", None),  # no BI seat: licences short, mailbox and cloud access undone
-    ("ENGINEER", "MBP-14-M4"),  # empty pool: the account is disabled
-    ("ENGINEER", None),
-    ("SALES", None),
-    ("SUPPORT", None),
-    ("ENGINEER", "X1-CARBON"),  # unknown model: an empty pool too
-    ("SALES", None),
-)
+SEEDS = HIRES.seeds
 
 
 def hire_request(i: int) -> tuple[dict[str, Any], str]:
-    """Hire ``i`` and how its onboarding must end (70% complete, 30% compensated)."""
-    role, model = KINDS[i % len(KINDS)]
-    request: dict[str, Any] = {
-        "employee_id": f"e{i}",
-        # every fifth is another Ada Lovelace: the user names get digits
-        "full_name": "Ada Lovelace" if i % 5 == 0 else f"Employee {i}",
-        "role": role,
-        "start_date": "2030-02-01",
-    }
-    if model is not None:
-        request["laptop_model"] = model
-    ok = role != "MANAGER" and model is None
-    return request, "COMPLETED" if ok else "COMPENSATED"
+    """Hire ``i`` (see `services.workload.hire_request`) and how its onboarding must end."""
+    request = HIRES.request(i)
+    return request.body, request.expected
 
 
 @dataclass

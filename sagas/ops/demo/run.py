@@ -180,7 +180,7 @@ async def _audit_when_settled(
     loop = asyncio.get_running_loop()
     end = loop.time() + deadline_s
     while True:
-        found = workload.audit(dbs, expected)
+        found = await workload.audit(dbs, expected)
         if not found or loop.time() > end:
             return found
         await asyncio.sleep(0.5)  # polling interval: services follow events on their own
