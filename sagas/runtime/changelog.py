@@ -72,33 +72,53 @@ def apply_record(changes: Changes, key: bytes | None, value: bytes | None) -> No
     changes.instances.append(StoredInstance(**row, body=body, history=_history_of(body)))
 
 
-async def catch_up(
-    store: Store,
-    saga_name: str,
-    topic: str,
-    partition: int,
-    bootstrap_servers: str,
-    client_options: dict[str, Any] | None = None,
-    chunk: int = 2000,
-) -> int:
-    """Apply ``topic[partition]`` from the store's offset to the end; return records read."""
-    tp = TopicPartition(topic, partition)
-    start = await store.next_changelog_offset(saga_name, partition)
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap_servers,
-        isolation_level="read_committed",
-        enable_auto_commit=False,
-        **(client_options or {}),
-    )
-    await consumer.start()
-    began = time.monotonic()
-    read = 0
-    try:
+class ChangelogReader:
+    """Reads changelog partitions to their end; one consumer, reused for every partition.
+
+    Starting a consumer costs a metadata round trip (about a second on a busy machine);
+    an engine taking many partitions in one rebalance must not pay it per partition, or
+    the rebalance outlasts the session timeout.
+    """
+
+    def __init__(
+        self, bootstrap_servers: str, client_options: dict[str, Any] | None = None
+    ) -> None:
+        self._bootstrap = bootstrap_servers
+        self._options = client_options or {}
+        self._consumer: AIOKafkaConsumer | None = None
+
+    async def _ready(self) -> AIOKafkaConsumer:
+        if self._consumer is None:
+            consumer = AIOKafkaConsumer(
+                bootstrap_servers=self._bootstrap,
+                isolation_level="read_committed",
+                enable_auto_commit=False,
+                **self._options,
+            )
+            await consumer.start()
+            self._consumer = consumer
+        return self._consumer
+
+    async def close(self) -> None:
+        """Idempotent."""
+        consumer, self._consumer = self._consumer, None
+        if consumer is not None:
+            await consumer.stop()
+
+    async def catch_up(
+        self, store: Store, saga_name: str, topic: str, partition: int, chunk: int = 2000
+    ) -> int:
+        """Apply ``topic[partition]`` from the store's offset to the end; return records read."""
+        tp = TopicPartition(topic, partition)
+        start = await store.next_changelog_offset(saga_name, partition)
+        consumer = await self._ready()
+        began = time.monotonic()
         consumer.assign([tp])
         end = (await consumer.end_offsets([tp]))[tp]
         if end <= start:
             return 0
         consumer.seek(tp, start)
+        read = 0
         while (position := await consumer.position(tp)) < end:
             batch = await consumer.getmany(tp, timeout_ms=1000, max_records=chunk)
             changes = Changes(saga_name, partition)
@@ -112,14 +132,12 @@ async def catch_up(
             if changes.instances or changes.held or changes.released or last >= position:
                 await store.apply(changes)
         await store.apply(Changes(saga_name, partition, next_changelog_offset=end))
-    finally:
-        await consumer.stop()
-    log.info(
-        "caught up %s[%d]: %d records from offset %d in %.2fs",
-        topic,
-        partition,
-        read,
-        start,
-        time.monotonic() - began,
-    )
-    return read
+        log.info(
+            "caught up %s[%d]: %d records from offset %d in %.2fs",
+            topic,
+            partition,
+            read,
+            start,
+            time.monotonic() - began,
+        )
+        return read

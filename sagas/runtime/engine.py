@@ -123,15 +123,14 @@ class Engine:
 
         Lag is the last stable offset (read_committed) minus the position after the
         last batch handed to the worker or router (partitions with no batch yet are
-        left out). The loop does not expose its
-        consumer, so its private attribute is read here (metrics thread; reads only).
+        left out). Reads only (metrics thread).
         """
         found: list[tuple[str, int, str, int]] = []
         positions = self._telemetry.positions if self._telemetry else {}
         for loop, group in zip(
             self._loops, (self.settings.engine_group, self.settings.router_group), strict=True
         ):
-            consumer = getattr(loop, "_consumer", None)
+            consumer = loop.consumer
             if consumer is None:
                 continue
             for tp in list(consumer.assignment()):
@@ -182,9 +181,12 @@ class Engine:
             ", ".join(f"{n} v{sorted(v)}" for n, v in self.definitions.items()),
             ", ".join(self._router_topics),
         )
-        async with asyncio.TaskGroup() as tg:
-            for loop in self._loops:
-                tg.create_task(loop.run())
+        try:
+            async with asyncio.TaskGroup() as tg:
+                for loop in self._loops:
+                    tg.create_task(loop.run())
+        finally:
+            await self.worker.close()
         log.info("engine stopped")
 
     def shutdown(self) -> None:

@@ -149,6 +149,11 @@ class TransactionalLoop:
         self.batches_committed = 0
 
     @property
+    def consumer(self) -> AIOKafkaConsumer | None:
+        """The group member while `run` runs (for lag metrics; do not consume from it)."""
+        return self._consumer
+
+    @property
     def owned(self) -> list[TopicPartition]:
         return sorted(self._producers, key=lambda tp: (tp.topic, tp.partition))
 
@@ -270,13 +275,22 @@ class TransactionalLoop:
 
     async def _acquire(self, assigned: list[TopicPartition]) -> None:
         async with self._lock:
-            for tp in assigned:
-                if tp in self._producers:
-                    continue
-                producer = self._producer_for(tp)
-                # start() initialises the transactional id: the previous owner's open
-                # transaction is aborted and its producer fenced before we read anything.
-                await producer.start()
+            new = [tp for tp in assigned if tp not in self._producers]
+            producers = {tp: self._producer_for(tp) for tp in new}
+            # start() initialises the transactional id: the previous owner's open
+            # transaction is aborted and its producer fenced before we read anything.
+            # Concurrently: a rebalance that hands over many partitions must not outlast
+            # the session timeout.
+            started = await asyncio.gather(
+                *(p.start() for p in producers.values()), return_exceptions=True
+            )
+            failed = [r for r in started if isinstance(r, BaseException)]
+            if failed:
+                for producer in producers.values():
+                    with contextlib.suppress(KafkaError):
+                        await producer.stop()
+                raise failed[0]
+            for tp, producer in producers.items():
                 self._producers[tp] = producer
                 await self._handler.assigned(self._logical(tp))
                 await self._rewind(tp)

@@ -109,9 +109,12 @@ class SagaWorker:
         self._store = store
         self._clock = clock
         self._hold_for = hold_for
-        self._bootstrap = bootstrap_servers
-        self._options = client_options or {}
+        self._changelog = changelog.ChangelogReader(bootstrap_servers, client_options)
         self.decisions = 0
+
+    async def close(self) -> None:
+        """Release the changelog reader; idempotent."""
+        await self._changelog.close()
 
     # -- PartitionHandler -----------------------------------------------------------
 
@@ -119,13 +122,8 @@ class SagaWorker:
         saga = self._by_inbox[tp.topic]
         if self._telemetry is not None:
             self._telemetry.assigned(saga, tp.partition)
-        await changelog.catch_up(
-            self._store,
-            saga,
-            self._topic_prefix + topics.changelog(saga),
-            tp.partition,
-            self._bootstrap,
-            self._options,
+        await self._changelog.catch_up(
+            self._store, saga, self._topic_prefix + topics.changelog(saga), tp.partition
         )
 
     async def revoked(self, tp: TopicPartition) -> None:
