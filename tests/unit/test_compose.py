@@ -8,6 +8,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
+import opentelemetry.environment_variables as otel_api_env
 import opentelemetry.sdk.environment_variables as otel_env
 import pytest
 import yaml
@@ -42,7 +43,8 @@ OURS = {name: svc for name, svc in SERVICES.items() if "build" in svc}
 
 
 def _standard_otel_variables() -> set[str]:
-    return {v for v in vars(otel_env).values() if isinstance(v, str) and v.startswith("OTEL_")}
+    names = [*vars(otel_env).values(), *vars(otel_api_env).values()]
+    return {v for v in names if isinstance(v, str) and v.startswith("OTEL_")}
 
 
 def _container_ports(svc: dict[str, Any]) -> set[int]:
