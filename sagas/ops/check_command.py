@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import importlib
+import os
+import sys
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -12,10 +15,13 @@ from rich.table import Table
 
 from sagas import Saga
 from sagas.contracts.check import Report, run_check
+from sagas.contracts.classmap import ClassMap
 from sagas.contracts.compat import Mode
-from sagas.contracts.messages import default_class_map
+from sagas.contracts.messages import ALL_MESSAGES
+from sagas.contracts.record import Record
 from sagas.contracts.schemas import default_schemas_dir, release
 from sagas.contracts.usages import Usage, load_usages
+from sagas.errors import ConfigurationError
 
 
 def project_usages() -> list[Usage]:
@@ -85,7 +91,32 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         default=[],
         help="JSON file of extra usages ([{type, fields, where}]); may repeat",
     )
+    check.add_argument(
+        "--messages",
+        action="append",
+        default=[],
+        metavar="MODULE",
+        help="module (importable from the current folder) whose MESSAGES tuple of message "
+        "classes joins the project's; may repeat",
+    )
     check.set_defaults(handler=run)
+
+
+def message_classes(modules: Iterable[str]) -> ClassMap:
+    """The project's message classes plus the ``MESSAGES`` of each module named."""
+    classes: list[type[Record]] = list(ALL_MESSAGES)
+    for name in modules:
+        if os.getcwd() not in sys.path:
+            sys.path.insert(0, os.getcwd())  # as `python -m` does: `tutorial.messages` imports
+        try:
+            module = importlib.import_module(name)
+        except ImportError as exc:
+            raise ConfigurationError(f"cannot import {name}: {exc}") from exc
+        extra = getattr(module, "MESSAGES", None)
+        if not isinstance(extra, tuple | list):
+            raise ConfigurationError(f"{name} has no MESSAGES tuple of message classes")
+        classes += extra
+    return ClassMap(classes)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -95,7 +126,8 @@ def run(args: argparse.Namespace) -> int:
     usages: list[Usage] = project_usages()
     for path in args.usages:
         usages += load_usages(path)
-    report, tree = run_check(root, default_class_map(), Mode(args.mode), usages)
+    classes = message_classes(args.messages)
+    report, tree = run_check(root, classes, Mode(args.mode), usages)
     print_report(report, console)
     if not report.ok:
         return 1
