@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import Iterable
@@ -63,6 +64,34 @@ def saga_topics(saga: str, partitions: int) -> list[TopicSpec]:
     ]
 
 
+async def wait_until_ready(
+    admin: AIOKafkaAdminClient, names: Iterable[str], deadline_s: float = 30.0
+) -> None:
+    """Wait until every topic is in the metadata with a leader for each partition.
+
+    Creating a topic returns before every broker knows it; a consumer that subscribes
+    in between does not see the topic and (faust) ignores it until the next rebalance.
+    """
+    wanted = list(names)
+    loop = asyncio.get_running_loop()
+    end = loop.time() + deadline_s
+    while True:
+        metas = await admin.describe_topics(wanted)
+        ready = {
+            m["topic"]
+            for m in metas
+            if m.get("error_code", 0) == 0
+            and m["partitions"]
+            and all(p.get("leader", -1) >= 0 for p in m["partitions"])
+        }
+        missing = sorted(set(wanted) - ready)
+        if not missing:
+            return
+        if loop.time() > end:
+            raise TopicSetupError(f"topics not ready after {deadline_s:.0f}s: {', '.join(missing)}")
+        await asyncio.sleep(0.2)  # polling interval: topic metadata propagates
+
+
 async def ensure_topics(
     bootstrap_servers: str,
     specs: Iterable[TopicSpec],
@@ -101,6 +130,7 @@ async def ensure_topics(
                     ]
                 )
             log.info("created topics %s", ", ".join(s.name for s in missing))
+        await wait_until_ready(admin, wanted)
         return [s.name for s in missing]
     except KafkaError as exc:
         raise TopicSetupError(f"cannot create or inspect topics: {exc}") from exc

@@ -39,6 +39,7 @@ from aiokafka.errors import TopicAlreadyExistsError
 from sagas.contracts.codec import Codec
 from sagas.contracts.factory import build_codec
 from sagas.contracts.record import Envelope, Record
+from sagas.runtime.topics import wait_until_ready
 from sagas.telemetry.participant import Handling, ParticipantTelemetry
 from services.participant.definition import JSONObject, Participant
 from services.participant.processor import Faults, Incoming, Processor
@@ -243,6 +244,9 @@ class ParticipantService:
                 new = NewTopic(name, self.settings.topic_partitions, 1)
                 with contextlib.suppress(TopicAlreadyExistsError):
                     await admin.create_topics([new])
+            # faust ignores a subscribed topic missing from the metadata until the next
+            # rebalance: the service would never see its commands (seen in the demo).
+            await wait_until_ready(admin, self._topics_needed())
         finally:
             await admin.close()
 

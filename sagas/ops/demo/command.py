@@ -6,7 +6,7 @@ import argparse
 import asyncio
 import json
 import os
-import sys
+import signal
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
@@ -32,6 +32,9 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     demo.add_argument(
         "--keep", action="store_true", help="keep everything and the dashboard running until Ctrl-C"
     )
+    demo.add_argument(
+        "--port", type=int, default=8080, help="dashboard port with --keep (default 8080)"
+    )
     demo.add_argument("--timeout", type=float, default=600, help="seconds to wait for sagas to end")
     demo.set_defaults(handler=main)
 
@@ -45,7 +48,8 @@ def _plan(args: argparse.Namespace) -> DemoPlan:
             raise SystemExit(
                 f"error: --{'orders' if name == 'order_fulfilment' else 'hires'} must be >= 0"
             )
-    return DemoPlan(counts, available, engines=args.engines, deadline_s=args.timeout)
+    port = args.port if args.keep else None
+    return DemoPlan(counts, available, args.engines, args.timeout, dashboard_port=port)
 
 
 def _healthy(summary: dict[str, Any]) -> bool:
@@ -78,7 +82,7 @@ def main(args: argparse.Namespace) -> int:
         )
     try:
         summary = asyncio.run(_run(plan, layout, console, args))
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, asyncio.CancelledError):
         console.print(f"interrupted: every process was stopped; logs in {workdir / 'logs'}")
         return 130
     finally:
@@ -95,7 +99,12 @@ def main(args: argparse.Namespace) -> int:
 async def _run(
     plan: DemoPlan, layout: SystemLayout, console: Console, args: argparse.Namespace
 ) -> dict[str, Any]:
-    summary = await run_demo(plan, layout, console, quiet=args.json)
-    if args.keep:
-        print("--keep is not available yet: the dashboard lands with `sagas web`", file=sys.stderr)
-    return summary
+    def show(summary: dict[str, Any]) -> None:
+        render(summary, console)
+
+    # SIGTERM stops the demo like Ctrl-C does: every process it started is stopped.
+    task = asyncio.current_task()
+    if task is not None:
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
+
+    return await run_demo(plan, layout, console, quiet=args.json, on_summary=show)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -14,22 +15,32 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
+from sagas.contracts.codec import Codec
 from sagas.contracts.factory import build_codec
 from sagas.dev.outcomes import OutcomeWatcher
 from sagas.dev.processes import Supervisor
 from sagas.dev.system import LocalSystem, SystemLayout
 from sagas.ops.demo.summary import saga_summary
+from sagas.ops.web.server import Dashboard
+from sagas.ops.web.state import WebConfig
+from sagas.settings import OpsSettings
 from services.workload import Request, Workload
 
 
 @dataclass
 class DemoPlan:
-    """What to run: per workload, how many business processes."""
+    """What to run: per workload, how many business processes.
+
+    Attributes:
+        dashboard_port: serve the dashboard during the run and keep everything running
+            after the summary until Ctrl-C (``--keep``); None: stop at the end.
+    """
 
     counts: dict[str, int]
     workloads: dict[str, Workload]
     engines: int = 1
     deadline_s: float = 600
+    dashboard_port: int | None = None
     placed: dict[str, list[Request]] = field(default_factory=dict)
 
 
@@ -90,11 +101,51 @@ def _all_ended(plan: DemoPlan, watcher: OutcomeWatcher) -> bool:
     return watcher.ended({r.saga_id for r in placed})
 
 
+def _dashboard(plan: DemoPlan, layout: SystemLayout) -> Dashboard:
+    from sagas.definitions import all_definitions
+
+    token = OpsSettings().admin_token
+    config = WebConfig(
+        ops_db=layout.workdir / "ops.sqlite3",
+        bootstrap_servers=layout.bootstrap_servers,
+        topic_prefix=layout.prefix,
+        definitions=all_definitions(),
+        admin_token=token.get_secret_value() if token else None,
+    )
+    return Dashboard(config, port=plan.dashboard_port or 0)
+
+
 async def run_demo(
-    plan: DemoPlan, layout: SystemLayout, console: Console, quiet: bool
+    plan: DemoPlan,
+    layout: SystemLayout,
+    console: Console,
+    quiet: bool,
+    on_summary: Callable[[dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
-    """Run the plan on ``layout`` and return the summary (also when sagas did not end)."""
+    """Run the plan on ``layout`` and return the summary (also when sagas did not end).
+
+    With a dashboard port, ``on_summary`` is called with the summary and everything
+    keeps running until the task is cancelled (Ctrl-C).
+    """
     codec = build_codec()
+    async with contextlib.AsyncExitStack() as stack:
+        if plan.dashboard_port is not None:
+            dash = await stack.enter_async_context(_dashboard(plan, layout))
+            mode = "with actions" if OpsSettings().admin_token else "read-only"
+            console.print(f"dashboard ({mode}): {dash.url}")
+        summary = await _run(plan, layout, console, quiet, codec, on_summary)
+    codec.close()
+    return summary
+
+
+async def _run(
+    plan: DemoPlan,
+    layout: SystemLayout,
+    console: Console,
+    quiet: bool,
+    codec: Codec,
+    on_summary: Callable[[dict[str, Any]], None] | None,
+) -> dict[str, Any]:
     with Supervisor(layout.workdir / "logs") as supervisor:
         system = LocalSystem(layout, supervisor)
         for name, workload in plan.workloads.items():
@@ -134,8 +185,12 @@ async def run_demo(
             for task in placing:
                 await task
             summary = await _summarise(plan, watcher, layout)
+            if plan.dashboard_port is not None:
+                if on_summary is not None:
+                    on_summary(summary)
+                console.print("everything keeps running: press Ctrl-C to stop")
+                await asyncio.Event().wait()  # until cancelled by Ctrl-C
             watching.cancel()
-    codec.close()
     return summary
 
 
