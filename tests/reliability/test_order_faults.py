@@ -15,6 +15,7 @@ import pytest
 from tests.reliability.order_run import OrderRun, kill_points, order_system
 
 ORDERS = 1000
+JOIN_ORDERS = 400  # enough for both engines to own partitions mid-run
 pytestmark = pytest.mark.timeout(900)
 
 
@@ -64,10 +65,10 @@ async def test_second_engine_joins_then_first_is_killed(
     kafka_bootstrap: str, tmp_path: Path
 ) -> None:
     async with order_system(kafka_bootstrap, tmp_path) as run:
-        placing = asyncio.create_task(run.place(ORDERS, concurrency=4))
-        await run.wait_for_progress(ORDERS * 0.2)
+        placing = asyncio.create_task(run.place(JOIN_ORDERS, concurrency=4))
+        await run.wait_for_progress(JOIN_ORDERS * 0.2)
         run.system.start(run.system.engine_spec(2))
-        await run.wait_for_progress(ORDERS * 0.5)
+        await run.wait_for_progress(JOIN_ORDERS * 0.5)
         run.system.supervisor.kill("engine-1")
         await placing
         await run.wait_until_ended(deadline_s=500)
