@@ -27,9 +27,9 @@ from sagas.dev.outcomes import OutcomeWatcher
 from sagas.dev.processes import Supervisor
 from sagas.dev.system import LocalSystem, SystemLayout
 from sagas.telemetry.traces import Trace, load_spans, saga_traces
-from services.workload import ORDERS, Request, Workload
+from services.workload import HIRES, ORDERS, Request, Workload
 
-pytestmark = [pytest.mark.kafka, pytest.mark.timeout(300)]
+pytestmark = [pytest.mark.kafka, pytest.mark.timeout(480)]
 
 ENGINE = "sagas-engine"
 
@@ -55,8 +55,24 @@ def _order_touched(request: Request) -> set[str]:
     return {"orders", "inventory", "payments", "shipping"}
 
 
-SCENARIOS = (Scenario(ORDERS, _order_touched, {"shipping": {"latency": "0.25"}}),)
-PER_SCENARIO = 20
+_PRODUCTS = {"ENGINEER", "SALES", "MANAGER"}  # roles with licences to assign
+_CLOUD = {"ENGINEER", "SUPPORT", "MANAGER"}  # roles with cloud roles to grant
+
+
+def _hire_touched(request: Request) -> set[str]:
+    if request.kind == "no-laptop":  # the pool is empty: nothing after assets runs
+        return {"hr", "directory", "assets"}
+    role = request.body["role"]
+    touched = {"hr", "directory", "assets", "mail"}
+    touched |= {"licensing"} if role in _PRODUCTS else set()
+    return touched | ({"access"} if role in _CLOUD else set())
+
+
+SCENARIOS = (
+    Scenario(ORDERS, _order_touched, {"shipping": {"latency": "0.25"}}),
+    Scenario(HIRES, _hire_touched, {"mail": {"latency": "0.25"}}),
+)
+PER_SCENARIO = 12  # covers every kind of both mixes (they cycle every 10)
 
 
 async def _wait_healthy(system: LocalSystem, name: str, deadline_s: float = 60) -> None:
@@ -155,7 +171,7 @@ async def test_each_saga_is_one_trace_across_every_process_and_an_engine_restart
     expected = await _run(kafka_bootstrap, tmp_path, spans_dir)
     files = list(spans_dir.glob("*.jsonl"))
     services = {f.name.rsplit("-", 1)[0] for f in files}
-    assert {ENGINE, "orders", "inventory", "payments", "shipping"} <= services
+    assert {ENGINE, *ORDERS.services, *HIRES.services} <= services
     assert len([f for f in files if f.name.startswith(ENGINE)]) == 2  # killed and restarted
     traces = saga_traces(load_spans(files))
     assert set(traces) >= set(expected)
