@@ -7,14 +7,19 @@ through a `Supervisor`. `sagas demo`, the chaos runner and the reliability tests
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import httpx
+
 from sagas.dev.broker import free_port
 from sagas.dev.processes import ManagedProcess, ProcessSpec, Supervisor
+from sagas.errors import SagasError
 
 
 @dataclass(frozen=True)
@@ -39,6 +44,10 @@ class SystemLayout:
 
     def engine_db(self, index: int) -> Path:
         return self.workdir / f"engine-{index}.sqlite3"
+
+
+class ServiceStartError(SagasError):
+    """A service of the local system did not become healthy."""
 
 
 class LocalSystem:
@@ -102,3 +111,24 @@ class LocalSystem:
 
     def web_url(self, name: str) -> str:
         return f"http://127.0.0.1:{self.web_ports[name]}"
+
+    async def wait_healthy(self, name: str, deadline_s: float = 90) -> None:
+        """Wait until service ``name`` (started with ``web=True``) answers ``/health``.
+
+        Raises:
+            ServiceStartError: not in time, or the process died; names its log.
+        """
+        loop = asyncio.get_running_loop()
+        end = loop.time() + deadline_s
+        async with httpx.AsyncClient(timeout=2) as client:
+            while True:
+                with contextlib.suppress(httpx.HTTPError):
+                    if (await client.get(f"{self.web_url(name)}/health")).status_code == 200:
+                        return
+                proc = self.supervisor.processes[name]
+                if loop.time() > end or not proc.alive():
+                    raise ServiceStartError(
+                        f"{name} did not answer /health (log {proc.log}):\n"
+                        + self.supervisor.log_tail(name)
+                    )
+                await asyncio.sleep(0.3)  # polling interval while the service boots

@@ -75,20 +75,6 @@ SCENARIOS = (
 PER_SCENARIO = 12  # covers every kind of both mixes (they cycle every 10)
 
 
-async def _wait_healthy(system: LocalSystem, name: str, deadline_s: float = 60) -> None:
-    loop = asyncio.get_running_loop()
-    end = loop.time() + deadline_s
-    async with httpx.AsyncClient(timeout=2) as client:
-        while True:
-            try:
-                if (await client.get(f"{system.web_url(name)}/health")).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            assert loop.time() < end, system.supervisor.log_tail(name)
-            await asyncio.sleep(0.3)  # polling interval while the service boots
-
-
 async def _run(
     bootstrap: str, workdir: Path, spans_dir: Path
 ) -> dict[str, tuple[Scenario, Request]]:
@@ -119,7 +105,7 @@ async def _run(
             async with httpx.AsyncClient(timeout=30) as client:
                 for scenario in SCENARIOS:
                     w = scenario.workload
-                    await _wait_healthy(system, w.entry)
+                    await system.wait_healthy(w.entry)
                     for i in range(PER_SCENARIO):
                         request = w.request(i)
                         url = f"{system.web_url(w.entry)}{w.route}"

@@ -8,7 +8,6 @@ never from the engine's local state.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -109,26 +108,10 @@ async def onboarding_system(bootstrap: str, workdir: Path) -> AsyncIterator[Onbo
         watcher = OutcomeWatcher(bootstrap, codec, layout.prefix)
         async with asyncio.TaskGroup() as tg:
             watching = tg.create_task(watcher.run())
-            await wait_for_health(system, "hr")
+            await system.wait_healthy("hr")
             try:
                 yield OnboardingRun(system, watcher)
             finally:
                 watching.cancel()
         exits = supervisor.unexpected_exits()
         assert not exits, f"processes died on their own: {exits}"
-
-
-async def wait_for_health(system: LocalSystem, name: str, deadline_s: float = 60) -> None:
-    loop = asyncio.get_running_loop()
-    end = loop.time() + deadline_s
-    async with httpx.AsyncClient(timeout=2) as client:
-        while True:
-            with contextlib.suppress(httpx.HTTPError):
-                if (await client.get(f"{system.web_url(name)}/health")).status_code == 200:
-                    return
-            if loop.time() > end:
-                raise AssertionError(
-                    f"the {name} service did not answer /health in time:\n"
-                    + system.supervisor.log_tail(name)
-                )
-            await asyncio.sleep(0.3)  # polling interval while the service boots

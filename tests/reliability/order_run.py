@@ -7,7 +7,6 @@ outcome events on `sagas.events`, never from an engine's local state.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import random
 import uuid
 from collections.abc import AsyncIterator
@@ -165,7 +164,7 @@ async def order_system(
         run = OrderRun(system, codec, watcher)
         async with asyncio.TaskGroup() as tg:
             watching = tg.create_task(watcher.run())
-            await wait_for_orders_api(system)
+            await system.wait_healthy("orders")
             try:
                 yield run
             finally:
@@ -173,22 +172,6 @@ async def order_system(
         exits = supervisor.unexpected_exits()
         assert not exits, f"processes died on their own: {exits}"
     codec.close()
-
-
-async def wait_for_orders_api(system: LocalSystem, deadline_s: float = 60) -> None:
-    loop = asyncio.get_running_loop()
-    end = loop.time() + deadline_s
-    async with httpx.AsyncClient(timeout=2) as client:
-        while True:
-            with contextlib.suppress(httpx.HTTPError):
-                if (await client.get(f"{system.web_url('orders')}/health")).status_code == 200:
-                    return
-            if loop.time() > end:
-                raise AssertionError(
-                    "the orders service did not answer /health in time:\n"
-                    + system.supervisor.log_tail("orders")
-                )
-            await asyncio.sleep(0.3)  # polling interval while the service boots
 
 
 def kill_points(seed: int, count: int, low: float = 0.05, high: float = 0.85) -> list[float]:

@@ -44,20 +44,6 @@ class DemoPlan:
     placed: dict[str, list[Request]] = field(default_factory=dict)
 
 
-async def _wait_healthy(system: LocalSystem, service: str, deadline_s: float = 90) -> None:
-    loop = asyncio.get_running_loop()
-    end = loop.time() + deadline_s
-    async with httpx.AsyncClient(timeout=2) as client:
-        while True:
-            with contextlib.suppress(httpx.HTTPError):
-                if (await client.get(f"{system.web_url(service)}/health")).status_code == 200:
-                    return
-            if loop.time() > end:
-                log = system.supervisor.processes[service].log
-                raise RuntimeError(f"{service} did not become healthy; see {log}")
-            await asyncio.sleep(0.3)  # polling interval while the service boots
-
-
 async def _place(system: LocalSystem, workload: Workload, count: int, out: list[Request]) -> None:
     queue = [workload.request(i) for i in range(count)]
 
@@ -163,7 +149,7 @@ async def _run(
             watching = tg.create_task(watcher.run())
             for name, count in plan.counts.items():
                 if count:
-                    await _wait_healthy(system, plan.workloads[name].entry)
+                    await system.wait_healthy(plan.workloads[name].entry)
             placing = [
                 tg.create_task(_place(system, plan.workloads[n], c, plan.placed.setdefault(n, [])))
                 for n, c in plan.counts.items()
