@@ -25,8 +25,8 @@ from services.workload import workloads
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     demo = sub.add_parser("demo", help="run the whole system end to end and summarise it")
-    demo.add_argument("--orders", type=int, default=300, help="orders to place (default 300)")
-    demo.add_argument("--hires", type=int, default=60, help="hires to onboard (default 60)")
+    demo.add_argument("--orders", type=int, default=200, help="orders to place (default 200)")
+    demo.add_argument("--hires", type=int, default=50, help="hires to onboard (default 50)")
     demo.add_argument("--engines", type=int, default=1, help="engine processes (default 1)")
     demo.add_argument("--json", action="store_true", help="print only the summary, as JSON")
     demo.add_argument(
