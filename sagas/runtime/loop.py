@@ -30,7 +30,7 @@ from typing import Any, Protocol
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
-from aiokafka.errors import KafkaError, ProducerFenced
+from aiokafka.errors import IllegalOperation, IllegalStateError, KafkaError, ProducerFenced
 from aiokafka.structs import RecordMetadata
 
 log = logging.getLogger(__name__)
@@ -142,6 +142,9 @@ class TransactionalLoop:
         # The next offset to process per owned partition: records below it were fetched
         # before a rewind and are dropped, so nothing is processed twice by one owner.
         self._next: dict[TopicPartition, int] = {}
+        # Partitions whose producer was fenced: not re-acquired until a rebalance
+        # assigns them to us again.
+        self._fenced: set[TopicPartition] = set()
         # Held while a batch is in flight: a rebalance waits for the transaction to end.
         self._lock = asyncio.Lock()
         self._consumer: AIOKafkaConsumer | None = None
@@ -152,6 +155,11 @@ class TransactionalLoop:
     def consumer(self) -> AIOKafkaConsumer | None:
         """The group member while `run` runs (for lag metrics; do not consume from it)."""
         return self._consumer
+
+    @property
+    def fenced(self) -> list[TopicPartition]:
+        """Partitions given up because a newer owner fenced their producer."""
+        return sorted(self._fenced, key=lambda tp: (tp.topic, tp.partition))
 
     @property
     def owned(self) -> list[TopicPartition]:
@@ -181,8 +189,18 @@ class TransactionalLoop:
                 data = await consumer.getmany(
                     timeout_ms=self._idle_ms, max_records=self._max_records
                 )
+                # aiokafka logs and swallows a failing rebalance listener, so a partition
+                # can be assigned without its producer: acquire it now. Acquiring rewinds
+                # to the committed offset, so records fetched here are not lost.
+                missing = [
+                    tp
+                    for tp in consumer.assignment()
+                    if tp not in self._producers and tp not in self._fenced
+                ]
+                if missing:
+                    await self._acquire(missing)
                 for tp, records in data.items():
-                    if records and tp in self._producers:
+                    if records and tp in self._producers and tp not in missing:
                         await self._run_batch(tp, records)
                 for tp in self.owned:
                     await self._run_tick(tp)
@@ -247,9 +265,17 @@ class TransactionalLoop:
                 await producer.send_offsets_to_transaction({tp: consumed_until}, self._group_id)
             await producer.commit_transaction()
             sent: list[RecordMetadata] = [await f for f in futures]
-        except ProducerFenced:
-            log.warning("producer for %s was fenced: another process owns it now", tp)
+        except (ProducerFenced, IllegalOperation) as exc:
+            # Fenced: a newer owner initialised this partition's transactional id (we
+            # are a zombie, e.g. dropped from the group while busy). aiokafka reports it
+            # as IllegalOperation once its background sender has seen the fence. Our
+            # writes are refused; give the partition up until a rebalance hands it back,
+            # and never re-initialise here: that would fence the rightful owner.
+            log.warning("producer for %s was fenced (%r): another process owns it now", tp, exc)
             await self._close_producers([tp])
+            self._fenced.add(tp)
+            if self._consumer is not None and tp in self._consumer.assignment():
+                self._consumer.pause(tp)
             return False
         except KafkaError as exc:
             # Indefinite: we cannot know whether the transaction committed. Start over
@@ -275,7 +301,18 @@ class TransactionalLoop:
 
     async def _acquire(self, assigned: list[TopicPartition]) -> None:
         async with self._lock:
-            new = [tp for tp in assigned if tp not in self._producers]
+            for tp in self._fenced & set(assigned):
+                # The group gave it to us again: ours for real now.
+                self._fenced.discard(tp)
+                if self._consumer is not None:
+                    self._consumer.resume(tp)
+            # A rebalance may have taken some away while we waited for the lock.
+            current = self._consumer.assignment() if self._consumer is not None else None
+            new = [
+                tp
+                for tp in assigned
+                if tp not in self._producers and (current is None or tp in current)
+            ]
             producers = {tp: self._producer_for(tp) for tp in new}
             # start() initialises the transactional id: the previous owner's open
             # transaction is aborted and its producer fenced before we read anything.
@@ -293,11 +330,15 @@ class TransactionalLoop:
             for tp, producer in producers.items():
                 self._producers[tp] = producer
                 await self._handler.assigned(self._logical(tp))
-                await self._rewind(tp)
+                try:
+                    await self._rewind(tp)
+                except IllegalStateError:  # revoked meanwhile: the next owner has it
+                    await self._close_producers([tp])
             log.info("owning %s", ", ".join(f"{t.topic}[{t.partition}]" for t in self.owned))
 
     async def _release(self, revoked: list[TopicPartition]) -> None:
         async with self._lock:
+            self._fenced -= set(revoked)
             await self._close_producers(revoked)
 
     async def _close_producers(self, tps: list[TopicPartition]) -> None:
@@ -319,7 +360,10 @@ class TransactionalLoop:
         await producer.start()
         self._producers[tp] = producer
         await self._handler.assigned(self._logical(tp))
-        await self._rewind(tp)
+        try:
+            await self._rewind(tp)
+        except IllegalStateError:  # revoked meanwhile: the next owner has it
+            await self._close_producers([tp])
 
     def _logical(self, tp: TopicPartition) -> TopicPartition:
         return TopicPartition(tp.topic[len(self._prefix_topics) :], tp.partition)

@@ -12,6 +12,7 @@ from aiokafka.structs import RecordMetadata
 
 from sagas.runtime.loop import Batch, Outgoing, TransactionalLoop
 from tests.conftest import MakeTopic
+from tests.integration.engine_support import wait_for
 
 
 class Relay:
@@ -121,3 +122,33 @@ async def test_second_member_takes_over_without_duplicates(
     assert len(out) == 400
     assert len(set(out)) == 200  # v0..v199 twice: once per produce round
     assert sorted(out) == sorted([f"v{i}".encode() for i in range(200)] * 2)
+
+
+async def test_fenced_zombie_gives_up_the_partition_and_keeps_running(
+    kafka_bootstrap: str, make_topic: MakeTopic
+) -> None:
+    src = await make_topic("in", partitions=1)
+    dst = await make_topic("out", partitions=1)
+    prefix = f"relay-{uuid.uuid4().hex[:8]}"
+    relay = Relay(dst)
+    loop = TransactionalLoop(kafka_bootstrap, f"g-{uuid.uuid4().hex[:8]}", [src], relay, prefix)
+    async with asyncio.TaskGroup() as tg:
+        running = tg.create_task(loop.run())
+        async with asyncio.timeout(60):
+            await relay.has_partitions.wait()
+        # A newer owner initialises the same transactional id: the loop is now a zombie.
+        usurper = AIOKafkaProducer(
+            bootstrap_servers=kafka_bootstrap, transactional_id=f"{prefix}.{src}.0"
+        )
+        await usurper.start()
+        await _produce(kafka_bootstrap, src, 5)
+
+        async def fenced() -> bool:  # the loop notices the fence when it commits
+            return bool(loop.fenced)
+
+        await wait_for(fenced, 60, "the zombie to notice the fence")
+        assert not running.done()  # a fenced producer does not bring the process down
+        assert loop.owned == []
+        loop.stop()
+        await usurper.stop()
+    assert relay.committed_records == 0  # nothing the zombie tried to write committed
