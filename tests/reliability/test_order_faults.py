@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.reliability.order_run import OrderRun, kill_points, order_system
+from tests.reliability.order_run import ENGINE_SAGAS, OrderRun, kill_points, order_system
 
 ORDERS = 1000
 JOIN_ORDERS = 400  # enough for both engines to own partitions mid-run
@@ -67,7 +67,7 @@ async def test_second_engine_joins_then_first_is_killed(
     async with order_system(kafka_bootstrap, tmp_path) as run:
         placing = asyncio.create_task(run.place(JOIN_ORDERS, concurrency=4))
         await run.wait_for_progress(JOIN_ORDERS * 0.2)
-        run.system.start(run.system.engine_spec(2))
+        run.system.start(run.system.engine_spec(2, sagas=ENGINE_SAGAS))
         await run.wait_for_progress(JOIN_ORDERS * 0.5)
         run.system.supervisor.kill("engine-1")
         await placing
