@@ -55,8 +55,11 @@ async def test_capacity_cancellation_and_idempotency(
         ) as service,
         Wire(kafka_bootstrap, codec, replies) as wire,
     ):
+        # Different orders sit on different partitions, read in any order: each
+        # command whose outcome depends on an earlier one is sent after its reply.
         await wire.send(commands, schedule("o-1"), "o-1:ship:1", "order:o-1")
         await wire.send(commands, schedule("o-1"), "o-1:ship:1", "order:o-1")
+        await wire.replies_until(lambda r: len(r) == 2)
         await wire.send(commands, schedule("o-2"), "o-2:ship:1", "order:o-2")
         got = await wire.replies_until(lambda r: len(r) == 3)
 
@@ -69,6 +72,7 @@ async def test_capacity_cancellation_and_idempotency(
 
         cancel = CancelShipment(order_id="o-1", shipment_id=first.shipment_id)
         await wire.send(commands, cancel, "o-1:cancel:1", "order:o-1")
+        await wire.replies_until(lambda r: len(r) == 4)
         await wire.send(commands, schedule("o-2"), "o-2:ship:2", "order:o-2")
         got = await wire.replies_until(lambda r: len(r) == 5)
         assert isinstance(got[3].payload, ShipmentCancelled)
