@@ -31,6 +31,7 @@ from sagas.contracts.messages.hr import EmployeeHired, EmployeeOnboarded, Onboar
 from sagas.contracts.record import Envelope
 from services.participant import Context, Participant, Store, Subscription
 from services.participant.definition import JSONObject
+from services.participant.outbox import Outbox
 from services.participant.store import Outbound
 
 if TYPE_CHECKING:
@@ -157,29 +158,16 @@ async def hire(service: ParticipantService, request: JSONObject) -> EmployeeHire
         service.processor.clock(),
         topic=service.topic(EVENTS),
     )
-    await service.send([out])
-    await _mark_published(service.store, event.employee_id)
+    await OUTBOX.publish(service, event.employee_id, out)
     return event
 
 
-async def _mark_published(store: Store, employee_id: str) -> None:
-    async with store.transaction() as db:
-        await db.execute("UPDATE outbox SET published = 1 WHERE employee_id = ?", (employee_id,))
+OUTBOX = Outbox(table="outbox", key="employee_id", topic=EVENTS)
 
 
 async def publish_pending(service: ParticipantService) -> None:
     """Publish every stored hire event Kafka has not acknowledged yet (the outbox)."""
-    async with service.store.db.execute(
-        "SELECT employee_id, event_headers, event_value FROM outbox WHERE published = 0"
-    ) as cursor:
-        pending = list(await cursor.fetchall())
-    for employee_id, headers, value in pending:
-        pairs = [(str(n), bytes.fromhex(v)) for n, v in json.loads(headers)]
-        out = Outbound(
-            topic=service.topic(EVENTS), key=employee_id.encode(), value=value, headers=pairs
-        )
-        await service.send([out])
-        await _mark_published(service.store, employee_id)
+    await OUTBOX.publish_pending(service)
 
 
 async def _post_hire(service: ParticipantService, body: JSONObject) -> JSONObject:

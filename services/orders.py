@@ -37,6 +37,7 @@ from sagas.contracts.messages.orders import (
 from sagas.contracts.record import Envelope
 from services.participant import Context, Participant, Store, Subscription
 from services.participant.definition import JSONObject
+from services.participant.outbox import Outbox
 from services.participant.store import Outbound
 
 if TYPE_CHECKING:
@@ -164,29 +165,16 @@ async def place_order(service: ParticipantService, request: JSONObject) -> Order
         service.processor.clock(),
         topic=service.topic(EVENTS),
     )
-    await service.send([out])
-    await _mark_published(service.store, event.order_id)
+    await OUTBOX.publish(service, event.order_id, out)
     return event
 
 
-async def _mark_published(store: Store, order_id: str) -> None:
-    async with store.transaction() as db:
-        await db.execute("UPDATE orders SET published = 1 WHERE order_id = ?", (order_id,))
+OUTBOX = Outbox(table="orders", key="order_id", topic=EVENTS)
 
 
 async def publish_pending(service: ParticipantService) -> None:
     """Publish every stored order event Kafka has not acknowledged yet (the outbox)."""
-    async with service.store.db.execute(
-        "SELECT order_id, event_headers, event_value FROM orders WHERE published = 0"
-    ) as cursor:
-        pending = list(await cursor.fetchall())
-    for order_id, headers, value in pending:
-        pairs = [(str(n), bytes.fromhex(v)) for n, v in json.loads(headers)]
-        out = Outbound(
-            topic=service.topic(EVENTS), key=order_id.encode(), value=value, headers=pairs
-        )
-        await service.send([out])
-        await _mark_published(service.store, order_id)
+    await OUTBOX.publish_pending(service)
 
 
 async def _post_order(service: ParticipantService, body: JSONObject) -> JSONObject:
