@@ -1,0 +1,1 @@
+"""Fault families. Each module defines `FAULTS: dict[str, Fault]` (kind -> function)."""
