@@ -1,0 +1,1 @@
+"""Final checks of a chaos run. Each module defines ``CHECKS: list[Check]``."""

@@ -1,0 +1,17 @@
+"""Every final check the runner runs after quiescence, merged from the check modules.
+
+Each module defines ``CHECKS: list[Check]``; add one here with one import and one
+``*module.CHECKS`` line.
+"""
+
+from __future__ import annotations
+
+from sagas.chaos.checks import files, sagas, services
+from sagas.chaos.faults.base import Check
+
+CHECKS: list[Check] = [
+    *sagas.CHECKS,
+    *services.CHECKS,
+    *files.CHECKS,
+]
+"""Every check, run in this order; each returns violations by kind."""
