@@ -21,8 +21,11 @@ import time
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
-from sagas.dev import jars
+from sagas.dev import acls, jars, secure
+from sagas.dev.acls import Acl
+from sagas.dev.secure import SecureSetup
 from sagas.errors import BrokerStartError, DevKafkaError, PortInUseError, ToolMissingError
 
 
@@ -75,13 +78,20 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-async def answers_metadata(bootstrap_servers: str, wait_s: float = 5.0) -> bool:
-    """Whether a broker at ``bootstrap_servers`` answers a metadata request."""
+async def answers_metadata(
+    bootstrap_servers: str, wait_s: float = 5.0, options: dict[str, Any] | None = None
+) -> bool:
+    """Whether a broker at ``bootstrap_servers`` answers a metadata request.
+
+    ``options``: aiokafka security options (the secure dev broker's admin).
+    """
     from aiokafka.client import AIOKafkaClient
 
     # While the broker boots, every attempt logs a connection error: not news.
     logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
-    client = AIOKafkaClient(bootstrap_servers=bootstrap_servers, request_timeout_ms=3000)
+    client = AIOKafkaClient(
+        bootstrap_servers=bootstrap_servers, request_timeout_ms=3000, **(options or {})
+    )
     try:
         await asyncio.wait_for(client.bootstrap(), wait_s)
         return bool(client.cluster.brokers())
@@ -102,6 +112,18 @@ class DevKafka:
         instance_dir: folder for this broker's config, data, log and pid file
             (default ``home/broker-<version>-<port>``).
         heap: maximum Java heap.
+        proxy_port: when set, clients go through a proxy (e.g. `sagas.chaos.proxy`)
+            listening on this port and relaying to ``port``: the client listener
+            advertises ``127.0.0.1:<proxy_port>``, so every connection after bootstrap
+            goes through the proxy too. A second listener (DIRECT, on ``direct_port``)
+            advertises itself, for admin and checking work that must bypass the proxy;
+            the broker's own inter-broker traffic (transaction markers) uses it.
+        direct_port: the DIRECT listener's port (0: ``port + 2``); only with ``proxy_port``.
+        secure: SASL_SSL with SCRAM users and ACLs per component, and a mutual-TLS
+            listener (see `sagas.dev.secure`); ``port`` is then the SASL_SSL port. Not
+            with ``proxy_port``.
+        mtls_port: the mutual-TLS listener's port in secure mode (0: ``port + 3``).
+        topic_prefix: the topic prefix the secure mode's ACLs are made for.
     """
 
     def __init__(
@@ -112,6 +134,11 @@ class DevKafka:
         controller_port: int = 0,
         instance_dir: Path | None = None,
         heap: str = "512m",
+        proxy_port: int = 0,
+        direct_port: int = 0,
+        secure: bool = False,
+        mtls_port: int = 0,
+        topic_prefix: str = "",
     ) -> None:
         self.home = home
         self.version = version
@@ -119,12 +146,27 @@ class DevKafka:
         self.controller_port = controller_port or port + 1
         self.instance_dir = instance_dir or home / f"broker-{version}-{port}"
         self.heap = heap
+        self.proxy_port = proxy_port
+        self.direct_port = (direct_port or port + 2) if proxy_port else 0
+        if secure and proxy_port:
+            raise DevKafkaError("the secure dev broker does not run behind a proxy")
+        self.mtls_port = (mtls_port or port + 3) if secure else 0
+        self.topic_prefix = topic_prefix
+        self.secure = (
+            SecureSetup(self.instance_dir / "secure", tuple(self._acls())) if secure else None
+        )
         # Kept so the child is reaped by `stop` (and Popen does not warn when collected).
         self._proc: subprocess.Popen[bytes] | None = None
 
     @property
     def bootstrap_servers(self) -> str:
-        return f"127.0.0.1:{self.port}"
+        """What clients use: the proxy's address when there is one."""
+        return f"127.0.0.1:{self.proxy_port or self.port}"
+
+    @property
+    def direct_servers(self) -> str:
+        """The broker itself, bypassing any proxy (the same as `bootstrap_servers` without one)."""
+        return f"127.0.0.1:{self.direct_port}" if self.proxy_port else self.bootstrap_servers
 
     @property
     def log_file(self) -> Path:
@@ -200,8 +242,17 @@ class DevKafka:
                 "listens there or choose another with SAGAS_DEV_KAFKA_CONTROLLER_PORT "
                 "(default: SAGAS_DEV_KAFKA_PORT + 1)"
             )
+        if self.direct_port and not port_is_free(self.direct_port):
+            raise PortInUseError(
+                f"direct listener port {self.direct_port} on 127.0.0.1 is in use: choose "
+                "another (default: the client port + 2)"
+            )
+        if self.mtls_port and not port_is_free(self.mtls_port):
+            raise PortInUseError(f"mutual-TLS port {self.mtls_port} on 127.0.0.1 is in use")
         lib = self.fetch(quiet=quiet)
         self.instance_dir.mkdir(parents=True, exist_ok=True)
+        if self.secure is not None:
+            self.secure.create()
         self._write_config()
         self._format(java, lib)
         proc = self._spawn(java, lib)
@@ -209,6 +260,8 @@ class DevKafka:
         self.pid_file.write_text(str(proc.pid))
         try:
             self._wait_ready(proc, timeout)
+            if self.secure is not None:
+                self._secure_clients()
         except BaseException:
             self._terminate(proc.pid, grace=timedelta(seconds=10))
             proc.wait()
@@ -228,6 +281,41 @@ class DevKafka:
             self._proc = None
         self.pid_file.unlink(missing_ok=True)
         return True
+
+    def kill(self) -> bool:
+        """SIGKILL the recorded broker, as a crash would (chaos runs); False when none ran.
+
+        The pid file stays behind, as after a real crash: `start` ignores a pid file
+        whose process is gone and reuses the formatted data folder.
+        """
+        pid = self.recorded_pid()
+        if pid is None:
+            return False
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+        if self._proc is not None and self._proc.pid == pid:
+            self._proc.wait()
+            self._proc = None
+        while _alive(pid):
+            time.sleep(0.05)  # polling interval: the kernel tears the process down
+        return True
+
+    # -- secure mode ----------------------------------------------------------------
+
+    @property
+    def mtls_servers(self) -> str:
+        """The mutual-TLS listener (secure mode)."""
+        return f"127.0.0.1:{self.mtls_port}"
+
+    def _acls(self) -> dict[str, list[Acl]]:
+        return acls.shipped_acls(self.topic_prefix)
+
+    def _secure_clients(self) -> None:
+        """Create every component's ACLs and write the client env files."""
+        assert self.secure is not None
+        bindings = [a for found in self._acls().values() for a in found]
+        asyncio.run(secure.apply_acls(self.bootstrap_servers, self.secure, bindings))
+        self.secure.write_env_files(self.bootstrap_servers, self.mtls_servers)
 
     # -- internals ------------------------------------------------------------------
 
@@ -258,11 +346,22 @@ class DevKafka:
             "auto.create.topics.enable": "false",
             "num.partitions": "1",
         }
+        if self.proxy_port:
+            props["listeners"] += f",DIRECT://127.0.0.1:{self.direct_port}"
+            props["advertised.listeners"] = (
+                f"PLAINTEXT://127.0.0.1:{self.proxy_port},DIRECT://127.0.0.1:{self.direct_port}"
+            )
+            props["inter.broker.listener.name"] = "DIRECT"
+            props["listener.security.protocol.map"] += ",DIRECT:PLAINTEXT"
+        if self.secure is not None:
+            ports = (self.port, self.mtls_port, self.controller_port)
+            props.update(self.secure.broker_properties(*ports))
         if jars.is_kafka_4(self.version):
             props["share.coordinator.state.topic.replication.factor"] = "1"
             props["share.coordinator.state.topic.min.isr"] = "1"
         text = "".join(f"{k}={v}\n" for k, v in props.items())
-        self._properties_file().write_text(text)
+        # 0600: in secure mode it holds the admin's SCRAM password (inter-broker login).
+        secure.write_private(self._properties_file(), text)
         self._log_config_file().write_text(self._log_config())
 
     def _log_config_file(self) -> Path:
@@ -298,16 +397,19 @@ class DevKafka:
     def _format(self, java: str, lib: Path) -> None:
         if (self.data_dir / "meta.properties").exists():
             return
-        cmd = [
-            *self._java_base(java, lib),
-            "kafka.tools.StorageTool",
-            "format",
-            "-t",
-            _new_cluster_id(),
-            "-c",
-            str(self._properties_file()),
-        ]
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False)
+        args = ["format", "-t", _new_cluster_id(), "-c", str(self._properties_file())]
+        args_file = self.instance_dir / "format.args"
+        if self.secure is not None:
+            # SCRAM users exist before the broker starts; their passwords go through an
+            # argument file (argparse4j's @file), never on the command line.
+            lines = args + self.secure.scram_arguments()
+            secure.write_private(args_file, "".join(f"{a}\n" for a in lines))
+            args = [f"@{args_file}"]
+        cmd = [*self._java_base(java, lib), "kafka.tools.StorageTool", *args]
+        try:
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False)
+        finally:
+            args_file.unlink(missing_ok=True)
         if proc.returncode != 0:
             raise BrokerStartError(
                 f"formatting the KRaft log directory {self.data_dir} failed",
@@ -344,11 +446,13 @@ class DevKafka:
                     f"the Kafka broker exited with status {proc.returncode} while starting",
                     self.log_tail(),
                 )
-            if asyncio.run(answers_metadata(self.bootstrap_servers, wait_s=3.0)):
+            # Directly: the proxy may not run yet.
+            options = self.secure.admin_options() if self.secure is not None else None
+            if asyncio.run(answers_metadata(self.direct_servers, 3.0, options)):
                 return
             time.sleep(0.5)  # polling interval while waiting for a condition with a deadline
         raise BrokerStartError(
-            f"the Kafka broker did not answer at {self.bootstrap_servers} within "
+            f"the Kafka broker did not answer at {self.direct_servers} within "
             f"{timeout.total_seconds():.0f}s",
             self.log_tail(),
         )

@@ -6,12 +6,13 @@ Each module defines ``CHECKS: list[Check]``; add one here with one import and on
 
 from __future__ import annotations
 
-from sagas.chaos.checks import files, sagas, services
+from sagas.chaos.checks import files, processes, sagas, services
 from sagas.chaos.faults.base import Check
 
 CHECKS: list[Check] = [
     *sagas.CHECKS,
     *services.CHECKS,
     *files.CHECKS,
+    *processes.CHECKS,
 ]
 """Every check, run in this order; each returns violations by kind."""
