@@ -97,6 +97,11 @@ class EngineSettings(BaseSettings):
         description="Consumer session timeout: how soon a dead engine's partitions move.",
     )
     max_batch: int = Field(500, ge=1, description="Most records decided in one transaction.")
+    chaos_control: Path | None = Field(
+        None,
+        description="Testing knob (`sagas chaos`): a JSON file the engine polls every 0.2 s "
+        "for a clock offset and a store fault to apply to itself. Unset: nothing is polled.",
+    )
 
 
 class OpsSettings(BaseSettings):

@@ -54,8 +54,21 @@ async def serve(
     hooks = None
     if telemetry is not None and telemetry.enabled:
         hooks = EngineTelemetry(telemetry, settings.topic_prefix, settings.engine_db)
+    extra: dict[str, Any] = {}
+    if settings.chaos_control is not None:  # a testing knob: nothing of it runs otherwise
+        from sagas.chaos.control import ChaosControl
+
+        control = ChaosControl(settings.chaos_control, store)
+        extra = {"clock": control.now, "companions": [control]}
     engine = Engine(
-        definitions, settings, bootstrap, codec, default_class_map(), store, telemetry=hooks
+        definitions,
+        settings,
+        bootstrap,
+        codec,
+        default_class_map(),
+        store,
+        telemetry=hooks,
+        **extra,
     )
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict
 from typing import Any
 
@@ -106,9 +107,20 @@ class ChangelogReader:
             await consumer.stop()
 
     async def catch_up(
-        self, store: Store, saga_name: str, topic: str, partition: int, chunk: int = 2000
+        self,
+        store: Store,
+        saga_name: str,
+        topic: str,
+        partition: int,
+        chunk: int = 2000,
+        apply: Callable[[Changes], Awaitable[None]] | None = None,
     ) -> int:
-        """Apply ``topic[partition]`` from the store's offset to the end; return records read."""
+        """Apply ``topic[partition]`` from the store's offset to the end; return records read.
+
+        ``apply`` writes each slice (default: ``store.apply``; the engine passes a
+        `StoreWriter`'s, which waits out a full or read-only store).
+        """
+        write = apply or store.apply
         tp = TopicPartition(topic, partition)
         start = await store.next_changelog_offset(saga_name, partition)
         consumer = await self._ready()
@@ -130,8 +142,8 @@ class ChangelogReader:
             # Control records (transaction markers) advance the position, not `last`.
             changes.next_changelog_offset = max(last + 1, await consumer.position(tp))
             if changes.instances or changes.held or changes.released or last >= position:
-                await store.apply(changes)
-        await store.apply(Changes(saga_name, partition, next_changelog_offset=end))
+                await write(changes)
+        await write(Changes(saga_name, partition, next_changelog_offset=end))
         log.info(
             "caught up %s[%d]: %d records from offset %d in %.2fs",
             topic,

@@ -11,7 +11,7 @@ import dataclasses
 import logging
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from sagas.contracts.classmap import ClassMap
 from sagas.contracts.codec import Codec
@@ -30,6 +30,16 @@ log = logging.getLogger(__name__)
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+class Companion(Protocol):
+    """A task that runs next to the engine's loops and stops with them (chaos control)."""
+
+    async def run(self) -> None:
+        """Run until `stop`."""
+
+    def stop(self) -> None:
+        """Ask `run` to return; idempotent."""
 
 
 def by_name(definitions: Sequence[Saga[Any]]) -> dict[str, dict[int, Saga[Any]]]:
@@ -55,6 +65,7 @@ class Engine:
         clock: the engine's notion of now (injectable for tests and chaos).
         client_options: extra aiokafka options (security), for every client.
         telemetry: spans and metrics; None (the default) when telemetry is off.
+        companions: tasks run and stopped with the loops (e.g. `sagas.chaos.control`).
     """
 
     def __init__(
@@ -68,8 +79,10 @@ class Engine:
         clock: Clock = utcnow,
         client_options: dict[str, Any] | None = None,
         telemetry: EngineTelemetry | None = None,
+        companions: Sequence[Companion] = (),
     ) -> None:
         self.definitions = by_name(definitions)
+        self._companions = tuple(companions)
         self._telemetry = telemetry
         self.settings = settings
         self._bootstrap = bootstrap_servers
@@ -185,6 +198,8 @@ class Engine:
             async with asyncio.TaskGroup() as tg:
                 for loop in self._loops:
                     tg.create_task(loop.run())
+                for companion in self._companions:
+                    tg.create_task(companion.run())
         finally:
             await self.worker.close()
         log.info("engine stopped")
@@ -193,6 +208,8 @@ class Engine:
         """Stop after the batches in flight; idempotent."""
         for loop in self._loops:
             loop.stop()
+        for companion in self._companions:
+            companion.stop()
 
 
 def output_topics(definition: Saga[Any]) -> set[str]:

@@ -5,6 +5,7 @@
     SagasError
     └── RuntimeFailure              the engine's imperative shell
         ├── StoreError              the SQLite store cannot be read or written (retryable)
+        │   └── StoreUnwritable     it refuses writes for now: full, read-only, locked, I/O
         ├── TopicSetupError         topics are missing and cannot be created
         └── FencedError             another process took over a partition (this one stops)
 """
@@ -22,6 +23,13 @@ class StoreError(RuntimeFailure):
     """The SQLite store cannot be read or written (full disk, read-only, corrupt)."""
 
     retryable = True
+
+
+class StoreUnwritable(StoreError):
+    """The store refuses writes for now (disk full, read-only, locked, I/O error).
+
+    Nothing was written; the same write can be retried once the condition clears.
+    """
 
 
 class TopicSetupError(RuntimeFailure):

@@ -13,14 +13,15 @@ behind, the offset it records.
 from __future__ import annotations
 
 import json
+import sqlite3
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import aiosqlite
 
-from sagas.runtime.errors import StoreError
+from sagas.runtime.errors import StoreError, StoreUnwritable
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS instances (
@@ -63,6 +64,20 @@ CREATE TABLE IF NOT EXISTS changelog_offsets (
     PRIMARY KEY (saga_name, partition)
 );
 """
+
+# Primary result codes of a write refused for now (the same write can succeed later):
+# SQLITE_BUSY, SQLITE_LOCKED, SQLITE_READONLY, SQLITE_IOERR, SQLITE_FULL.
+_UNWRITABLE_FOR_NOW = {5, 6, 8, 10, 13}
+
+WriteFault = Literal["full", "readonly"]
+"""How `Store.refuse_writes` makes writes fail (a testing knob)."""
+
+
+def _write_error(path: Path, exc: sqlite3.Error) -> StoreError:
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is not None and code & 0xFF in _UNWRITABLE_FOR_NOW:
+        return StoreUnwritable(f"the saga store {path} refuses writes for now: {exc}")
+    return StoreError(f"cannot write to the saga store {path}: {exc}")
 
 
 @dataclass(frozen=True)
@@ -112,6 +127,7 @@ class Store:
     def __init__(self, db: aiosqlite.Connection, path: Path) -> None:
         self._db = db
         self.path = path
+        self._max_pages: int | None = None  # the cap before `refuse_writes("full")`
 
     @classmethod
     async def open(cls, path: Path) -> Store:
@@ -132,6 +148,26 @@ class Store:
 
     async def close(self) -> None:
         await self._db.close()
+
+    async def refuse_writes(self, fault: WriteFault | None) -> None:
+        """Testing knob (chaos): make this connection's writes fail, or heal it (None).
+
+        ``full`` caps the file at its current page count (``PRAGMA max_page_count``), so
+        the next write that needs a new page fails with SQLITE_FULL; ``readonly`` sets
+        ``PRAGMA query_only``, so every write fails with SQLITE_READONLY. Reads go on.
+        """
+        if self._max_pages is None:
+            async with self._db.execute("PRAGMA max_page_count") as cur:
+                row = await cur.fetchone()
+            self._max_pages = int(row[0]) if row else None
+        await self._db.execute(f"PRAGMA query_only = {'ON' if fault == 'readonly' else 'OFF'}")
+        if fault == "full":
+            async with self._db.execute("PRAGMA page_count") as cur:
+                row = await cur.fetchone()
+            cap = int(row[0]) if row else 1
+        else:
+            cap = self._max_pages or 1073741823
+        await self._db.execute(f"PRAGMA max_page_count = {cap}")
 
     async def __aenter__(self) -> Store:
         return self
@@ -174,7 +210,7 @@ class Store:
             await self._db.commit()
         except aiosqlite.Error as exc:
             await self._db.rollback()
-            raise StoreError(f"cannot write to the saga store {self.path}: {exc}") from exc
+            raise _write_error(self.path, exc) from exc
 
     async def _upsert(self, inst: StoredInstance) -> None:
         await self._db.execute(

@@ -29,8 +29,10 @@ from sagas.errors import SagasError
 from sagas.machine import SagaInstance, TimerFired, decide
 from sagas.machine.serialize import instance_from_dict, instance_to_dict
 from sagas.runtime import changelog, topics, wire
+from sagas.runtime.clock import NonDecreasingClock
 from sagas.runtime.loop import Batch, Outgoing
 from sagas.runtime.store import Changes, Held, Store, StoredInstance
+from sagas.runtime.store_writer import StoreWriter
 from sagas.telemetry.engine import EngineTelemetry, Pending
 from sagas.telemetry.logs import saga_scope
 
@@ -81,7 +83,8 @@ class SagaWorker:
         definitions: by saga name, by version; the highest version starts new sagas.
         codec: decodes inputs and encodes outputs.
         store: the process's SQLite store.
-        clock: the time `decide` is given (injectable: tests and chaos jump it).
+        clock: the wall clock (injectable: tests and chaos jump it); `decide` is given
+            it through a `NonDecreasingClock`, so a backward jump makes no timer early.
         hold_for: how long a message for a saga not started yet is kept.
         bootstrap_servers, client_options: for changelog catch-up.
         telemetry: spans and metrics (None when telemetry is off: no cost at all).
@@ -107,7 +110,9 @@ class SagaWorker:
         self._codec = codec
         self._classes = classes
         self._store = store
-        self._clock = clock
+        # Store writes wait out a full or read-only store (nothing committed is dropped).
+        self.writer = StoreWriter(store)
+        self._clock = NonDecreasingClock(clock)
         self._hold_for = hold_for
         self._changelog = changelog.ChangelogReader(bootstrap_servers, client_options)
         self.decisions = 0
@@ -123,7 +128,11 @@ class SagaWorker:
         if self._telemetry is not None:
             self._telemetry.assigned(saga, tp.partition)
         await self._changelog.catch_up(
-            self._store, saga, self._topic_prefix + topics.changelog(saga), tp.partition
+            self._store,
+            saga,
+            self._topic_prefix + topics.changelog(saga),
+            tp.partition,
+            apply=self.writer.apply,
         )
 
     async def revoked(self, tp: TopicPartition) -> None:
@@ -186,7 +195,9 @@ class SagaWorker:
         ]
         if offsets:
             changes.next_changelog_offset = max(offsets) + 1
-        await self._store.apply(changes)
+        # Returns only once the store took the changes: until then no batch of any
+        # partition is decided against a store behind Kafka.
+        await self.writer.apply(changes)
         if self._telemetry is not None:
             dlq = topics.dead_letters(changes.saga_name)
             dead = sum(1 for o in batch.outgoing if o.topic == dlq)

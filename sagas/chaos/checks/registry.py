@@ -6,7 +6,7 @@ Each module defines ``CHECKS: list[Check]``; add one here with one import and on
 
 from __future__ import annotations
 
-from sagas.chaos.checks import files, processes, sagas, services
+from sagas.chaos.checks import files, processes, sagas, services, timers
 from sagas.chaos.faults.base import Check
 
 CHECKS: list[Check] = [
@@ -14,5 +14,6 @@ CHECKS: list[Check] = [
     *services.CHECKS,
     *files.CHECKS,
     *processes.CHECKS,
+    *timers.CHECKS,
 ]
 """Every check, run in this order; each returns violations by kind."""

@@ -6,10 +6,11 @@ import and one ``**family.FAULTS`` line.
 
 from __future__ import annotations
 
-from sagas.chaos.faults import process
+from sagas.chaos.faults import process, store_clock
 from sagas.chaos.faults.base import Fault
 
 FAULTS: dict[str, Fault] = {
     **process.FAULTS,
+    **store_clock.FAULTS,
 }
 """Fault kind -> the async function that injects and heals it."""

@@ -1,0 +1,283 @@
+"""Clock jumps against the real partition worker and a real SQLite store (no broker).
+
+The worker is driven as the transactional loop drives it (``process``, ``tick``,
+``committed``) with a wall clock the test moves: back by an hour and forward by less
+than a step timeout. No timeout fires before its due time, each fires once, and a saga
+started while the clock was set back does not time out the moment it is set right.
+Also: while the store refuses writes, ``committed`` holds the committed changes until
+the store takes them, so a timer already fired is never fired again from stale state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import pytest_asyncio
+from aiokafka import ConsumerRecord, TopicPartition
+from aiokafka.structs import RecordMetadata
+
+from sagas.chaos.checks.timers import instance_violations
+from sagas.contracts.codec import Codec
+from sagas.contracts.factory import build_codec
+from sagas.contracts.messages import default_class_map
+from sagas.contracts.record import Envelope
+from sagas.machine import SagaInstance, SagaState
+from sagas.machine.instance import HistoryEntry
+from sagas.machine.serialize import instance_from_dict
+from sagas.runtime import topics
+from sagas.runtime.clock import NonDecreasingClock
+from sagas.runtime.loop import Batch
+from sagas.runtime.store import Store
+from sagas.runtime.worker import SagaWorker
+from tests.integration.engine_support import order_placed, two_step_saga
+
+pytestmark = pytest.mark.chaos
+
+SAGA = two_step_saga("clock_test")
+TIMEOUT = timedelta(seconds=20)  # both steps of the saga
+T0 = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
+TP = TopicPartition(topics.inbox(SAGA.name), 0)
+
+
+@dataclass
+class WallClock:
+    """The system clock as the test sets it."""
+
+    now: datetime = T0
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+@dataclass
+class Rig:
+    """A worker on partition 0 of the saga's inbox, driven like the loop drives it."""
+
+    worker: SagaWorker
+    store: Store
+    wall: WallClock
+    codec: Codec
+    tp: TopicPartition = TP
+    offsets: itertools.count[int] = field(default_factory=itertools.count)
+    inputs: itertools.count[int] = field(default_factory=itertools.count)
+
+    async def commit(self, batch: Batch) -> None:
+        """What the loop does after the transaction committed."""
+        sent = [
+            RecordMetadata(o.topic, 0, self.tp, next(self.offsets), -1, 0, 0)
+            for o in batch.outgoing
+        ]
+        await self.worker.committed(self.tp, batch, sent)
+
+    async def start(self, order_id: str) -> str:
+        envelope = Envelope(
+            id=str(uuid.uuid4()),
+            type=order_placed(order_id).SCHEMA,
+            source="/tests",
+            time=self.wall.now,
+            payload=order_placed(order_id),
+        )
+        headers, value = self.codec.encode(envelope)
+        record: ConsumerRecord[bytes, bytes] = ConsumerRecord(
+            self.tp.topic,
+            0,
+            next(self.inputs),
+            0,
+            0,
+            order_id.encode(),
+            value,
+            None,
+            0,
+            len(value),
+            tuple(headers),
+        )
+        await self.commit(await self.worker.process(self.tp, [record]))
+        return f"order:{order_id}"
+
+    async def tick(self) -> int:
+        """Run due timers; how many timer decisions were committed."""
+        batch = await self.worker.tick(self.tp)
+        if batch is None:
+            return 0
+        await self.commit(batch)
+        return sum(
+            1 for i in batch.context.instances for h in i.history if h[2]["input"] == "timer"
+        )
+
+    async def instance(self, saga_id: str) -> SagaInstance[Any]:
+        body = await self.store.get(SAGA.name, saga_id)
+        assert body is not None
+        return instance_from_dict(SAGA, body)
+
+
+@pytest_asyncio.fixture
+async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
+    codec = build_codec()
+    store = await Store.open(tmp_path / "engine.db")
+    wall = WallClock()
+    worker = SagaWorker(
+        {SAGA.name: {1: SAGA}},
+        codec,
+        default_class_map(),
+        store,
+        wall,
+        timedelta(seconds=60),
+        "127.0.0.1:9",  # never contacted: no partition is assigned (no catch-up)
+    )
+    try:
+        yield Rig(worker, store, wall, codec)
+    finally:
+        await worker.close()
+        await store.close()
+        codec.close()
+
+
+def timeouts(instance: SagaInstance[Any]) -> list[HistoryEntry]:
+    return [
+        e
+        for e in instance.history
+        if e.input == "timer" and e.type == "TIMEOUT" and not e.note.startswith("ignored")
+    ]
+
+
+async def test_no_timeout_early_after_jumps_and_each_fires_once(rig: Rig) -> None:
+    saga_id = await rig.start("o-1")  # reserve_stock sent at T0, due T0 + 20 s
+    rig.wall.now = T0 - timedelta(hours=1)  # back by an hour
+    assert await rig.tick() == 0
+    rig.wall.now = T0 + TIMEOUT - timedelta(seconds=5)  # forward, 5 s short of due
+    assert await rig.tick() == 0
+    rig.wall.now = T0 + TIMEOUT - timedelta(milliseconds=1)
+    assert await rig.tick() == 0
+    rig.wall.now = T0 + TIMEOUT
+    assert await rig.tick() == 1
+    # Due once: the same time, later, and after another jump back and forth.
+    assert await rig.tick() == 0
+    rig.wall.now = T0 - timedelta(minutes=10)
+    assert await rig.tick() == 0
+    rig.wall.now = T0 + timedelta(minutes=5)
+    assert await rig.tick() == 0
+    instance = await rig.instance(saga_id)
+    fired = timeouts(instance)
+    assert [(e.id, e.at) for e in fired] == [
+        (f"reserve_stock:1@{(T0 + TIMEOUT).isoformat()}", T0 + TIMEOUT)
+    ]
+    assert instance.state is SagaState.COMPENSATED
+    assert instance_violations(instance, T0 + timedelta(minutes=5)) == {}
+
+
+async def test_saga_started_while_clock_is_back_does_not_time_out_when_set_right(
+    rig: Rig,
+) -> None:
+    first = await rig.start("o-1")  # engine time T0
+    rig.wall.now = T0 - timedelta(hours=1)  # the wall clock jumps back an hour
+    second = await rig.start("o-2")  # engine time stands still at T0
+    rig.wall.now = T0 + timedelta(seconds=3)  # set right again
+    assert await rig.tick() == 0  # a plain clock would time o-2 out now (due 59 min ago)
+    started = (await rig.instance(second)).history[0].at
+    assert started == T0
+    rig.wall.now = T0 + TIMEOUT
+    assert await rig.tick() == 2  # both due now, each once
+    assert await rig.tick() == 0
+    for saga_id in (first, second):
+        instance = await rig.instance(saga_id)
+        assert len(timeouts(instance)) == 1
+        assert instance_violations(instance, T0 + TIMEOUT) == {}
+
+
+async def test_a_refused_store_write_is_held_until_the_store_takes_it(rig: Rig) -> None:
+    saga_id = await rig.start("o-1")
+    rig.wall.now = T0 + TIMEOUT
+    batch = await rig.worker.tick(rig.tp)
+    assert batch is not None
+    await rig.store.refuse_writes("readonly")
+    writing = asyncio.create_task(rig.commit(batch))
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 10
+    while rig.worker.writer.refused < 2:  # refused, then refused again on retry
+        assert loop.time() < deadline, "the store never refused the write"
+        assert not writing.done(), "committed returned while the store refused writes"
+        await asyncio.sleep(0.02)  # polling interval of a condition with a deadline
+    assert (await rig.instance(saga_id)).state is SagaState.RUNNING  # not written yet
+    await rig.store.refuse_writes(None)
+    await asyncio.wait_for(writing, 10)
+    assert rig.worker.writer.episodes == 1
+    instance = await rig.instance(saga_id)
+    assert instance.state is SagaState.COMPENSATED
+    assert await rig.tick() == 0  # fired once: the store has it now
+    assert len(timeouts(await rig.instance(saga_id))) == 1
+
+
+async def test_store_full_refuses_growth_and_heals(rig: Rig) -> None:
+    await rig.store.refuse_writes("full")
+    started = asyncio.create_task(rig.start("o-big-" + "x" * 4000))
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 10
+    while rig.worker.writer.refused < 1:
+        assert loop.time() < deadline, "a full store took a write that needed new pages"
+        await asyncio.sleep(0.02)  # polling interval of a condition with a deadline
+    assert not started.done()
+    await rig.store.refuse_writes(None)
+    saga_id = await asyncio.wait_for(started, 10)
+    assert (await rig.instance(saga_id)).state is SagaState.RUNNING
+
+
+def test_non_decreasing_clock_stands_still_then_follows() -> None:
+    wall = WallClock()
+    clock = NonDecreasingClock(wall)
+    assert clock() == T0
+    wall.now = T0 - timedelta(days=1)
+    assert clock() == T0
+    wall.now = T0 + timedelta(seconds=1)
+    assert clock() == T0 + timedelta(seconds=1)
+
+
+def test_the_timer_check_finds_an_early_and_a_double_timeout() -> None:
+    due = T0 + TIMEOUT
+    timer_id = f"reserve_stock:1@{due.isoformat()}"
+    sent = HistoryEntry(
+        seq=0,
+        at=T0,
+        input="message",
+        type="orders.OrderPlaced",
+        id="m",
+        note="started",
+        sent=("order:o-1:reserve_stock:1",),
+    )
+    early = HistoryEntry(
+        seq=1,
+        at=due - timedelta(seconds=1),
+        input="timer",
+        type="TIMEOUT",
+        id=timer_id,
+        note="compensating",
+    )
+    again = HistoryEntry(
+        seq=2,
+        at=due + timedelta(seconds=1),
+        input="timer",
+        type="TIMEOUT",
+        id=f"reserve_stock:1@{(due + timedelta(seconds=1)).isoformat()}",
+        note="compensating",
+    )
+    base = SagaInstance(
+        saga=SAGA.name,
+        saga_id="order:o-1",
+        version=1,
+        state=SagaState.COMPENSATED,
+        data=None,
+        steps=(),
+        created=T0,
+        updated=T0,
+        history=(sent, early, again),
+    )
+    found = instance_violations(base, due)
+    assert len(found["premature_timer"]) == 1
+    assert "fired 2 times for 1 send(s)" in found["timer_fired_twice"][0]
