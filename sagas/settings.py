@@ -63,6 +63,41 @@ class KafkaSettings(BaseSettings):
         None,
         description="Comma-separated host:port list. When set, the dev broker is not started.",
     )
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        "PLAINTEXT",
+        description="PLAINTEXT, SSL (TLS), SASL_PLAINTEXT or SASL_SSL (SASL over TLS).",
+    )
+    sasl_mechanism: Literal["SCRAM-SHA-256", "SCRAM-SHA-512", "PLAIN"] | None = Field(
+        None, description="SCRAM-SHA-256, SCRAM-SHA-512 or PLAIN; required with SASL_*."
+    )
+    sasl_username: str | None = Field(None, description="SASL user name.")
+    sasl_password: SecretStr | None = Field(
+        None,
+        description="SASL password (never logged); prefer KAFKA_SASL_PASSWORD_FILE.",
+    )
+    sasl_password_file: Path | None = Field(
+        None,
+        description="File holding the SASL password (one line; surrounding whitespace is "
+        "ignored). Used when KAFKA_SASL_PASSWORD is not set.",
+    )
+    ssl_cafile: Path | None = Field(
+        None,
+        description="PEM file of the CA(s) that signed the broker's certificate; unset: the "
+        "system's trusted CAs.",
+    )
+    ssl_certfile: Path | None = Field(
+        None, description="PEM client certificate, for mutual TLS (with KAFKA_SSL_KEYFILE)."
+    )
+    ssl_keyfile: Path | None = Field(
+        None, description="PEM private key of KAFKA_SSL_CERTFILE, for mutual TLS."
+    )
+    ssl_key_password_file: Path | None = Field(
+        None, description="File holding the password of an encrypted KAFKA_SSL_KEYFILE."
+    )
+    ssl_check_hostname: bool = Field(
+        True,
+        description="Check that the broker's certificate names the host connected to.",
+    )
 
 
 class EngineSettings(BaseSettings):
@@ -128,6 +163,11 @@ class OpsSettings(BaseSettings):
     )
     jaeger_url: str | None = Field(
         None, description="Base URL of Jaeger's UI; trace ids link to <url>/trace/<id>."
+    )
+    web_cors_origins: str = Field(
+        "",
+        description="Comma-separated origins the dashboard allows cross-origin requests "
+        "from; empty (the default): CORS is off.",
     )
 
 
