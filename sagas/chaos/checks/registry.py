@@ -6,13 +6,14 @@ Each module defines ``CHECKS: list[Check]``; add one here with one import and on
 
 from __future__ import annotations
 
-from sagas.chaos.checks import files, processes, sagas, services, timers
+from sagas.chaos.checks import dlq, files, processes, sagas, services, timers
 from sagas.chaos.faults.base import Check
 
 CHECKS: list[Check] = [
     *sagas.CHECKS,
     *services.CHECKS,
     *files.CHECKS,
+    *dlq.CHECKS,
     *processes.CHECKS,
     *timers.CHECKS,
 ]

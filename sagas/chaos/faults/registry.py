@@ -6,11 +6,13 @@ import and one ``**family.FAULTS`` line.
 
 from __future__ import annotations
 
-from sagas.chaos.faults import process, store_clock
+from sagas.chaos.faults import messages, poison, process, store_clock
 from sagas.chaos.faults.base import Fault
 
 FAULTS: dict[str, Fault] = {
     **process.FAULTS,
+    **messages.FAULTS,
+    **poison.FAULTS,
     **store_clock.FAULTS,
 }
 """Fault kind -> the async function that injects and heals it."""
