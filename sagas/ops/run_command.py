@@ -12,6 +12,7 @@ from sagas.contracts.factory import build_codec
 from sagas.contracts.messages import default_class_map
 from sagas.definition import Saga
 from sagas.errors import ConfigurationError
+from sagas.kafka_security import checked_options, describe
 from sagas.runtime.engine import Engine
 from sagas.runtime.store import Store
 from sagas.settings import EngineSettings, KafkaSettings, TelemetrySettings
@@ -42,24 +43,33 @@ def select(names: list[str]) -> list[Saga[Any]]:
     return [d for d in shipped if d.name in names]
 
 
+def chaos_options(settings: EngineSettings, store: Store) -> dict[str, Any]:
+    """The engine's clock and companions under ``SAGAS_CHAOS_CONTROL``; none without it."""
+    if settings.chaos_control is None:  # a testing knob: nothing of it runs otherwise
+        return {}
+    from sagas.chaos.control import ChaosControl
+
+    control = ChaosControl(settings.chaos_control, store)
+    return {"clock": control.now, "companions": [control]}
+
+
 async def serve(
     definitions: list[Saga[Any]],
     settings: EngineSettings,
     bootstrap: str,
     telemetry: Telemetry | None = None,
+    kafka: KafkaSettings | None = None,
 ) -> None:
-    """Run an engine until SIGTERM or SIGINT, then let the open transaction finish."""
+    """Run an engine until SIGTERM or SIGINT, then let the open transaction finish.
+
+    ``kafka``: the security settings (none: PLAINTEXT); a refused login stops here.
+    """
+    options = await checked_options(kafka, bootstrap) if kafka is not None else {}
     codec = build_codec()
     store = await Store.open(settings.engine_db)
     hooks = None
     if telemetry is not None and telemetry.enabled:
         hooks = EngineTelemetry(telemetry, settings.topic_prefix, settings.engine_db)
-    extra: dict[str, Any] = {}
-    if settings.chaos_control is not None:  # a testing knob: nothing of it runs otherwise
-        from sagas.chaos.control import ChaosControl
-
-        control = ChaosControl(settings.chaos_control, store)
-        extra = {"clock": control.now, "companions": [control]}
     engine = Engine(
         definitions,
         settings,
@@ -67,8 +77,9 @@ async def serve(
         codec,
         default_class_map(),
         store,
+        client_options=options,
         telemetry=hooks,
-        **extra,
+        **chaos_options(settings, store),
     )
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -83,7 +94,8 @@ async def serve(
 def main(args: argparse.Namespace) -> int:
     telemetry_settings = TelemetrySettings()
     configure_logging("sagas-engine", telemetry_settings)
-    bootstrap = KafkaSettings().bootstrap_servers
+    kafka = KafkaSettings()
+    bootstrap = kafka.bootstrap_servers
     if not bootstrap:
         raise ConfigurationError(
             "KAFKA_BOOTSTRAP_SERVERS is not set: point it at Kafka "
@@ -91,11 +103,11 @@ def main(args: argparse.Namespace) -> int:
         )
     settings = EngineSettings()
     definitions = select(list(args.sagas))
-    log.info("engine db %s, bootstrap %s", settings.engine_db, bootstrap)
+    log.info("engine db %s, bootstrap %s, %s", settings.engine_db, bootstrap, describe(kafka))
     telemetry = setup("sagas-engine", telemetry_settings)
     telemetry.install_global()
     try:
-        asyncio.run(serve(definitions, settings, bootstrap, telemetry))
+        asyncio.run(serve(definitions, settings, bootstrap, telemetry, kafka))
     finally:
         telemetry.shutdown()
     return 0

@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import asdict
 from typing import Any
 
@@ -113,7 +113,7 @@ class ChangelogReader:
         topic: str,
         partition: int,
         chunk: int = 2000,
-        apply: Callable[[Changes], Awaitable[None]] | None = None,
+        apply: Callable[[Changes], Coroutine[Any, Any, None]] | None = None,
     ) -> int:
         """Apply ``topic[partition]`` from the store's offset to the end; return records read.
 

@@ -33,6 +33,7 @@ class StoreWriter:
     Attributes:
         episodes: how many times the store started refusing writes.
         refused: how many writes it refused in all.
+        waiting: whether a write is being held now.
     """
 
     def __init__(
@@ -46,6 +47,7 @@ class StoreWriter:
         self._max = max_delay.total_seconds()
         self.episodes = 0
         self.refused = 0
+        self.waiting = False
 
     async def apply(self, changes: Changes) -> None:
         """Write ``changes``; returns once the store took them (waits as long as needed)."""
@@ -56,6 +58,7 @@ class StoreWriter:
             first = exc
         self.episodes += 1
         self.refused += 1
+        self.waiting = True
         began = time.monotonic()
         log.warning(
             "%s; keeping %s[%d]'s committed changes and retrying (Kafka holds them)",
@@ -64,18 +67,21 @@ class StoreWriter:
             changes.partition,
         )
         delay = self._first
-        while True:
-            await asyncio.sleep(delay)  # backoff between attempts, not synchronisation
-            try:
-                await self._store.apply(changes)
-            except StoreUnwritable:
-                self.refused += 1
-                delay = min(delay * 2, self._max)
-                continue
-            log.info(
-                "saga store %s writable again after %.1fs (%d writes refused so far)",
-                self._store.path,
-                time.monotonic() - began,
-                self.refused,
-            )
-            return
+        try:
+            while True:
+                await asyncio.sleep(delay)  # backoff between attempts, not synchronisation
+                try:
+                    await self._store.apply(changes)
+                except StoreUnwritable:
+                    self.refused += 1
+                    delay = min(delay * 2, self._max)
+                    continue
+                break
+        finally:
+            self.waiting = False
+        log.info(
+            "saga store %s writable again after %.1fs (%d writes refused so far)",
+            self._store.path,
+            time.monotonic() - began,
+            self.refused,
+        )
