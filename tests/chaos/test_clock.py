@@ -29,6 +29,7 @@ from sagas.contracts.codec import Codec
 from sagas.contracts.factory import build_codec
 from sagas.contracts.messages import default_class_map
 from sagas.contracts.record import Envelope
+from sagas.definitions.order_fulfilment import ORDER_FULFILMENT
 from sagas.machine import SagaInstance, SagaState
 from sagas.machine.instance import HistoryEntry
 from sagas.machine.serialize import instance_from_dict
@@ -37,7 +38,9 @@ from sagas.runtime.clock import NonDecreasingClock
 from sagas.runtime.loop import Batch
 from sagas.runtime.store import Store
 from sagas.runtime.worker import SagaWorker
+from sagas.testing import Faults, Harness
 from tests.integration.engine_support import order_placed, two_step_saga
+from tests.unit.test_order_fulfilment import order, participants
 
 pytestmark = pytest.mark.chaos
 
@@ -281,3 +284,21 @@ def test_the_timer_check_finds_an_early_and_a_double_timeout() -> None:
     found = instance_violations(base, due)
     assert len(found["premature_timer"]) == 1
     assert "fired 2 times for 1 send(s)" in found["timer_fired_twice"][0]
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_the_timer_check_passes_real_timeouts_retries_and_late_replies(seed: int) -> None:
+    # Replies slower than the 30 s step timeouts, lost or duplicated: timeouts, resends
+    # of the same attempt and compensations, all legal.
+    slow = Faults(
+        latency=(timedelta(milliseconds=1), timedelta(seconds=45)),
+        duplicate=0.3,
+        drop=0.3,
+        seed=seed,
+    )
+    harness = Harness(ORDER_FULFILMENT, participants(), faults=slow)
+    saga_id = harness.start(order(f"o-{seed}"))
+    harness.run()
+    instance = harness.instance(saga_id)
+    assert instance.state.ended
+    assert instance_violations(instance, harness.now) == {}

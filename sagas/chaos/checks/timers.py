@@ -6,8 +6,8 @@ its kind, id ``<step>:<attempt>@<due>``, recorded at the engine's time ``at``):
 * ``premature_timer``: a timer took effect before its due time, by the engine time
   recorded in the history.
 * ``timer_fired_twice``: one timer took effect twice; or a step attempt timed out more
-  often than its command (or compensation) was sent, each send arming one timeout; or
-  the saga deadline passed twice.
+  often than its command (or compensation) was sent, each send arming one timeout (an
+  awaited event, which sends nothing, once); or the saga deadline passed twice.
 * ``overdue_timer``: a timer still pending long after its due time: it never fired.
 """
 
@@ -82,10 +82,10 @@ def instance_violations(
         template = _SENT_ID.get(kind)
         if template is not None:
             sent = sends[template.format(saga=saga, step=step, attempt=attempt)]
-            if n > sent:
+            # An awaited event (no command) arms one timeout when its step is reached.
+            if n > max(sent, 1):
                 found.setdefault("timer_fired_twice", []).append(
-                    f"{saga}: {kind} of {step} attempt {attempt} fired {n} times "
-                    f"for {sent} send(s)"
+                    f"{saga}: {kind} of {step} attempt {attempt} fired {n} times for {sent} send(s)"
                 )
         elif kind == TimerKind.DEADLINE.value and n > 1:
             found.setdefault("timer_fired_twice", []).append(
