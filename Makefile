@@ -40,5 +40,11 @@ test: $(STAMP) lint typecheck kafka-fetch chromium
 	$(BIN)/sagas check
 	$(BIN)/pytest
 
+# The whole benchmark on the dev broker (about 12 minutes on 2 cores): the table, the
+# JSON result and the load sweep plot that docs/benchmarks.md quotes.
+bench: $(STAMP) kafka-fetch
+	$(BIN)/sagas bench --out docs/bench-result.json --plot docs/images/bench.png \
+		--docs docs/benchmarks.md
+
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

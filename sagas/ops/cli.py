@@ -21,15 +21,19 @@ def _add_dev(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     kafka_sub.add_parser("fetch", help="download the broker jars with Maven").set_defaults(
         handler=dev_commands.kafka_fetch
     )
-    kafka_sub.add_parser("start", help="start the broker (no-op if running)").set_defaults(
-        handler=dev_commands.kafka_start
-    )
-    kafka_sub.add_parser("stop", help="stop the broker this tool started").set_defaults(
-        handler=dev_commands.kafka_stop
-    )
-    kafka_sub.add_parser("status", help="say whether it runs, and where").set_defaults(
-        handler=dev_commands.kafka_status
-    )
+    for name, text, handler in (
+        ("start", "start the broker (no-op if running)", dev_commands.kafka_start),
+        ("stop", "stop the broker this tool started", dev_commands.kafka_stop),
+        ("status", "say whether it runs, and where", dev_commands.kafka_status),
+    ):
+        command = kafka_sub.add_parser(name, help=text)
+        command.add_argument(
+            "--secure",
+            action="store_true",
+            help="the secure broker: SASL_SSL, SCRAM users and ACLs per component, mutual "
+            "TLS (docs/security.md); also SAGAS_DEV_KAFKA_SECURE=true",
+        )
+        command.set_defaults(handler=handler)
     logs = kafka_sub.add_parser("logs", help="print the end of the broker log")
     logs.add_argument("-n", "--lines", type=int, default=50, help="how many lines")
     logs.set_defaults(handler=dev_commands.kafka_logs)
@@ -58,6 +62,12 @@ def _add_demo(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     demo.add_parser(sub)
 
 
+def _add_chaos(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from sagas.chaos import command
+
+    command.add_parser(sub)
+
+
 def _add_check(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     from sagas.ops import check_command
 
@@ -68,6 +78,12 @@ def _add_run(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     from sagas.ops import run_command
 
     run_command.add_parser(sub)
+
+
+def _add_bench(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from sagas.bench import command
+
+    command.add_parser(sub)
 
 
 def _add_ops(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -83,8 +99,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     _add_dev(sub)
     _add_demo(sub)
+    _add_chaos(sub)
     _add_check(sub)
     _add_run(sub)
+    _add_bench(sub)
     _add_ops(sub)
     return parser
 

@@ -1,0 +1,93 @@
+"""Count the records of a phase's topics, and from them the messages a saga costs.
+
+Every record the engine consumes and produces counts, the changelog included:
+
+- consumed: every record of ``orders.events`` (the router reads the whole topic, the
+  end events the engine itself publishes too) and of the saga inbox (routed starts and
+  the participants' replies);
+- produced: the routed starts (inbox records that are not replies), the commands, the
+  end events, the outcome events on ``sagas.events``, the changelog records and any dead
+  letters.
+
+Counted with ``read_committed`` after a drained run, so aborted records and
+transaction markers are not counted.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+
+from sagas.bench.harness import SAGA
+
+COMMAND_TOPICS = ("inventory.commands", "payments.commands", "shipping.commands")
+
+
+async def count_records(bootstrap: str, prefix: str, idle_s: float = 1.5) -> dict[str, int]:
+    """Committed records per topic (logical name, prefix removed) of every topic of ``prefix``."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap,
+        group_id=None,
+        isolation_level="read_committed",
+        enable_auto_commit=False,
+    )
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        names = sorted(t for t in await admin.list_topics() if t.startswith(prefix))
+        metas = await admin.describe_topics(names)
+    finally:
+        await admin.close()
+    tps = [TopicPartition(m["topic"], p["partition"]) for m in metas for p in m["partitions"]]
+    await consumer.start()
+    counts: dict[str, int] = {}
+    try:
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        last = time.monotonic()
+        deadline = last + 60
+        while time.monotonic() - last < idle_s and time.monotonic() < deadline:
+            data = await consumer.getmany(timeout_ms=200, max_records=5000)
+            for tp, records in data.items():
+                if records:
+                    last = time.monotonic()
+                    name = tp.topic[len(prefix) :]
+                    counts[name] = counts.get(name, 0) + len(records)
+    finally:
+        await consumer.stop()
+    return counts
+
+
+@dataclass(frozen=True)
+class MessageCount:
+    """Messages the engine consumed and produced for ``sagas`` completed sagas."""
+
+    sagas: int
+    consumed: int
+    produced: int
+    by_topic: dict[str, int]
+
+    @property
+    def per_saga(self) -> float:
+        return (self.consumed + self.produced) / self.sagas
+
+
+def engine_messages(counts: dict[str, int], placed: int) -> MessageCount:
+    """What the engine consumed and produced, from a drained run's record counts."""
+    inbox = counts.get(f"sagas.{SAGA}.inbox", 0)
+    events = counts.get("orders.events", 0)
+    replies = sum(counts.get(t, 0) for t in COMMAND_TOPICS)  # one reply per command
+    consumed = events + inbox
+    produced = (
+        (inbox - replies)  # routed starts
+        + replies  # commands
+        + (events - placed)  # end events
+        + counts.get("sagas.events", 0)
+        + counts.get(f"sagas.{SAGA}.changelog", 0)
+        + counts.get(f"sagas.{SAGA}.dlq", 0)
+        + counts.get("sagas.router.dlq", 0)
+    )
+    return MessageCount(placed, consumed, produced, dict(counts))

@@ -1,0 +1,160 @@
+"""The order saga at saturation: sagas and engine messages per second.
+
+One phase: engine process(es) and the benchmark participants under a fresh prefix. A
+warm-up of ``warmup`` orders is run to completion first (and, when asked, the records
+it left are counted to get the messages one saga costs). Then the generator keeps a
+backlog of orders in front of the engine (at least ``max(200, one second of
+completions)`` sent but not completed) and completions are counted over ``duration_s``
+after a ramp.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sagas.bench.count import MessageCount, count_records, engine_messages
+from sagas.bench.harness import BenchError, Phase
+from sagas.bench.load import ORDERS, Generator, Observer
+from sagas.contracts.factory import build_codec
+
+Progress = Callable[[str], None]
+
+
+@dataclass
+class SagaRun:
+    """What one saturation run measured."""
+
+    sagas_per_s: float
+    engine_cpu: float
+    """Engine CPU seconds per second (all engine processes) during the window."""
+    participants_cpu: float
+    messages: MessageCount | None = None
+    timeline: list[tuple[float, float]] = field(default_factory=list)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a live process (Linux /proc)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (FileNotFoundError, ProcessLookupError):
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def run_saturated(
+    bootstrap: str,
+    workdir: Path,
+    name: str,
+    *,
+    partitions: int = 6,
+    engines: int = 1,
+    env: Mapping[str, str] | None = None,
+    duration_s: float = 15.0,
+    ramp_s: float = 3.0,
+    warmup: int = 50,
+    count_messages: bool = False,
+    profile: Path | None = None,
+    progress: Progress = print,
+) -> SagaRun:
+    """Run one saturation phase; see the module docstring."""
+    codec = build_codec()
+    with Phase(bootstrap, workdir, name, partitions, engines, env or {}) as phase:
+        await phase.start()
+        observer = Observer(bootstrap, phase.topic(ORDERS))
+        async with asyncio.TaskGroup() as tg:
+            watch = tg.create_task(observer.run())
+            try:
+                async with Generator(bootstrap, phase.topic(ORDERS), codec, name) as gen:
+                    await gen.send(warmup)
+                    await gen.flush()
+                    if not await observer.wait_count(warmup, 90):
+                        phase.check_alive()
+                        raise BenchError(f"{name}: warm-up did not complete ({observer.count})")
+                    messages = None
+                    if count_messages:
+                        counts = await count_records(bootstrap, phase.prefix)
+                        messages = engine_messages(counts, warmup)
+                    run = await _measure(
+                        phase, observer, gen, duration_s, ramp_s, profile, progress
+                    )
+                    run.messages = messages
+            finally:
+                watch.cancel()
+    codec.close()
+    return run
+
+
+async def _measure(
+    phase: Phase,
+    observer: Observer,
+    gen: Generator,
+    duration_s: float,
+    ramp_s: float,
+    profile: Path | None,
+    progress: Progress,
+) -> SagaRun:
+    def backlog() -> int:
+        now = time.monotonic()
+        return max(200, int(observer.rate(now - 2, now) * 1.0))
+
+    stop = asyncio.Event()
+    pids = [p.pid for p in phase.engine_procs]
+    assert phase.supervisor is not None
+    helper = phase.supervisor.processes["participants"].pid
+    async with asyncio.TaskGroup() as tg:
+        tg.create_task(gen.keep_backlog(lambda: observer.count, backlog, stop))
+        try:
+            await asyncio.sleep(ramp_s)  # ramp: the backlog reaches the engine
+            await _completions_flow(phase, observer, deadline_s=60)
+            spy = _start_profile(profile, pids[0], duration_s)
+            t0, cpu0, p0 = time.monotonic(), sum(map(cpu_seconds, pids)), cpu_seconds(helper)
+            timeline = []
+            end = t0 + duration_s
+            while time.monotonic() < end:
+                await asyncio.sleep(min(1.0, max(end - time.monotonic(), 0)))
+                now = time.monotonic()
+                timeline.append((now - t0, observer.rate(now - 1, now)))
+                phase.check_alive()
+            t1 = time.monotonic()
+            cpu1, p1 = sum(map(cpu_seconds, pids)), cpu_seconds(helper)
+            rate = observer.rate(t0, t1)
+            progress(f"    {rate:8.1f} sagas/s over {t1 - t0:.0f}s")
+        finally:
+            stop.set()
+    if spy is not None:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            spy.wait(timeout=30)
+    return SagaRun(rate, (cpu1 - cpu0) / (t1 - t0), (p1 - p0) / (t1 - t0), timeline=timeline)
+
+
+async def _completions_flow(phase: Phase, observer: Observer, deadline_s: float) -> None:
+    """Wait until backlogged sagas complete (a loaded machine can take long to start)."""
+    end = time.monotonic() + deadline_s
+    while True:
+        phase.check_alive()
+        now = time.monotonic()
+        if observer.rate(now - 1, now) > 0 or now > end:
+            return
+        await asyncio.sleep(0.1)  # poll interval while the backlog reaches the engine
+
+
+def _start_profile(out: Path | None, pid: int, duration_s: float) -> subprocess.Popen[bytes] | None:
+    """py-spy on the engine for the window (when asked and installed)."""
+    beside = Path(sys.executable).parent / "py-spy"  # installed in the venv
+    spy = str(beside) if beside.exists() else shutil.which("py-spy")
+    if out is None or spy is None:
+        return None
+    out.parent.mkdir(parents=True, exist_ok=True)
+    argv = [spy, "record", "-o", str(out), "--pid", str(pid), "--duration", str(int(duration_s))]
+    if out.suffix == ".txt":
+        argv += ["--format", "raw"]
+    return subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
