@@ -52,6 +52,11 @@ class DevKafkaSettings(BaseSettings):
     start_timeout: Duration = Field(
         timedelta(seconds=90), description="How long `start` waits for the broker to answer."
     )
+    secure: bool = Field(
+        False,
+        description="Run the secure broker (SASL_SSL, SCRAM users, ACLs, mutual TLS) in its "
+        "own instance folder; see docs/security.md.",
+    )
 
 
 class KafkaSettings(BaseSettings):

@@ -8,7 +8,7 @@ from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Path, Query
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 from pydantic import BaseModel, Field
@@ -23,7 +23,27 @@ from sagas.ops.views.svg import diagram_svg
 from sagas.ops.views.timeline import instance_view
 from sagas.ops.web.state import WebState, check_token, web_state
 
-router = APIRouter(prefix="/api")
+
+class ErrorOut(BaseModel):
+    """An error: ``detail`` says what went wrong (a list of problems for a 422)."""
+
+    detail: Any
+
+
+def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
+    return {code: {"model": ErrorOut} for code in codes}
+
+
+MAX_SECONDS = 10 * 366 * 86400
+"""Longest look-back window accepted (ten years): longer ones cannot be a datetime."""
+MAX_OFFSET = 10_000_000
+"""Deepest page offset accepted (SQLite's integers are 64-bit; no read model is deeper)."""
+Name = Annotated[str, Field(min_length=1, max_length=200)]
+SagaId = Annotated[str, Field(min_length=1, max_length=500)]
+Text = Annotated[str, Field(max_length=2000)]
+Seconds = Annotated[float, Field(gt=0, le=MAX_SECONDS, allow_inf_nan=False)]
+
+router = APIRouter(prefix="/api", responses=_errors(400, 404, 413, 503))
 State = Annotated[WebState, Depends(web_state)]
 bearer = HTTPBearer(auto_error=False, description="SAGAS_ADMIN_TOKEN")
 Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
@@ -37,27 +57,28 @@ def admin(state: State, credentials: Credentials) -> None:
 
 
 Admin = Annotated[None, Depends(admin)]
+ADMIN_ERRORS = _errors(401, 403, 409)
 
 
 class ActionIn(BaseModel):
     """An operator action for one saga."""
 
-    saga: str
-    saga_id: str
+    saga: Name
+    saga_id: SagaId
     action: ActionName
-    step: str | None = None
+    step: Name | None = None
     result: dict[str, Any] | None = Field(
         None, description='SKIP: the reply, with its type: {"$type": "inventory.StockReserved"}'
     )
-    actor: str = "dashboard"
-    reason: str = ""
+    actor: Name = "dashboard"
+    reason: Text = ""
 
 
 class Where(BaseModel):
-    saga: str | None = None
-    states: list[str] = []
-    since_seconds: float | None = None
-    search: str | None = None
+    saga: Name | None = None
+    states: list[Name] = Field([], max_length=20)
+    since_seconds: Seconds | None = None
+    search: Text | None = None
 
 
 class BulkIn(BaseModel):
@@ -65,9 +86,9 @@ class BulkIn(BaseModel):
 
     where: Where
     action: ActionName
-    step: str | None = None
-    actor: str = "dashboard"
-    reason: str = ""
+    step: Name | None = None
+    actor: Name = "dashboard"
+    reason: Text = ""
     dry_run: bool = True
 
 
@@ -97,12 +118,12 @@ async def sagas(state: State) -> dict[str, Any]:
 @router.get("/instances")
 async def instances(
     state: State,
-    saga: str | None = None,
-    state_: Annotated[list[str], Query(alias="state")] = [],  # noqa: B006  # FastAPI idiom
-    since_seconds: float | None = None,
-    q: str | None = None,
+    saga: Annotated[str | None, Query(max_length=200)] = None,
+    state_: Annotated[list[str], Query(alias="state", max_length=20)] = [],  # noqa: B006  # FastAPI idiom
+    since_seconds: Annotated[float | None, Query(gt=0, le=MAX_SECONDS, allow_inf_nan=False)] = None,
+    q: Annotated[str | None, Query(max_length=2000)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 25,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
 ) -> dict[str, Any]:
     """A page of instances, latest update first."""
     since = datetime.now(UTC) - timedelta(seconds=since_seconds) if since_seconds else None
@@ -112,30 +133,44 @@ async def instances(
 
 
 @router.get("/instances/{saga}/{saga_id:path}")
-async def instance(state: State, saga: str, saga_id: str) -> dict[str, Any]:
+async def instance(
+    state: State,
+    saga: Annotated[str, Path(max_length=200)],
+    saga_id: Annotated[str, Path(max_length=500)],
+) -> dict[str, Any]:
     """One instance: summary, timeline, data, history, trace id."""
     return instance_view(await state.instance(saga, saga_id))
 
 
 @router.get("/stuck")
-async def stuck(state: State, saga: str | None = None, limit: int = 20) -> dict[str, Any]:
+async def stuck(
+    state: State,
+    saga: Annotated[str | None, Query(max_length=200)] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 20,
+) -> dict[str, Any]:
     return {"items": [asdict(r) for r in await state.store.stuck(saga, limit)]}
 
 
 @router.get("/stats")
-async def stats_route(state: State, window_seconds: float = 3600, saga: str | None = None) -> Any:
+async def stats_route(
+    state: State,
+    window_seconds: Annotated[float, Query(ge=1, le=MAX_SECONDS, allow_inf_nan=False)] = 3600,
+    saga: Annotated[str | None, Query(max_length=200)] = None,
+) -> Any:
     return await stats(state.store, timedelta(seconds=window_seconds), saga)
 
 
 @router.get("/series")
 async def series_route(
-    state: State, window_seconds: float = 3600, buckets: Annotated[int, Query(ge=2, le=200)] = 24
+    state: State,
+    window_seconds: Annotated[float, Query(ge=1, le=MAX_SECONDS, allow_inf_nan=False)] = 3600,
+    buckets: Annotated[int, Query(ge=2, le=200)] = 24,
 ) -> Any:
     return await series(state.store, timedelta(seconds=window_seconds), buckets)
 
 
 @router.get("/definitions/{saga}")
-async def definition(state: State, saga: str) -> dict[str, Any]:
+async def definition(state: State, saga: Annotated[str, Path(max_length=200)]) -> dict[str, Any]:
     found = state.definitions.get(saga)
     if found is None:
         raise NotFoundError(f"no definition {saga!r} in this dashboard")
@@ -148,7 +183,7 @@ async def definition(state: State, saga: str) -> dict[str, Any]:
     }
 
 
-@router.post("/actions")
+@router.post("/actions", responses=ADMIN_ERRORS)
 async def act(state: State, _: Admin, body: ActionIn) -> dict[str, Any]:
     """Send an operator action and wait (bounded) until the engine applied it."""
     rows = await state.store.find(body.saga_id, body.saga)
@@ -161,7 +196,7 @@ async def act(state: State, _: Admin, body: ActionIn) -> dict[str, Any]:
     return results[0].as_dict()
 
 
-@router.post("/actions/bulk")
+@router.post("/actions/bulk", responses=ADMIN_ERRORS)
 async def act_bulk(state: State, _: Admin, body: BulkIn) -> dict[str, Any]:
     """The same action for every saga the query selects (``dry_run``: only list them)."""
     w = body.where
@@ -173,26 +208,35 @@ async def act_bulk(state: State, _: Admin, body: BulkIn) -> dict[str, Any]:
     return {"dry_run": False, "results": [r.as_dict() for r in results]}
 
 
+LetterId = Annotated[str, Path(max_length=300)]
+
+
 async def _letters(state: WebState) -> DeadLetters:
     if state.config.bootstrap_servers is None:
         raise OpsError("no Kafka configured")
-    return DeadLetters(state.config.bootstrap_servers, state.config.topic_prefix)
+    return DeadLetters(
+        state.config.bootstrap_servers, state.config.topic_prefix, state.config.client_options
+    )
 
 
 @router.get("/dlq")
-async def dlq_list(state: State, topic: str | None = None, limit: int = 50) -> dict[str, Any]:
+async def dlq_list(
+    state: State,
+    topic: Annotated[str | None, Query(max_length=249)] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+) -> dict[str, Any]:
     async with await _letters(state) as dlq:
         return {"items": [d.summary() for d in await dlq.read(topic, limit)]}
 
 
 @router.get("/dlq/{letter_id}")
-async def dlq_show(state: State, letter_id: str) -> dict[str, Any]:
+async def dlq_show(state: State, letter_id: LetterId) -> dict[str, Any]:
     async with await _letters(state) as dlq:
         return (await dlq.get(letter_id)).detail()
 
 
-@router.post("/dlq/{letter_id}/replay")
-async def dlq_replay(state: State, _: Admin, letter_id: str) -> dict[str, Any]:
+@router.post("/dlq/{letter_id}/replay", responses=ADMIN_ERRORS)
+async def dlq_replay(state: State, _: Admin, letter_id: LetterId) -> dict[str, Any]:
     async with await _letters(state) as dlq:
         done = await dlq.replay([await dlq.get(letter_id)])
     return {"id": done[0][0], "topic": done[0][1]}

@@ -23,7 +23,7 @@ from sagas.ops.readmodel.stats import series
 from sagas.ops.views.diagram import diagram, mermaid
 from sagas.ops.views.svg import diagram_svg, gantt_svg, line_chart
 from sagas.ops.views.timeline import instance_view
-from sagas.ops.web.api import _letters
+from sagas.ops.web.api import MAX_OFFSET, _letters
 from sagas.ops.web.state import WebState, web_state
 
 router = APIRouter(include_in_schema=False)
@@ -98,11 +98,11 @@ async def overview(request: Request, state: State, window: str = "1h") -> HTMLRe
 async def instances(
     request: Request,
     state: State,
-    saga: str = "",
-    state_: Annotated[list[str], Query(alias="state")] = [],  # noqa: B006  # FastAPI idiom
-    since: str = "",
-    q: str = "",
-    page: Annotated[int, Query(ge=0)] = 0,
+    saga: Annotated[str, Query(max_length=200)] = "",
+    state_: Annotated[list[str], Query(alias="state", max_length=20)] = [],  # noqa: B006  # FastAPI idiom
+    since: Annotated[str, Query(max_length=10)] = "",
+    q: Annotated[str, Query(max_length=2000)] = "",
+    page: Annotated[int, Query(ge=0, le=MAX_OFFSET // PAGE)] = 0,
 ) -> HTMLResponse:
     since_at = datetime.now(UTC) - timedelta(seconds=WINDOWS[since]) if since in WINDOWS else None
     query = InstanceQuery(saga or None, tuple(state_), since_at, q or None, PAGE, page * PAGE)

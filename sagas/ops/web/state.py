@@ -15,6 +15,7 @@ from fastapi import HTTPException, Request, status
 from sagas.contracts.codec import Codec
 from sagas.contracts.messages.sagas import OperatorActionKind
 from sagas.definition import Saga
+from sagas.kafka_security import client_options
 from sagas.ops.actions import (
     ActionRequest,
     ActionResult,
@@ -40,6 +41,9 @@ class WebConfig:
         admin_token: the bearer token actions need; ``None``: read-only.
         jaeger_url: base URL of Jaeger's UI, for trace links.
         action_timeout: how long an action waits for the engine to apply it.
+        client_options: aiokafka security options (`sagas.kafka_security`).
+        kafka: the settings they were built from (for the start-up access check).
+        cors_origins: origins allowed cross-origin requests; empty (the default): none.
     """
 
     ops_db: Path
@@ -49,7 +53,10 @@ class WebConfig:
     admin_token: str | None = None
     jaeger_url: str | None = None
     action_timeout: timedelta = timedelta(seconds=30)
-    client_options: dict[str, Any] = field(default_factory=dict)
+    # Holds the SASL password in clear: kept out of repr (and so out of any log line).
+    client_options: dict[str, Any] = field(default_factory=dict, repr=False)
+    kafka: KafkaSettings | None = None
+    cors_origins: tuple[str, ...] = ()
 
     @classmethod
     def from_env(cls, definitions: Sequence[Saga[Any]] | None = None) -> WebConfig:
@@ -57,14 +64,18 @@ class WebConfig:
 
         ops = OpsSettings()
         token = ops.admin_token.get_secret_value() if ops.admin_token else None
+        kafka = KafkaSettings()
         return cls(
             ops_db=ops.ops_db,
-            bootstrap_servers=KafkaSettings().bootstrap_servers,
+            bootstrap_servers=kafka.bootstrap_servers,
+            client_options=client_options(kafka),
+            kafka=kafka,
             topic_prefix=EngineSettings().topic_prefix,
             definitions=tuple(definitions if definitions is not None else all_definitions()),
             admin_token=token or None,
             jaeger_url=ops.jaeger_url,
             action_timeout=ops.ops_action_timeout,
+            cors_origins=tuple(o.strip() for o in ops.web_cors_origins.split(",") if o.strip()),
         )
 
 
