@@ -255,7 +255,7 @@ class FaultProxy:
     ) -> None:
         """Copy one direction; chunks go through a bounded queue to a delivering task."""
         queue: asyncio.Queue[tuple[float, bytes] | None] = asyncio.Queue(self._max_chunks)
-        deliver = asyncio.create_task(self._deliver(conn, queue, writer))
+        deliver = asyncio.create_task(self._deliver(queue, writer))
         try:
             while True:
                 try:
@@ -290,7 +290,6 @@ class FaultProxy:
 
     async def _deliver(
         self,
-        conn: _Connection,
         queue: asyncio.Queue[tuple[float, bytes] | None],
         writer: asyncio.StreamWriter,
     ) -> None:
@@ -299,11 +298,8 @@ class FaultProxy:
             wait = due - time.monotonic()
             if wait > 0:
                 await asyncio.sleep(wait)  # the injected latency itself
-            if self._mode is Mode.BLACKHOLE:
-                # Queued before the blackhole started: dropped like everything else.
-                conn.tainted = True
-                self.dropped_bytes += len(data)
-                continue
+            # A chunk's fate is decided when it is read: one read before a blackhole
+            # began is delivered (it was on the wire already), as a tap may rely on.
             try:
                 writer.write(data)
                 await writer.drain()

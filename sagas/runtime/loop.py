@@ -12,10 +12,15 @@ Per batch of one partition, in one transaction: everything the handler wants to 
 Only after the commit is acknowledged does the handler update its local state
 (`PartitionHandler.committed`), so local state is never ahead of Kafka.
 
-After an indefinite error (a timeout while committing, a lost connection) the producer
-is thrown away and re-created, and the partition is re-initialised from Kafka (the
-handler catches up from its changelog, the consumer goes back to the committed offset):
-whichever way the uncertain transaction went, state then agrees with what Kafka holds.
+After an indefinite error (a commit that outlasts ``commit_timeout``, a lost connection)
+nobody knows whether the transaction committed. The partition's producer is abandoned
+and the partition taken again as if newly assigned: a new producer initialises the same
+transactional id, which makes the coordinator finish the old transaction one way or the
+other (and fences the old producer); the handler catches up from its changelog (so a
+committed batch's changes reach local state) and the consumer goes back to the group's
+committed offset (so a batch that did not commit is decided again). Whichever way the
+transaction went, local state then agrees with what Kafka holds. The process never
+stops over it: taking the partition is retried until the broker answers again.
 """
 
 from __future__ import annotations
@@ -23,6 +28,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -33,7 +40,16 @@ from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.errors import IllegalOperation, IllegalStateError, KafkaError, ProducerFenced
 from aiokafka.structs import RecordMetadata
 
+from sagas.runtime.producers import abandon
+
 log = logging.getLogger(__name__)
+
+DEFAULT_COMMIT_TIMEOUT = timedelta(seconds=15)
+"""How long one transaction (begin, sends, offsets, commit) may take before its outcome
+is treated as unknown; aiokafka itself retries an unanswered commit forever."""
+
+RETRY_TAKE_S = 1.0
+"""Pause before taking a partition again after starting its producer failed."""
 
 Headers = list[tuple[str, bytes]]
 
@@ -111,6 +127,8 @@ class TransactionalLoop:
         client_options: extra keyword arguments for every aiokafka client (security).
         max_records: upper bound of a batch.
         idle_tick: how often `tick` runs when no input arrives.
+        commit_timeout: bound of one transaction; beyond it the outcome is in doubt and
+            the partition's producer is re-initialised (see the module docstring).
     """
 
     def __init__(
@@ -126,6 +144,7 @@ class TransactionalLoop:
         idle_tick: timedelta = timedelta(milliseconds=100),
         session_timeout: timedelta = timedelta(seconds=10),
         topic_prefix: str = "",
+        commit_timeout: timedelta = DEFAULT_COMMIT_TIMEOUT,
     ) -> None:
         self._bootstrap = bootstrap_servers
         self._group_id = group_id
@@ -138,6 +157,7 @@ class TransactionalLoop:
         self._max_records = max_records
         self._idle_ms = int(idle_tick.total_seconds() * 1000)
         self._session_ms = int(session_timeout.total_seconds() * 1000)
+        self._commit_timeout_s = commit_timeout.total_seconds()
         self._producers: dict[TopicPartition, AIOKafkaProducer] = {}
         # The next offset to process per owned partition: records below it were fetched
         # before a rewind and are dropped, so nothing is processed twice by one owner.
@@ -145,11 +165,17 @@ class TransactionalLoop:
         # Partitions whose producer was fenced: not re-acquired until a rebalance
         # assigns them to us again.
         self._fenced: set[TopicPartition] = set()
+        # Partitions whose last transaction ended in doubt, with the offset that batch
+        # consumed up to (None for a tick): taken again by `run` as soon as it can.
+        self._in_doubt: dict[TopicPartition, int | None] = {}
+        self._retry_after: dict[TopicPartition, float] = {}
         # Held while a batch is in flight: a rebalance waits for the transaction to end.
         self._lock = asyncio.Lock()
         self._consumer: AIOKafkaConsumer | None = None
         self._stopping = asyncio.Event()
         self.batches_committed = 0
+        self.doubts: Counter[str] = Counter()
+        """How in-doubt transactions turned out: committed, not_committed, unknown (ticks)."""
 
     @property
     def consumer(self) -> AIOKafkaConsumer | None:
@@ -160,6 +186,11 @@ class TransactionalLoop:
     def fenced(self) -> list[TopicPartition]:
         """Partitions given up because a newer owner fenced their producer."""
         return sorted(self._fenced, key=lambda tp: (tp.topic, tp.partition))
+
+    @property
+    def in_doubt(self) -> list[TopicPartition]:
+        """Partitions whose last transaction's outcome is not known yet."""
+        return sorted(self._in_doubt, key=lambda tp: (tp.topic, tp.partition))
 
     @property
     def owned(self) -> list[TopicPartition]:
@@ -192,10 +223,13 @@ class TransactionalLoop:
                 # aiokafka logs and swallows a failing rebalance listener, so a partition
                 # can be assigned without its producer: acquire it now. Acquiring rewinds
                 # to the committed offset, so records fetched here are not lost.
+                now = time.monotonic()
                 missing = [
                     tp
                     for tp in consumer.assignment()
-                    if tp not in self._producers and tp not in self._fenced
+                    if tp not in self._producers
+                    and tp not in self._fenced
+                    and self._retry_after.get(tp, 0.0) <= now
                 ]
                 if missing:
                     await self._acquire(missing)
@@ -249,22 +283,24 @@ class TransactionalLoop:
     async def _commit(self, tp: TopicPartition, batch: Batch, consumed_until: int | None) -> bool:
         """Send the batch and the offsets in one transaction; False if the partition is lost."""
         producer = self._producers[tp]
+        futures: list[asyncio.Future[RecordMetadata]] = []
         try:
-            await producer.begin_transaction()
-            futures = [
-                await producer.send(
-                    self._prefix_topics + o.topic,
-                    o.value,
-                    key=o.key,
-                    headers=o.headers,
-                    partition=o.partition,
-                )
-                for o in batch.outgoing
-            ]
-            if consumed_until is not None:
-                await producer.send_offsets_to_transaction({tp: consumed_until}, self._group_id)
-            await producer.commit_transaction()
-            sent: list[RecordMetadata] = [await f for f in futures]
+            async with asyncio.timeout(self._commit_timeout_s):
+                await producer.begin_transaction()
+                for o in batch.outgoing:
+                    futures.append(
+                        await producer.send(
+                            self._prefix_topics + o.topic,
+                            o.value,
+                            key=o.key,
+                            headers=o.headers,
+                            partition=o.partition,
+                        )
+                    )
+                if consumed_until is not None:
+                    await producer.send_offsets_to_transaction({tp: consumed_until}, self._group_id)
+                await producer.commit_transaction()
+                sent: list[RecordMetadata] = [await f for f in futures]
         except (ProducerFenced, IllegalOperation) as exc:
             # Fenced: a newer owner initialised this partition's transactional id (we
             # are a zombie, e.g. dropped from the group while busy). aiokafka reports it
@@ -272,16 +308,17 @@ class TransactionalLoop:
             # writes are refused; give the partition up until a rebalance hands it back,
             # and never re-initialise here: that would fence the rightful owner.
             log.warning("producer for %s was fenced (%r): another process owns it now", tp, exc)
+            _retrieve(futures)
             await self._close_producers([tp])
             self._fenced.add(tp)
             if self._consumer is not None and tp in self._consumer.assignment():
                 self._consumer.pause(tp)
             return False
-        except KafkaError as exc:
+        except (KafkaError, TimeoutError) as exc:
             # Indefinite: we cannot know whether the transaction committed. Start over
             # from what Kafka holds.
-            log.warning("transaction on %s ended in doubt (%r); re-initialising", tp, exc)
-            await self._reinitialise(tp)
+            await self._doubt(tp, producer, consumed_until, exc)
+            _retrieve(futures)
             return False
         self.batches_committed += 1
         if consumed_until is not None:
@@ -291,12 +328,21 @@ class TransactionalLoop:
 
     # -- ownership ------------------------------------------------------------------
 
+    def _transactional_id(self, tp: TopicPartition) -> str:
+        return f"{self._prefix}.{tp.topic}.{tp.partition}"
+
     def _producer_for(self, tp: TopicPartition) -> AIOKafkaProducer:
+        options: dict[str, Any] = {
+            # Requests end within the commit bound, so an abandoned producer winds down
+            # soon after it is dropped.
+            "request_timeout_ms": int(self._commit_timeout_s * 1000),
+            **self._options,
+        }
         return AIOKafkaProducer(
             bootstrap_servers=self._bootstrap,
-            transactional_id=f"{self._prefix}.{tp.topic}.{tp.partition}",
+            transactional_id=self._transactional_id(tp),
             linger_ms=5,
-            **self._options,
+            **options,
         )
 
     async def _acquire(self, assigned: list[TopicPartition]) -> None:
@@ -318,27 +364,55 @@ class TransactionalLoop:
             # transaction is aborted and its producer fenced before we read anything.
             # Concurrently: a rebalance that hands over many partitions must not outlast
             # the session timeout.
-            started = await asyncio.gather(
-                *(p.start() for p in producers.values()), return_exceptions=True
-            )
-            failed = [r for r in started if isinstance(r, BaseException)]
-            if failed:
-                for producer in producers.values():
-                    with contextlib.suppress(KafkaError):
-                        await producer.stop()
-                raise failed[0]
-            for tp, producer in producers.items():
-                self._producers[tp] = producer
-                await self._handler.assigned(self._logical(tp))
-                try:
-                    await self._rewind(tp)
-                except IllegalStateError:  # revoked meanwhile: the next owner has it
-                    await self._close_producers([tp])
+            started = await asyncio.gather(*(self._start(tp, p) for tp, p in producers.items()))
+            for (tp, producer), ok in zip(producers.items(), started, strict=True):
+                if ok:
+                    await self._take(tp, producer)
             log.info("owning %s", ", ".join(f"{t.topic}[{t.partition}]" for t in self.owned))
+
+    async def _start(self, tp: TopicPartition, producer: AIOKafkaProducer) -> bool:
+        """Start ``producer``; on failure drop it and let `run` try again shortly."""
+        try:
+            async with asyncio.timeout(self._commit_timeout_s):
+                await producer.start()
+        except (KafkaError, OSError, TimeoutError) as exc:
+            log.warning(
+                "starting the producer of %s (transactional id %s) failed (%r); will retry",
+                tp,
+                self._transactional_id(tp),
+                exc,
+            )
+            await abandon(producer)
+            self._retry_after[tp] = time.monotonic() + RETRY_TAKE_S
+            return False
+        return True
+
+    async def _take(self, tp: TopicPartition, producer: AIOKafkaProducer) -> None:
+        """Own ``tp``: local state caught up, position at the group's committed offset."""
+        self._producers[tp] = producer
+        try:
+            await self._handler.assigned(self._logical(tp))
+            committed = await self._rewind(tp)
+        except IllegalStateError:  # revoked meanwhile: the next owner has it
+            await self._close_producers([tp])
+            return
+        except (KafkaError, OSError) as exc:
+            log.warning("taking %s failed (%r); will retry", tp, exc)
+            await self._close_producers([tp])
+            self._retry_after[tp] = time.monotonic() + RETRY_TAKE_S
+            return
+        self._retry_after.pop(tp, None)
+        if tp in self._in_doubt:
+            self._resolved(tp, committed)
+        if self._consumer is not None and tp in self._consumer.assignment():
+            self._consumer.resume(tp)
 
     async def _release(self, revoked: list[TopicPartition]) -> None:
         async with self._lock:
             self._fenced -= set(revoked)
+            for tp in revoked:
+                self._in_doubt.pop(tp, None)
+                self._retry_after.pop(tp, None)
             await self._close_producers(revoked)
 
     async def _close_producers(self, tps: list[TopicPartition]) -> None:
@@ -351,31 +425,57 @@ class TransactionalLoop:
                 await producer.stop()
             await self._handler.revoked(self._logical(tp))
 
-    async def _reinitialise(self, tp: TopicPartition) -> None:
-        old = self._producers.pop(tp)
-        with contextlib.suppress(KafkaError):
-            await old.stop()
+    async def _doubt(
+        self,
+        tp: TopicPartition,
+        producer: AIOKafkaProducer,
+        consumed_until: int | None,
+        exc: BaseException,
+    ) -> None:
+        """Drop ``tp``'s producer and local view; `run` takes the partition again."""
+        log.warning(
+            "transaction on %s (transactional id %s) ended in doubt (%r): re-initialising "
+            "its producer and reading what Kafka committed",
+            tp,
+            self._transactional_id(tp),
+            exc,
+        )
+        self._producers.pop(tp, None)
+        self._next.pop(tp, None)
+        await abandon(producer)
         await self._handler.revoked(self._logical(tp))
-        producer = self._producer_for(tp)
-        await producer.start()
-        self._producers[tp] = producer
-        await self._handler.assigned(self._logical(tp))
-        try:
-            await self._rewind(tp)
-        except IllegalStateError:  # revoked meanwhile: the next owner has it
-            await self._close_producers([tp])
+        self._in_doubt[tp] = consumed_until
+        if self._consumer is not None and tp in self._consumer.assignment():
+            self._consumer.pause(tp)  # nothing is fetched for it until it is taken again
+
+    def _resolved(self, tp: TopicPartition, committed: int) -> None:
+        consumed_until = self._in_doubt.pop(tp)
+        if consumed_until is None:
+            outcome, what = "unknown", "had no input; its changes, if any, came from the changelog"
+        elif committed >= consumed_until:
+            outcome, what = "committed", f"committed (the group is at offset {committed})"
+        else:
+            outcome = "not_committed"
+            what = f"did not commit: deciding again from offset {committed}"
+        self.doubts[outcome] += 1
+        log.warning(
+            "in-doubt transaction on %s (transactional id %s) %s",
+            tp,
+            self._transactional_id(tp),
+            what,
+        )
 
     def _logical(self, tp: TopicPartition) -> TopicPartition:
         return TopicPartition(tp.topic[len(self._prefix_topics) :], tp.partition)
 
-    async def _rewind(self, tp: TopicPartition) -> None:
+    async def _rewind(self, tp: TopicPartition) -> int:
         """Go back to the offset the group committed (the beginning when none was).
 
         The consumer may have fetched records of ``tp`` before we owned it; they were
         not processed, so the position must return to what Kafka says was consumed.
         """
         if self._consumer is None:
-            return
+            return 0
         committed = await self._consumer.committed(tp)
         if committed is None or committed < 0:
             # Resolved now, not lazily: a lazy reset could land after records were
@@ -383,3 +483,11 @@ class TransactionalLoop:
             committed = (await self._consumer.beginning_offsets([tp]))[tp]
         self._consumer.seek(tp, committed)
         self._next[tp] = committed
+        return int(committed)
+
+
+def _retrieve(futures: Sequence[asyncio.Future[RecordMetadata]]) -> None:
+    """Look at the errors of sends given up on (else asyncio logs them as never retrieved)."""
+    for future in futures:
+        if future.done() and not future.cancelled():
+            future.exception()
