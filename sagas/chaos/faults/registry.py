@@ -6,7 +6,7 @@ import and one ``**family.FAULTS`` line.
 
 from __future__ import annotations
 
-from sagas.chaos.faults import messages, poison, process, store_clock
+from sagas.chaos.faults import messages, network, poison, process, store_clock
 from sagas.chaos.faults.base import Fault
 
 FAULTS: dict[str, Fault] = {
@@ -14,5 +14,6 @@ FAULTS: dict[str, Fault] = {
     **messages.FAULTS,
     **poison.FAULTS,
     **store_clock.FAULTS,
+    **network.FAULTS,
 }
 """Fault kind -> the async function that injects and heals it."""
