@@ -6,6 +6,7 @@ events seen, every changelog record's state, the processes that died on their ow
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -29,6 +30,7 @@ class RunContext(ChaosContext):
             quiescence); the final checks compare consecutive states.
         exits: processes that died without a fault killing them: name -> description.
         in_fault: a fault is being injected (its processes may be down on purpose).
+        progress: set whenever a request is placed.
         recovery: by fault kind, seconds from each heal until a saga ended again.
         problems: violations the runner itself saw (a fault that raised, no recovery).
     """
@@ -39,6 +41,7 @@ class RunContext(ChaosContext):
     records: dict[str, SagaRecords] = field(default_factory=dict)
     exits: dict[str, list[str]] = field(default_factory=dict)
     in_fault: bool = False
+    progress: asyncio.Event = field(default_factory=asyncio.Event)
     recovery: dict[str, list[float]] = field(default_factory=dict)
     problems: dict[str, list[str]] = field(default_factory=dict)
 

@@ -18,8 +18,10 @@ import os
 import signal
 import time
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
 
 from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import KafkaError
 
 from sagas.chaos.faults.base import ChaosContext, Fault
 from sagas.definition.steps import DEFAULT_TIMEOUT
@@ -27,6 +29,9 @@ from sagas.definition.steps import DEFAULT_TIMEOUT
 PAUSE_PAST_TIMEOUT_S = DEFAULT_TIMEOUT.total_seconds() + 5
 """How long a paused service sleeps: past the default step timeout (30 s), well within
 the retries the shipped sagas allow after a timeout (three sends)."""
+
+BROKER_RESTART_TIMEOUT = timedelta(minutes=4)
+"""A broker killed under load recovers its logs before it answers: give it time."""
 
 FENCED_LINE = b"was fenced"
 """What the transactional loop logs when a newer owner fenced its producer."""
@@ -68,18 +73,20 @@ async def broker_restart(ctx: ChaosContext) -> None:
     ctx.log("broker_restart: SIGKILL the broker")
     ctx.killed.add("broker")
     ctx.broker.kill()
-    await asyncio.to_thread(ctx.broker.start, quiet=True)
+    await asyncio.to_thread(ctx.broker.start, timeout=BROKER_RESTART_TIMEOUT, quiet=True)
     ctx.faults["broker_restart"] += 1
 
 
 async def _members(ctx: ChaosContext, group: str) -> tuple[str, int]:
     """The engines' consumer group: its state and member count."""
     admin = AIOKafkaAdminClient(bootstrap_servers=ctx.direct_servers)
-    await admin.start()
     try:
+        await admin.start()
         response = (await admin.describe_consumer_groups([group]))[0]
         described = response.groups[0]
         return str(described[2]), len(described[5])
+    except KafkaError:  # coordinator moving or loading: ask again at the next poll
+        return "unknown", -1
     finally:
         await admin.close()
 
