@@ -17,6 +17,15 @@ venv: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/sagas demo
 
+# The long chaos run (docs/reliability.md): at least 10,000 sagas, every fault kind,
+# 20 engine kills, 2 broker restarts. Bounded: `timeout` stops it (and every process
+# it started) after CHAOS_LIMIT. Replay a run with its seed: make chaos SEED=<seed>.
+SEED ?= $(shell date +%s)
+CHAOS_LIMIT ?= 3h
+chaos: $(STAMP) kafka-fetch
+	timeout --signal=TERM --kill-after=2m $(CHAOS_LIMIT) $(BIN)/sagas chaos --sagas 10000 \
+		--faults all --engine-kills 20 --broker-restarts 2 --seed $(SEED)
+
 lint: $(STAMP)
 	$(BIN)/ruff check sagas services tests
 	$(BIN)/ruff format --check sagas services tests

@@ -11,6 +11,7 @@ import asyncio
 import json
 import secrets
 import shutil
+import signal
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -114,6 +115,11 @@ def _progress(ctx: RunContext, status: str, began: float, total: int) -> Table:
 
 
 async def _run(plan: ChaosPlan, console: Console, quiet: bool) -> dict[str, Any]:
+    # SIGTERM (e.g. `timeout` in `make chaos`) stops the run like Ctrl-C: every process
+    # it started is stopped on the way out.
+    task = asyncio.current_task()
+    if task is not None:
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
     plan.workdir.mkdir(parents=True, exist_ok=True)
     log_file = (plan.workdir / "chaos.log").open("a")
     began = asyncio.get_running_loop().time()
@@ -151,6 +157,9 @@ def main(args: argparse.Namespace) -> int:
         )
     try:
         result = asyncio.run(_run(plan, console, args.json))
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        print(f"interrupted: every process was stopped; see {plan.workdir}", file=sys.stderr)
+        return 130
     except SagasError as exc:
         print(f"error: {exc} (seed {plan.seed}, work folder {plan.workdir})", file=sys.stderr)
         return 2
