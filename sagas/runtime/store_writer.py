@@ -7,6 +7,10 @@ never allowed to crash the engine. While it waits, the partition worker waits to
 input of any partition is decided against a store that is behind Kafka (deciding on a
 stale instance would fire its timers again and overwrite newer changelog records).
 Other store errors (a corrupt file, a bug) are raised as before.
+
+A stop request waits for the held write too (the loop stops after the batch in flight);
+SIGKILL is always safe: on start, catch-up copies from the changelog what the store
+missed.
 """
 
 from __future__ import annotations

@@ -38,7 +38,7 @@ from tests.integration.engine_support import (
     wait_for,
 )
 
-pytestmark = [pytest.mark.kafka, pytest.mark.chaos, pytest.mark.timeout(150)]
+pytestmark = [pytest.mark.kafka, pytest.mark.chaos, pytest.mark.timeout(240)]
 
 SUFFIXES = ("", "-nostock", "-declined")
 EXPECTED = {
