@@ -10,6 +10,7 @@ first attempt went through.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -33,9 +34,10 @@ class Placer:
     """Places ``total`` requests at ``rate`` per second, mixing both workloads.
 
     Attributes:
-        gate: before placing the request at this index, wait for ``may_finish``
-            (the runner sets it once every fault was injected, so sagas still flow
-            while the last faults heal).
+        may_place: whether the request at this index may be placed now; the runner
+            holds placement back while a fault is still being injected, so sagas are
+            placed after each heal and recovery can be measured on them.
+        turn: set by the runner when ``may_place`` may have changed.
     """
 
     system: LocalSystem
@@ -44,8 +46,8 @@ class Placer:
     total: int
     rate: float
     placed: dict[str, list[Request]]
-    gate: int
-    may_finish: asyncio.Event
+    may_place: Callable[[int], bool]
+    turn: asyncio.Event
     deadline_s: float = 300.0
     concurrency: int = 16
     attempts: int = 0
@@ -66,8 +68,11 @@ class Placer:
         began = time.monotonic()
         async with httpx.AsyncClient(timeout=30) as client, asyncio.TaskGroup() as tg:
             for k, (workload, request) in enumerate(self.plan()):
-                if k == self.gate:
-                    await self.may_finish.wait()
+                if not self.may_place(k):
+                    while not self.may_place(k):
+                        self.turn.clear()
+                        with contextlib.suppress(TimeoutError):
+                            await asyncio.wait_for(self.turn.wait(), 1.0)
                     began = time.monotonic() - k / self.rate  # steady again from here
                 delay = began + k / self.rate - time.monotonic()
                 if delay > 0:

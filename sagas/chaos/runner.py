@@ -22,6 +22,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import KafkaError
+
 from sagas.chaos.checks.registry import CHECKS
 from sagas.chaos.context import RunContext
 from sagas.chaos.faults.registry import FAULTS
@@ -34,11 +37,16 @@ from sagas.dev.broker import DevKafka, free_port
 from sagas.dev.outcomes import OutcomeWatcher
 from sagas.dev.processes import Supervisor
 from sagas.dev.system import LocalSystem, SystemLayout
+from sagas.runtime import topics
 from sagas.settings import DevKafkaSettings
 from services.workload import HIRES, ORDERS
 
 FAULT_DEADLINE_S = 300.0
 """No single fault (inject and heal) may take longer."""
+START_DEADLINE_S = 600.0
+"""How long the engines get to create their topics (a loaded machine is slow)."""
+LEAD = 0.05
+"""Placement runs at most this fraction of the sagas ahead of a fault not yet healed."""
 RECOVERY_DEADLINE_S = 240.0
 """After a heal, a saga must end within this long, or the run records ``no_recovery``."""
 
@@ -182,7 +190,8 @@ async def _inject(
     ctx: RunContext,
     plan: ChaosPlan,
     placed_enough: Callable[[float], bool],
-    done: asyncio.Event,
+    healed: list[int],
+    turn: asyncio.Event,
     status: list[str],
 ) -> None:
     """Inject the schedule's faults one at a time; measure recovery after each."""
@@ -207,10 +216,13 @@ async def _inject(
                 ctx.problem("fault_error", f"{planned.kind}: {exc!r}")
             finally:
                 ctx.in_fault = False
+                healed[0] += 1
+                turn.set()
             status[0] = f"recovering from {planned.kind}"
             await _measure_recovery(ctx, planned.kind)
     finally:
-        done.set()
+        healed[0] = len(plan.schedule)
+        turn.set()
         status[0] = "placing the last sagas"
 
 
@@ -244,6 +256,29 @@ async def _watch_processes(ctx: RunContext) -> None:
         await asyncio.to_thread(ctx.broker.start, quiet=True)
 
 
+async def _follow_outcomes(watcher: OutcomeWatcher) -> None:
+    """Follow ``sagas.events``; until the engines created it, and across broker
+    restarts that break the consumer, start again (reading from the start is
+    idempotent: the watcher keeps the last state of each saga).
+
+    Raises:
+        TopicSetupError: the engines did not create the topic in time.
+    """
+    admin = AIOKafkaAdminClient(bootstrap_servers=watcher.bootstrap_servers)
+    await admin.start()
+    try:
+        await topics.wait_until_ready(
+            admin, [watcher.topic_prefix + topics.OUTCOMES], deadline_s=START_DEADLINE_S
+        )
+    finally:
+        await admin.close()
+    while True:
+        try:
+            await watcher.run()
+        except KafkaError:
+            await asyncio.sleep(1.0)  # retry interval: the topic or broker is not there yet
+
+
 async def _place_all(ctx: RunContext, placer: Placer) -> None:
     try:
         await placer.run(on_placed=ctx.progress.set)
@@ -259,19 +294,19 @@ async def run_chaos(plan: ChaosPlan, show: Show, log: Callable[[str], None]) -> 
         ctx.watcher = OutcomeWatcher(ctx.direct_servers, ctx.codec, ctx.prefix)
         status = ["starting"]
         async with asyncio.TaskGroup() as tg:
-            watching = tg.create_task(ctx.watcher.run())
+            watching = tg.create_task(_follow_outcomes(ctx.watcher))
             for workload in ctx.workloads.values():
-                await ctx.system.wait_healthy(workload.entry)
-            faults_done = asyncio.Event()
+                await ctx.system.wait_healthy(workload.entry, deadline_s=START_DEADLINE_S)
+            turn = asyncio.Event()
+            healed = [0]  # how many faults of the schedule have healed
+
+            def may_place(k: int) -> bool:
+                if healed[0] >= len(plan.schedule):
+                    return True
+                return k < (plan.schedule[healed[0]].at + LEAD) * plan.sagas
+
             placer = Placer(
-                ctx.system,
-                ORDERS,
-                HIRES,
-                plan.sagas,
-                plan.rate,
-                ctx.placed,
-                gate=int(plan.sagas * 0.9),
-                may_finish=faults_done,
+                ctx.system, ORDERS, HIRES, plan.sagas, plan.rate, ctx.placed, may_place, turn
             )
             status[0] = "placing"
             placing = tg.create_task(_place_all(ctx, placer))
@@ -279,7 +314,7 @@ async def run_chaos(plan: ChaosPlan, show: Show, log: Callable[[str], None]) -> 
             def placed_enough(at: float) -> bool:
                 return placing.done() or ctx.placed_count() >= at * plan.sagas
 
-            injecting = tg.create_task(_inject(ctx, plan, placed_enough, faults_done, status))
+            injecting = tg.create_task(_inject(ctx, plan, placed_enough, healed, turn, status))
             while not (placing.done() and injecting.done()):
                 await _watch_processes(ctx)
                 show(ctx, status[0])

@@ -64,7 +64,7 @@ async def service_kill(ctx: ChaosContext) -> None:
     _kill_and_restart(ctx, name)
     web = ctx.system.web_ports.get(name)
     if web is not None:  # an entry service: placement waits for its HTTP API
-        await ctx.system.wait_healthy(name)
+        await ctx.system.wait_healthy(name, deadline_s=240)
     ctx.faults["service_kill"] += 1
 
 
