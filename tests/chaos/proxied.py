@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import random
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
+from sagas.chaos.faults.base import ChaosContext
+from sagas.chaos.proxy import FaultProxy
 from sagas.dev.broker import DevKafka, free_port
 from sagas.settings import DevKafkaSettings
 
@@ -29,3 +33,20 @@ def proxied_broker(instance_dir: Path) -> Iterator[DevKafka]:
         yield broker
     finally:
         broker.stop()
+
+
+def network_context(proxy: FaultProxy, workdir: Path, seed: int) -> ChaosContext:
+    """A context for network faults alone: they touch only the proxy."""
+    none: Any = None  # no system, broker or codec
+    return ChaosContext(
+        system=none,
+        broker=none,
+        bootstrap_servers=proxy.address,
+        direct_servers=proxy.address,
+        codec=none,
+        prefix="",
+        workdir=workdir,
+        rng=random.Random(seed),
+        proxy=proxy,
+        log=lambda line: None,
+    )

@@ -5,15 +5,18 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.client import AIOKafkaClient
 
-from sagas.chaos.proxy import FaultProxy
+from sagas.chaos.faults import network
+from sagas.chaos.proxy import FaultProxy, Mode
 from sagas.dev.broker import DevKafka
-from tests.chaos.proxied import proxied_broker
+from sagas.runtime.producers import abandon
+from tests.chaos.proxied import network_context, proxied_broker
 
 pytestmark = pytest.mark.kafka
 
@@ -109,3 +112,67 @@ async def test_a_blackholed_proxy_leaves_the_direct_listener_working(
     proxy.heal()
     await _produce(broker.bootstrap_servers, topic, [b"healed"])
     assert await _consume(broker.bootstrap_servers, topic, 3) == [*values, b"healed"]
+
+
+async def _transaction(producer: AIOKafkaProducer, topic: str, value: bytes) -> None:
+    await producer.begin_transaction()
+    await producer.send(topic, value)
+    await producer.commit_transaction()
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("seed", [1, 2])  # seed 1 cuts after the EndTxn, seed 2 before
+async def test_commit_blackhole_cuts_a_transaction_commit(
+    broker: DevKafka, proxy: FaultProxy, tmp_path: Path, seed: int
+) -> None:
+    topic = await _topic(broker.direct_servers)
+    txn_id = f"cut-{uuid.uuid4().hex[:8]}"
+    producer = AIOKafkaProducer(
+        bootstrap_servers=broker.bootstrap_servers,
+        transactional_id=txn_id,
+        request_timeout_ms=5000,
+    )
+    await producer.start()
+    ctx = network_context(proxy, tmp_path, seed)
+    fault = asyncio.create_task(network.net_commit_blackhole(ctx))
+    committed = 0
+    try:
+        while True:  # commit until one commit hangs: the blackhole hit it
+            async with asyncio.timeout(4):
+                await _transaction(producer, topic, f"v{committed}".encode())
+            committed += 1
+    except TimeoutError:
+        pass
+    assert proxy.mode is Mode.BLACKHOLE
+    await abandon(producer)
+    await fault
+    assert proxy.mode is Mode.NORMAL
+    assert ctx.faults == {"net_commit_blackhole": 1}
+    where = "after" if seed == 1 else "before"
+    assert ctx.notes == {f"net_commit_blackhole_{where}": 1}
+    # A new producer with the same id settles the cut transaction one way or the other.
+    again = AIOKafkaProducer(bootstrap_servers=broker.bootstrap_servers, transactional_id=txn_id)
+    await again.start()
+    try:
+        await asyncio.wait_for(_transaction(again, topic, b"after-heal"), 30)
+    finally:
+        await again.stop()
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=broker.direct_servers,
+        isolation_level="read_committed",
+        auto_offset_reset="earliest",
+    )
+    await consumer.start()
+    values: list[bytes] = []
+    try:
+        async with asyncio.timeout(30):
+            while b"after-heal" not in values:
+                for records in (await consumer.getmany(timeout_ms=500)).values():
+                    values.extend(r.value for r in records)
+    finally:
+        await consumer.stop()
+    earlier = [f"v{i}".encode() for i in range(committed)]
+    cut = f"v{committed}".encode()
+    # The cut commit landed only when the EndTxn reached the broker.
+    assert values == [*earlier, *([cut] if where == "after" else []), b"after-heal"]
