@@ -274,10 +274,24 @@ async def check_access(
         return
 
 
+async def checked_options(settings: KafkaSettings, bootstrap_servers: str) -> dict[str, Any]:
+    """`client_options` of ``settings``, after `check_access` let us in.
+
+    What every process calls once at start-up before it builds its clients.
+
+    Raises:
+        KafkaSecurityError: bad settings. KafkaAccessError: the broker refused us.
+    """
+    options = client_options(settings)
+    await check_access(bootstrap_servers, settings, options)
+    return options
+
+
 __all__ = [
     "KafkaAccessError",
     "KafkaSecurityError",
     "check_access",
+    "checked_options",
     "client_options",
     "describe",
     "faust_credentials",

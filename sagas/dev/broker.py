@@ -21,12 +21,14 @@ import time
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sagas.dev import acls, jars, secure
-from sagas.dev.acls import Acl
+from sagas.dev import jars, secure
 from sagas.dev.secure import SecureSetup
 from sagas.errors import BrokerStartError, DevKafkaError, PortInUseError, ToolMissingError
+
+if TYPE_CHECKING:
+    from sagas.dev.acls import Acl
 
 
 @dataclass(frozen=True)
@@ -308,7 +310,10 @@ class DevKafka:
         return f"127.0.0.1:{self.mtls_port}"
 
     def _acls(self) -> dict[str, list[Acl]]:
-        return acls.shipped_acls(self.topic_prefix)
+        # Imported here: the ACLs come from the definitions, which need the runtime.
+        from sagas.dev.acls import shipped_acls
+
+        return shipped_acls(self.topic_prefix)
 
     def _secure_clients(self) -> None:
         """Create every component's ACLs and write the client env files."""

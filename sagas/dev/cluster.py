@@ -9,7 +9,7 @@ from pydantic_settings import BaseSettings
 
 from sagas.dev.broker import DevKafka
 from sagas.errors import ConfigurationError
-from sagas.settings import DevKafkaSettings, KafkaSettings
+from sagas.settings import DevKafkaSettings, EngineSettings, KafkaSettings
 
 _S = TypeVar("_S", bound=BaseSettings)
 
@@ -32,10 +32,25 @@ def load_settings(cls: type[_S]) -> _S:
         raise ConfigurationError(f"invalid setting {problems} (see docs/configuration.md)") from exc
 
 
-def dev_broker(settings: DevKafkaSettings | None = None) -> DevKafka:
-    """The dev broker described by the environment (``SAGAS_DEV_KAFKA_*``)."""
+def dev_broker(settings: DevKafkaSettings | None = None, secure: bool = False) -> DevKafka:
+    """The dev broker described by the environment (``SAGAS_DEV_KAFKA_*``).
+
+    ``secure`` (or ``SAGAS_DEV_KAFKA_SECURE``): the secure broker, in an instance folder
+    of its own, with ACLs for the topic prefix ``SAGAS_TOPIC_PREFIX``.
+    """
     s = settings or load_settings(DevKafkaSettings)
-    return DevKafka(s.home, s.version, s.port, s.controller_port, heap=s.heap)
+    if not (secure or s.secure):
+        return DevKafka(s.home, s.version, s.port, s.controller_port, heap=s.heap)
+    return DevKafka(
+        s.home,
+        s.version,
+        s.port,
+        s.controller_port,
+        instance_dir=s.home / f"broker-{s.version}-{s.port}-secure",
+        heap=s.heap,
+        secure=True,
+        topic_prefix=load_settings(EngineSettings).topic_prefix,
+    )
 
 
 def external_bootstrap() -> str | None:

@@ -44,7 +44,7 @@ class OutcomeWatcher:
     bootstrap_servers: str
     codec: Codec
     topic_prefix: str = ""
-    client_options: dict[str, Any] = field(default_factory=dict)
+    client_options: dict[str, Any] = field(default_factory=dict, repr=False)  # holds secrets
     sagas: dict[str, Outcome] = field(default_factory=dict)
     undecodable: int = 0
     _changed: asyncio.Event = field(default_factory=asyncio.Event)

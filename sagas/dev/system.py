@@ -38,6 +38,9 @@ class SystemLayout:
     partitions: int = 6
     session_timeout_s: float = 6.0
     extra_env: Mapping[str, str] = field(default_factory=dict)
+    component_env: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    """More variables per component ("engine" or a service name), after ``extra_env``:
+    e.g. each component's own Kafka user (`sagas.dev.secure.SecureSetup.client_env`)."""
 
     def service_db(self, name: str) -> Path:
         return self.workdir / "services" / f"{name}.sqlite3"
@@ -76,6 +79,7 @@ class LocalSystem:
             "SAGAS_ENGINE_GROUP": f"{prefix}sagas-engine",
             "SAGAS_ROUTER_GROUP": f"{prefix}sagas-router",
             "SAGAS_TRANSACTIONAL_PREFIX": f"{prefix}sagas",
+            **self.layout.component_env.get("engine", {}),
         }
         argv = ("python", "-m", "sagas.ops.cli", "run", *sagas)
         return ProcessSpec(f"engine-{index}", argv, env)
@@ -93,6 +97,7 @@ class LocalSystem:
             "SERVICE_DATA_DIR": str(self.layout.workdir / "services"),
             "SERVICE_DB_PATH": str(self.layout.service_db(name)),
             "SERVICE_WEB_PORT": "0",
+            **self.layout.component_env.get(name, {}),
         }
         if web:
             port = self.web_ports.setdefault(name, free_port())

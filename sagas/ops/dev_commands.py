@@ -28,17 +28,24 @@ def kafka_start(args: argparse.Namespace) -> int:
     if (rc := _external_notice()) is not None:
         return rc
     settings = load_settings(DevKafkaSettings)
-    broker = dev_broker(settings)
+    broker = dev_broker(settings, secure=args.secure)
     started = broker.start(timeout=settings.start_timeout)
     status = broker.status()
     print(("started: " if started else "already running: ") + status.describe())
+    if broker.secure is not None:
+        clients = broker.secure.env_file("ops").parent
+        print(
+            f"secure: SASL_SSL at {broker.bootstrap_servers}, mutual TLS at "
+            f"{broker.mtls_servers}; each component's KAFKA_* settings are in {clients} "
+            f"(e.g. `. {broker.secure.env_file('ops')}`)"
+        )
     return 0
 
 
 def kafka_stop(args: argparse.Namespace) -> int:
     if (rc := _external_notice()) is not None:
         return rc
-    broker = dev_broker()
+    broker = dev_broker(secure=args.secure)
     pid = broker.recorded_pid()
     if broker.stop():
         print(f"stopped Kafka (pid {pid})")
@@ -50,7 +57,7 @@ def kafka_stop(args: argparse.Namespace) -> int:
 def kafka_status(args: argparse.Namespace) -> int:
     if (rc := _external_notice()) is not None:
         return rc
-    status = dev_broker().status()
+    status = dev_broker(secure=args.secure).status()
     print(status.describe())
     return 0 if status.running else 3
 

@@ -19,12 +19,15 @@ def build_app(service: ParticipantService) -> Any:
     """A faust app consuming the service's topics with read_committed (see `service`)."""
     import faust
 
+    from sagas.kafka_security import faust_credentials
+
     settings = service.settings
     name = service.participant.name
     port = service.web_port
     app = faust.App(
         settings.group(name),
         broker=[f"kafka://{server}" for server in service.bootstrap.split(",")],
+        broker_credentials=faust_credentials(service.kafka) if service.kafka else None,
         store="memory://",
         datadir=str(settings.data_dir / f"faust-{settings.group(name)}"),
         processing_guarantee="exactly_once",

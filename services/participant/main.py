@@ -8,6 +8,7 @@ import sys
 
 from pydantic import ValidationError
 
+from sagas.errors import SagasError
 from sagas.settings import KafkaSettings, TelemetrySettings
 from sagas.telemetry import ParticipantTelemetry, configure_logging, setup
 from services.participant.definition import Participant
@@ -28,7 +29,9 @@ def serve(participant: Participant) -> None:
     telemetry.install_global()
     hooks = ParticipantTelemetry(telemetry, participant.name) if telemetry.enabled else None
     try:
-        asyncio.run(_serve(participant, settings, kafka.bootstrap_servers, hooks))
+        asyncio.run(_serve(participant, settings, kafka.bootstrap_servers, hooks, kafka))
+    except SagasError as exc:  # e.g. the broker refused our login: one line, no traceback
+        sys.exit(f"error: {participant.name}: {exc}")
     finally:
         telemetry.shutdown()
 
@@ -38,8 +41,11 @@ async def _serve(
     settings: ServiceSettings,
     bootstrap: str | None,
     telemetry: ParticipantTelemetry | None = None,
+    kafka: KafkaSettings | None = None,
 ) -> None:
-    service = ParticipantService(participant, settings, bootstrap=bootstrap, telemetry=telemetry)
+    service = ParticipantService(
+        participant, settings, bootstrap=bootstrap, telemetry=telemetry, kafka=kafka
+    )
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, service.request_stop)

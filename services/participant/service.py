@@ -39,7 +39,9 @@ from aiokafka.errors import TopicAlreadyExistsError
 from sagas.contracts.codec import Codec
 from sagas.contracts.factory import build_codec
 from sagas.contracts.record import Envelope, Record
+from sagas.kafka_security import checked_options
 from sagas.runtime.topics import wait_until_ready
+from sagas.settings import KafkaSettings
 from sagas.telemetry.participant import Handling, ParticipantTelemetry
 from services.participant.definition import JSONObject, Participant
 from services.participant.processor import Faults, Incoming, Processor
@@ -85,6 +87,8 @@ class ParticipantService:
         codec: the message codec; built from the environment when not given.
         crash: what the crash fault knob calls (default: exit the process at once).
         telemetry: spans and metrics (None when telemetry is off).
+        kafka: TLS/SASL settings of every Kafka client (None: PLAINTEXT); a refused
+            login stops `start` with `sagas.kafka_security.KafkaAccessError`.
     """
 
     def __init__(
@@ -96,8 +100,11 @@ class ParticipantService:
         codec: Codec | None = None,
         crash: Callable[[int], None] | None = None,
         telemetry: ParticipantTelemetry | None = None,
+        kafka: KafkaSettings | None = None,
     ) -> None:
         self.participant = participant
+        self.kafka = kafka
+        self.client_options: dict[str, Any] = {}
         self.telemetry = telemetry
         self.settings = settings
         self.bootstrap = bootstrap or DEFAULT_BOOTSTRAP
@@ -145,6 +152,8 @@ class ParticipantService:
             return
         self._started = True
         await prepare_store(self.store, self.participant, self.settings.seed_file)
+        if self.kafka is not None:
+            self.client_options = await checked_options(self.kafka, self.bootstrap)
         await self._create_topics()
         self.app = self._build_app()
         # faust enables transactions (and with them read_committed) only in a worker.
@@ -237,7 +246,7 @@ class ParticipantService:
         return names
 
     async def _create_topics(self) -> None:
-        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap)
+        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap, **self.client_options)
         await admin.start()
         try:
             for name in self._topics_needed():

@@ -166,7 +166,9 @@ async def act(args: argparse.Namespace, kind: OperatorActionKind) -> int:
         if ops.bootstrap is None or ops.follower is None:
             raise OpsError("KAFKA_BOOTSTRAP_SERVERS is not set: cannot send operator actions")
         requests = _requests(ops, args, kind, rows)
-        async with Sender(ops.bootstrap, ops.codec, ops.prefix) as sender:
+        async with Sender(
+            ops.bootstrap, ops.codec, ops.prefix, client_options=ops.client_options
+        ) as sender:
             await sender.send(requests)
         follower = ops.follower
         deadline = parse_duration(args.wait) if args.wait else ops.settings.ops_action_timeout

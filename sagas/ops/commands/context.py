@@ -8,7 +8,7 @@ import sys
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -18,6 +18,7 @@ from rich.progress import Progress, TaskID
 from sagas.contracts.codec import Codec
 from sagas.contracts.factory import build_codec
 from sagas.definition import Saga
+from sagas.kafka_security import checked_options
 from sagas.ops.errors import OpsError
 from sagas.ops.readmodel import Follower, OpsStore
 from sagas.settings import EngineSettings, KafkaSettings, OpsSettings
@@ -37,6 +38,8 @@ class Ops:
     codec: Codec
     follower: Follower | None
     err: Console
+    # aiokafka security options; they hold the SASL password, so never in a repr.
+    client_options: dict[str, Any] = field(default_factory=dict, repr=False)
 
 
 def out() -> Console:
@@ -77,14 +80,18 @@ async def ops_context(catch_up: bool = True) -> AsyncIterator[Ops]:
     """Open the read model and, when Kafka is configured, catch it up (bounded)."""
     settings = OpsSettings()
     prefix = EngineSettings().topic_prefix
-    bootstrap = KafkaSettings().bootstrap_servers
+    kafka = KafkaSettings()
+    bootstrap = kafka.bootstrap_servers
+    options = await checked_options(kafka, bootstrap) if bootstrap else {}
     err = Console(stderr=True)
     store = await OpsStore.open(settings.ops_db)
     codec = build_codec()
     follower = None
     try:
         if bootstrap:
-            follower = Follower(store, bootstrap, codec, topic_prefix=prefix)
+            follower = Follower(
+                store, bootstrap, codec, topic_prefix=prefix, client_options=options
+            )
             await follower.start()
             if catch_up:
                 await _catch_up(follower, settings.ops_catch_up_timeout, err)
@@ -93,7 +100,7 @@ async def ops_context(catch_up: bool = True) -> AsyncIterator[Ops]:
                 f"[yellow]KAFKA_BOOTSTRAP_SERVERS is not set: answering from {settings.ops_db} "
                 "as it is[/yellow]"
             )
-        yield Ops(settings, prefix, bootstrap, store, codec, follower, err)
+        yield Ops(settings, prefix, bootstrap, store, codec, follower, err, options)
     finally:
         if follower is not None:
             await follower.stop()

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 from rich.table import Table
 from rich.text import Text
 
+from sagas.kafka_security import checked_options
 from sagas.ops.commands.context import out, print_json
 from sagas.ops.dlq import DeadLetters
 from sagas.ops.errors import OpsError
@@ -43,10 +44,12 @@ def add_parsers(sub: Sub) -> None:
 
 @asynccontextmanager
 async def dead_letters() -> AsyncIterator[DeadLetters]:
-    bootstrap = KafkaSettings().bootstrap_servers
+    kafka = KafkaSettings()
+    bootstrap = kafka.bootstrap_servers
     if not bootstrap:
         raise OpsError("KAFKA_BOOTSTRAP_SERVERS is not set")
-    async with DeadLetters(bootstrap, EngineSettings().topic_prefix) as letters:
+    options = await checked_options(kafka, bootstrap)
+    async with DeadLetters(bootstrap, EngineSettings().topic_prefix, options) as letters:
         yield letters
 
 

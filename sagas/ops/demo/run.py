@@ -20,10 +20,11 @@ from sagas.contracts.factory import build_codec
 from sagas.dev.outcomes import OutcomeWatcher
 from sagas.dev.processes import Supervisor
 from sagas.dev.system import LocalSystem, SystemLayout
+from sagas.kafka_security import client_options
 from sagas.ops.demo.summary import saga_summary
 from sagas.ops.web.server import Dashboard
 from sagas.ops.web.state import WebConfig
-from sagas.settings import OpsSettings
+from sagas.settings import KafkaSettings, OpsSettings
 from services.workload import Request, Workload
 
 
@@ -87,6 +88,17 @@ def _all_ended(plan: DemoPlan, watcher: OutcomeWatcher) -> bool:
     return watcher.ended({r.saga_id for r in placed})
 
 
+def _security() -> tuple[KafkaSettings | None, dict[str, Any]]:
+    """The security settings and options of a configured cluster (none: the dev broker).
+
+    The processes the demo starts inherit the same ``KAFKA_*`` environment.
+    """
+    kafka = KafkaSettings()
+    if not kafka.bootstrap_servers:
+        return None, {}
+    return kafka, client_options(kafka)
+
+
 def _dashboard(plan: DemoPlan, layout: SystemLayout) -> Dashboard:
     from sagas.definitions import all_definitions
 
@@ -97,6 +109,8 @@ def _dashboard(plan: DemoPlan, layout: SystemLayout) -> Dashboard:
         topic_prefix=layout.prefix,
         definitions=all_definitions(),
         admin_token=token.get_secret_value() if token else None,
+        kafka=_security()[0],
+        client_options=_security()[1],
     )
     return Dashboard(config, port=plan.dashboard_port or 0)
 
@@ -143,7 +157,9 @@ async def _run(
                     system.start(spec)
         for index in range(1, plan.engines + 1):
             system.start(system.engine_spec(index))
-        watcher = OutcomeWatcher(layout.bootstrap_servers, codec, layout.prefix)
+        watcher = OutcomeWatcher(
+            layout.bootstrap_servers, codec, layout.prefix, client_options=_security()[1]
+        )
         began = time.monotonic()
         async with asyncio.TaskGroup() as tg:
             watching = tg.create_task(watcher.run())
