@@ -7,6 +7,8 @@ with ``raise ... from``. Whether an error is worth retrying is a property of its
 
     SagasError
     ├── ConfigurationError          bad settings or environment
+    │   └── KafkaSecurityError      inconsistent TLS/SASL settings, unusable file (kafka_security)
+    ├── KafkaAccessError            the broker refused us: password, certificate (kafka_security)
     ├── DefinitionError             a saga definition is invalid (names saga, step, problem)
     ├── ContractError               see sagas.contracts.errors: bad messages and schemas
     └── DevKafkaError               the local development broker
