@@ -17,7 +17,7 @@ import random
 import signal
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -39,12 +39,14 @@ from sagas.dev.processes import Supervisor
 from sagas.dev.system import LocalSystem, SystemLayout
 from sagas.runtime import topics
 from sagas.settings import DevKafkaSettings
-from services.workload import HIRES, ORDERS
+from services.workload import HIRES, ORDERS, Workload
 
 FAULT_DEADLINE_S = 300.0
 """No single fault (inject and heal) may take longer."""
 START_DEADLINE_S = 600.0
 """How long the engines get to create their topics (a loaded machine is slow)."""
+MAX_RESTARTS = 5
+"""A process that keeps dying on its own is restarted this many times, then left down."""
 LEAD = 0.05
 """Placement runs at most this fraction of the sagas ahead of a fault not yet healed."""
 RECOVERY_DEADLINE_S = 240.0
@@ -126,12 +128,25 @@ async def _start_broker(plan: ChaosPlan, stack: contextlib.AsyncExitStack) -> tu
     return broker, proxy
 
 
+def _seed(workload: Workload, service: str, sagas: int) -> Mapping[str, Any] | None:
+    """The workload's seed, the laptop pool cut to what ``sagas`` hires can take.
+
+    The shipped seed holds a million laptops per model, one row each: seeding them
+    takes minutes on a loaded machine, and a run never needs more than one per saga.
+    """
+    seed = workload.seeds.get(service)
+    if service == "assets" and seed is not None:
+        pool = {model: min(int(n), sagas + 10) for model, n in seed["pool"].items()}
+        return {**seed, "pool": pool}
+    return seed
+
+
 def _start_processes(ctx: RunContext, plan: ChaosPlan) -> None:
     system = ctx.system
     for workload in (ORDERS, HIRES):
         for service in workload.services:
             spec = system.service_spec(
-                service, workload.seeds.get(service), web=service == workload.entry
+                service, _seed(workload, service, plan.sagas), web=service == workload.entry
             )
             system.start(spec)
             ctx.services.append(service)
@@ -244,8 +259,8 @@ async def _watch_processes(ctx: RunContext) -> None:
         return
     supervisor = ctx.system.supervisor
     for proc in supervisor:
-        if not proc.alive():
-            name = proc.spec.name
+        name = proc.spec.name
+        if not proc.alive() and len(ctx.exits.get(name, [])) < MAX_RESTARTS:
             tail = supervisor.log_tail(name, lines=3).replace("\n", " | ")
             ctx.exits.setdefault(name, []).append(f"exit {proc.exit_code()}: {tail}")
             ctx.log(f"{name} exited on its own ({proc.exit_code()}); restarting it")
