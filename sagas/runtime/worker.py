@@ -28,7 +28,7 @@ from sagas.definition import Saga
 from sagas.errors import SagasError
 from sagas.machine import SagaInstance, TimerFired, decide
 from sagas.machine.serialize import instance_from_dict, instance_to_dict
-from sagas.runtime import changelog, topics, wire
+from sagas.runtime import changelog, deadletter, topics, wire
 from sagas.runtime.clock import NonDecreasingClock
 from sagas.runtime.loop import Batch, Outgoing
 from sagas.runtime.store import Changes, Held, Store, StoredInstance
@@ -49,7 +49,8 @@ def iso(moment: datetime) -> str:
 def dead_letter(
     record: ConsumerRecord[Any, Any], topic: str, reason: str, message: str, error: str
 ) -> Outgoing:
-    """The original record, bytes untouched, with the reason in headers."""
+    """The original record, bytes untouched, with the reason in headers (shortened only
+    when it would be too large to produce: `sagas.runtime.deadletter.fit`)."""
     headers = [
         *list(record.headers or ()),
         ("dlq_reason", reason.encode()),
@@ -59,7 +60,8 @@ def dead_letter(
         ("dlq_partition", str(record.partition).encode()),
         ("dlq_offset", str(record.offset).encode()),
     ]
-    return Outgoing(topic, record.value, key=record.key, headers=headers)
+    value, headers = deadletter.fit(record.key, record.value, headers)  # Kafka must take it
+    return Outgoing(topic, value, key=record.key, headers=headers)
 
 
 @dataclass

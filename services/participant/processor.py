@@ -29,6 +29,7 @@ from sagas.contracts.errors import MessageError
 from sagas.contracts.headers import RawHeaders
 from sagas.contracts.messages.sagas import CommandFailed
 from sagas.contracts.record import Envelope, Record
+from sagas.runtime.deadletter import fit
 from sagas.telemetry.participant import ParticipantTelemetry
 from services.participant.definition import Context, Handler, Participant
 from services.participant.errors import InjectedFault, is_retryable
@@ -215,9 +216,9 @@ class Processor:
         original = [(name, value or b"") for name, value in record.headers]
         if self.telemetry is not None:
             self.telemetry.dead_lettered(self.dlq)
-        return Outbound(
-            topic=self.dlq, key=record.key, value=record.value, headers=original + error_headers
-        )
+        # Shortened only when too large to produce (a faust agent would crash on it).
+        value, headers = fit(record.key, record.value, original + error_headers)
+        return Outbound(topic=self.dlq, key=record.key, value=value, headers=headers)
 
 
 def _failure(envelope: Envelope, exc: BaseException) -> CommandFailed:

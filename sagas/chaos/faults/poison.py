@@ -12,7 +12,10 @@ command topic and followed event topics. Each gets one record of every poison ki
 * ``bad_ce_id``: a ``ce_id`` that is not UTF-8;
 * ``oversized``: larger than the consumers' payload limit (``SAGAS_MAX_PAYLOAD_BYTES``)
   but under the topic's ``max.message.bytes``, so Kafka accepts it; left out, with a
-  note, when the limit leaves no such room.
+  note, when the limit leaves no such room;
+* ``max_size``: a bad value as large as Kafka takes (the topic's ``max.message.bytes``
+  and a client's default request limit): its dead-letter copy, with the reason headers
+  added, is larger than the original.
 
 Each record has a unique key (``chaos-poison:<kind>:<hex>``), recorded in
 ``ctx.poison[topic]``: the dead-letter check (`sagas.chaos.checks.dlq`) finds each one
@@ -31,6 +34,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import KafkaError
+from aiokafka.record.default_records import DefaultRecordBatchBuilder
 
 from sagas.chaos.faults.base import ChaosContext, Fault
 from sagas.chaos.faults.messages import list_topics
@@ -50,6 +54,10 @@ BROKER_DEFAULT_MAX = 1048588
 """Kafka's default ``message.max.bytes`` (a topic's ``max.message.bytes`` default)."""
 BATCH_OVERHEAD = 16 * 1024
 """Room left for the record batch, the headers and the dead-letter headers."""
+CLIENT_REQUEST_MAX = 1048576
+"""aiokafka's (and faust's) default ``max_request_size``: what the consumers' own
+producers accept, dead letters included."""
+MAX_SIZE_SLACK = 64
 
 
 def consumed_topics(ctx: ChaosContext, existing: set[str]) -> list[str]:
@@ -137,6 +145,12 @@ class PoisonMaker:
     def oversized(self, size: int) -> tuple[Headers, bytes]:
         return self.headers, self.value[:PREFIX_BYTES] + self._ctx.rng.randbytes(size)
 
+    def max_size(self, key: str, limit: int) -> tuple[Headers, bytes]:
+        """A value whose record is ``MAX_SIZE_SLACK`` bytes under ``limit``, serialized."""
+        empty = DefaultRecordBatchBuilder.estimate_size_in_bytes(key.encode(), b"", self.headers)
+        size = limit - MAX_SIZE_SLACK - empty - PREFIX_BYTES
+        return self.oversized(size)
+
 
 def poison_key(ctx: ChaosContext, kind: str) -> str:
     return f"{KEY_PREFIX}:{kind}:{uuid.UUID(int=ctx.rng.getrandbits(128)).hex}"
@@ -178,7 +192,10 @@ async def poison(ctx: ChaosContext) -> None:
                     f"payload limit {limit} leaves no room under max.message.bytes of {name}"
                 )
             for kind, make in todo:
-                sent += await _send(ctx, producer, name, kind, *make())
+                sent += await _send(ctx, producer, name, poison_key(ctx, kind), *make())
+            key = poison_key(ctx, "max_size")
+            biggest = min(maxima.get(name, BROKER_DEFAULT_MAX), CLIENT_REQUEST_MAX)
+            sent += await _send(ctx, producer, name, key, *maker.max_size(key, biggest))
         await producer.flush()
     finally:
         await producer.stop()
@@ -187,13 +204,12 @@ async def poison(ctx: ChaosContext) -> None:
 
 
 async def _send(
-    ctx: ChaosContext, producer: Any, topic: str, kind: str, headers: Headers, value: bytes
+    ctx: ChaosContext, producer: Any, topic: str, key: str, headers: Headers, value: bytes
 ) -> int:
-    key = poison_key(ctx, kind)
     try:
         await producer.send_and_wait(topic, value, key=key.encode(), headers=headers)
     except KafkaError as exc:  # refused by the broker: not in the topic, expect no DLQ
-        ctx.log(f"poison: {kind} on {topic} refused: {exc!r}")
+        ctx.log(f"poison: {key} on {topic} refused: {exc!r}")
         return 0
     ctx.poison.setdefault(topic, []).append(key)
     return 1

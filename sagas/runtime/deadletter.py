@@ -1,0 +1,50 @@
+"""Dead letters Kafka accepts, however large the record that is dead-lettered.
+
+A dead letter is the original record plus reason headers, so it is larger than the
+record it copies. A record close to the broker's ``max.message.bytes`` (Kafka took
+it) would make a dead letter the producer refuses (``MessageSizeTooLargeError``): the
+engine would retry that transaction forever and a faust agent would crash. `fit`
+shortens such a dead letter, saying so in headers, so it is always produced.
+"""
+
+from __future__ import annotations
+
+from aiokafka.record.default_records import DefaultRecordBatchBuilder
+
+Headers = list[tuple[str, bytes]]
+
+MAX_DEAD_LETTER_BYTES = 1_000_000
+"""A dead letter's serialized size at most: under the clients' default
+``max_request_size`` (1 MiB) and the broker's default ``max.message.bytes``."""
+
+
+def size_of(key: bytes | None, value: bytes | None, headers: Headers) -> int:
+    """The serialized size of one record, as the producer measures it."""
+    clean = [(k, v or b"") for k, v in headers]  # aiokafka allows a None header value
+    return int(DefaultRecordBatchBuilder.estimate_size_in_bytes(key, value, clean))
+
+
+def fit(
+    key: bytes | None,
+    value: bytes | None,
+    headers: Headers,
+    max_bytes: int = MAX_DEAD_LETTER_BYTES,
+) -> tuple[bytes | None, Headers]:
+    """The value and headers of a dead letter of at most ``max_bytes``.
+
+    Unchanged when small enough. Otherwise the headers the record came with are dropped
+    first when they alone are too large (``dlq_headers_dropped``: how many), then the
+    value is cut (``dlq_truncated``: its original length); the ``dlq_*`` reason headers
+    always stay.
+    """
+    if size_of(key, value, headers) <= max_bytes:
+        return value, headers
+    reasons = [(k, v) for k, v in headers if k.startswith("dlq_")]
+    if size_of(key, b"", headers) > max_bytes // 2:
+        dropped = len(headers) - len(reasons)
+        headers = [*reasons, ("dlq_headers_dropped", str(dropped).encode())]
+    if value is not None:
+        headers = [*headers, ("dlq_truncated", str(len(value)).encode())]
+        room = max_bytes - size_of(key, b"", headers) - 16  # 16: the value's length varint
+        value = value[: max(room, 0)]
+    return value, headers
