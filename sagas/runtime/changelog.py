@@ -14,13 +14,15 @@ partition is processed.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import asdict
 from typing import Any
 
+import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from sagas.runtime.store import Changes, Held, Store, StoredInstance
@@ -29,14 +31,32 @@ log = logging.getLogger(__name__)
 
 HELD_PREFIX = b"held\x00"
 
+FETCH_BYTES = 16 << 20
+"""Most bytes one catch-up fetch returns (bounds its memory too)."""
+
+
+_BODY = b',"body":'
+
 
 def instance_value(inst: StoredInstance) -> bytes:
-    row = asdict(inst)
-    body = row.pop("body")
-    row.pop("history")
-    return json.dumps(
-        {"kind": "instance", "row": row, "body": body}, separators=(",", ":")
-    ).encode()
+    """``{"kind":"instance","row":{...},"body":{...}}``, compact; the body comes last.
+
+    The body's text is exactly what the store holds (`StoredInstance.body_text`), so
+    catch-up can copy it out of the record instead of encoding it again.
+    """
+    row = {
+        "saga_name": inst.saga_name,
+        "saga_id": inst.saga_id,
+        "partition": inst.partition,
+        "version": inst.version,
+        "state": inst.state,
+        "updated_at": inst.updated_at,
+        "started_at": inst.started_at,
+        "ended_at": inst.ended_at,
+        "next_due": inst.next_due,
+    }
+    head = json.dumps({"kind": "instance", "row": row}, separators=(",", ":"))
+    return f'{head[:-1]},"body":{inst.body_text()}}}'.encode()
 
 
 def held_key(saga_id: str) -> bytes:
@@ -50,6 +70,65 @@ def held_value(held: Held) -> bytes:
 def _history_of(body: dict[str, Any]) -> list[tuple[int, str, dict[str, Any]]]:
     entries = body.get("history") or []
     return [(int(e["seq"]), str(e["at"]), e) for e in entries if isinstance(e, dict)]
+
+
+def _loads(value: bytes) -> Any:
+    """orjson where it can; the stdlib for what orjson refuses (NaN, huge integers)."""
+    try:
+        return orjson.loads(value)
+    except orjson.JSONDecodeError:
+        return json.loads(value)
+
+
+def instance_of(value: bytes) -> StoredInstance:
+    """The store row of one instance record (decoded once; the body's text is reused)."""
+    doc = _loads(value)
+    row = doc["row"]
+    body = doc["body"]
+    return StoredInstance(
+        **row, body=body, history=_history_of(body), body_json=_body_text(value, doc)
+    )
+
+
+def _body_text(value: bytes, doc: dict[str, Any]) -> str | None:
+    """The body's JSON text inside ``value`` when it was written by `instance_value`.
+
+    Inside a JSON string every quote is escaped, so ``,"body":`` occurs only between
+    members; with the members in `instance_value`'s order and no ``body`` in ``row``,
+    the first occurrence starts the body and the body runs to the closing brace.
+    """
+    if list(doc) != ["kind", "row", "body"] or "body" in doc["row"] or value[-1:] != b"}":
+        return None
+    cut = value.find(_BODY)
+    return value[cut + len(_BODY) : -1].decode() if cut > 0 else None
+
+
+def changes_of(
+    saga_name: str, partition: int, records: Sequence[tuple[bytes | None, bytes | None]]
+) -> Changes:
+    """The store changes of a slice of changelog (key, value) records, in offset order.
+
+    Only the last record of each key is decoded: an instance record holds the whole
+    instance (its history included), a held record the whole set. Instance tombstones
+    are never written by the engine and are ignored, as `apply_record` does.
+    """
+    latest: dict[bytes, bytes | None] = {}
+    for key, value in records:
+        if key is None or (value is None and not key.startswith(HELD_PREFIX)):
+            continue
+        latest.pop(key, None)  # keep offset order among the survivors
+        latest[key] = value
+    changes = Changes(saga_name, partition)
+    for key, value in latest.items():
+        if key.startswith(HELD_PREFIX):
+            saga_id = key[len(HELD_PREFIX) :].decode()
+            if value is None:
+                changes.released.append(saga_id)
+            else:
+                changes.held.append(Held(**json.loads(value)["held"]))
+        elif value is not None:
+            changes.instances.append(instance_of(value))
+    return changes
 
 
 def apply_record(changes: Changes, key: bytes | None, value: bytes | None) -> None:
@@ -94,6 +173,10 @@ class ChangelogReader:
                 bootstrap_servers=self._bootstrap,
                 isolation_level="read_committed",
                 enable_auto_commit=False,
+                # A changelog record is a whole instance (a few KiB): the default 1 MiB
+                # per fetch made catch-up wait on hundreds of round trips.
+                max_partition_fetch_bytes=FETCH_BYTES,
+                fetch_max_bytes=FETCH_BYTES,
                 **self._options,
             )
             await consumer.start()
@@ -126,30 +209,61 @@ class ChangelogReader:
         consumer = await self._ready()
         began = time.monotonic()
         consumer.assign([tp])
-        end = (await consumer.end_offsets([tp]))[tp]
-        if end <= start:
-            return 0
-        consumer.seek(tp, start)
-        read = 0
+        try:
+            end = (await consumer.end_offsets([tp]))[tp]
+            if end <= start:
+                return 0
+            consumer.seek(tp, start)
+            read = await _apply_slices(consumer, tp, end, chunk, saga_name, write)
+            await write(Changes(saga_name, partition, next_changelog_offset=end))
+            log.info(
+                "caught up %s[%d]: %d records from offset %d in %.2fs",
+                topic,
+                partition,
+                read,
+                start,
+                time.monotonic() - began,
+            )
+            return read
+        finally:
+            # Unassigned, the reader fetches nothing more: it keeps no buffer of the
+            # records this engine goes on writing to the changelog.
+            consumer.unsubscribe()
+
+
+async def _apply_slices(
+    consumer: AIOKafkaConsumer,
+    tp: TopicPartition,
+    end: int,
+    chunk: int,
+    saga_name: str,
+    write: Callable[[Changes], Coroutine[Any, Any, None]],
+) -> int:
+    """Fetch ``tp`` up to ``end`` and write it slice by slice; return the records read.
+
+    A slice is written while the next one is fetched and decoded (SQLite works in
+    aiosqlite's thread); slices are still written one after the other, in order.
+    """
+    read = 0
+    writing: asyncio.Task[None] | None = None
+    try:
         while (position := await consumer.position(tp)) < end:
-            batch = await consumer.getmany(tp, timeout_ms=1000, max_records=chunk)
-            changes = Changes(saga_name, partition)
-            last = position - 1
-            for record in batch.get(tp, []):
-                apply_record(changes, record.key, record.value)
-                last = record.offset
-                read += 1
+            fetched = await consumer.getmany(tp, timeout_ms=1000, max_records=chunk)
+            batch = fetched.get(tp, [])
+            # One store transaction per slice; only the last record of a key decoded.
+            changes = changes_of(saga_name, tp.partition, [(r.key, r.value) for r in batch])
+            last = batch[-1].offset if batch else position - 1
+            read += len(batch)
             # Control records (transaction markers) advance the position, not `last`.
             changes.next_changelog_offset = max(last + 1, await consumer.position(tp))
             if changes.instances or changes.held or changes.released or last >= position:
-                await write(changes)
-        await write(Changes(saga_name, partition, next_changelog_offset=end))
-        log.info(
-            "caught up %s[%d]: %d records from offset %d in %.2fs",
-            topic,
-            partition,
-            read,
-            start,
-            time.monotonic() - began,
-        )
-        return read
+                if writing is not None:
+                    await writing
+                writing = asyncio.create_task(write(changes))
+        if writing is not None:
+            await writing
+            writing = None
+    finally:
+        if writing is not None:  # failed or cancelled meanwhile: let the write end
+            await asyncio.wait([writing])
+    return read

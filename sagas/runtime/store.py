@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import aiosqlite
+import orjson
 
 from sagas.runtime.errors import StoreError, StoreUnwritable
 
@@ -40,6 +41,9 @@ CREATE TABLE IF NOT EXISTS instances (
 CREATE INDEX IF NOT EXISTS instances_due
     ON instances (saga_name, partition, next_due) WHERE next_due IS NOT NULL;
 CREATE INDEX IF NOT EXISTS instances_state ON instances (saga_name, state);
+-- Sagas not ended (start-up's version check, the in-flight gauge): no table scan.
+CREATE INDEX IF NOT EXISTS instances_unfinished
+    ON instances (saga_name, partition, version) WHERE ended_at IS NULL;
 CREATE TABLE IF NOT EXISTS history (
     saga_name TEXT    NOT NULL,
     saga_id   TEXT    NOT NULL,
@@ -80,6 +84,48 @@ def _write_error(path: Path, exc: sqlite3.Error) -> StoreError:
     return StoreError(f"cannot write to the saga store {path}: {exc}")
 
 
+INSTANCE_UPSERT = (
+    "INSERT INTO instances (saga_name, saga_id, partition, version, state, started_at,"
+    " updated_at, ended_at, next_due, body) VALUES (?,?,?,?,?,?,?,?,?,?)"
+    " ON CONFLICT (saga_name, saga_id) DO UPDATE SET partition = excluded.partition,"
+    " version = excluded.version, state = excluded.state,"
+    " started_at = excluded.started_at, updated_at = excluded.updated_at,"
+    " ended_at = excluded.ended_at, next_due = excluded.next_due, body = excluded.body"
+)
+HISTORY_UPSERT = (
+    "INSERT OR REPLACE INTO history (saga_name, saga_id, seq, at, entry) VALUES (?,?,?,?,?)"
+)
+
+
+def _entry_text(entry: dict[str, Any]) -> str:
+    """A history entry (ints, strings, None) as compact JSON; orjson is ~5x the stdlib."""
+    try:
+        return orjson.dumps(entry).decode()
+    except TypeError:  # orjson.JSONEncodeError: a value orjson refuses
+        return json.dumps(entry)
+
+
+def history_rows(inst: StoredInstance) -> list[tuple[Any, ...]]:
+    """The `history` rows (`HISTORY_UPSERT` parameters) `Store.apply` writes for ``inst``."""
+    return [(inst.saga_name, inst.saga_id, seq, at, _entry_text(e)) for seq, at, e in inst.history]
+
+
+def row(inst: StoredInstance) -> tuple[Any, ...]:
+    """The `instances` row (`INSTANCE_UPSERT` parameters) `Store.apply` writes for ``inst``."""
+    return (
+        inst.saga_name,
+        inst.saga_id,
+        inst.partition,
+        inst.version,
+        inst.state,
+        inst.started_at,
+        inst.updated_at,
+        inst.ended_at,
+        inst.next_due,
+        inst.body_text(),
+    )
+
+
 @dataclass(frozen=True)
 class StoredInstance:
     """One row of `instances`, plus the history entries new since the last write."""
@@ -96,6 +142,15 @@ class StoredInstance:
     next_due: str | None = None
     history: Sequence[tuple[int, str, dict[str, Any]]] = field(default=())
     """(seq, at, entry) triples; rewritten rows with the same seq are idempotent."""
+    body_json: str | None = field(default=None, compare=False, repr=False)
+    """``body`` as the compact JSON text to store, when already at hand: catch-up
+    copies it from the changelog record instead of encoding the body again."""
+
+    def body_text(self) -> str:
+        """``body`` as stored: compact JSON."""
+        if self.body_json is not None:
+            return self.body_json
+        return json.dumps(self.body, separators=(",", ":"))
 
 
 @dataclass(frozen=True)
@@ -181,24 +236,32 @@ class Store:
         """Write a batch's instances, held messages and changelog offset, atomically."""
         try:
             await self._db.execute("BEGIN")
-            for inst in changes.instances:
-                await self._upsert(inst)
-            for held in changes.held:
-                await self._db.execute(
+            # One executemany per table: a statement per row costs a hop to aiosqlite's
+            # thread each, which made catch-up of 100k sagas take minutes.
+            if changes.instances:
+                await self._db.executemany(INSTANCE_UPSERT, [row(i) for i in changes.instances])
+                entries = [e for i in changes.instances for e in history_rows(i)]
+                if entries:
+                    await self._db.executemany(HISTORY_UPSERT, entries)
+            if changes.held:
+                await self._db.executemany(
                     "INSERT OR REPLACE INTO held (saga_name, saga_id, partition, expires_at,"
                     " messages) VALUES (?,?,?,?,?)",
-                    (
-                        changes.saga_name,
-                        held.saga_id,
-                        held.partition,
-                        held.expires_at,
-                        json.dumps(list(held.messages)),
-                    ),
+                    [
+                        (
+                            changes.saga_name,
+                            held.saga_id,
+                            held.partition,
+                            held.expires_at,
+                            json.dumps(list(held.messages)),
+                        )
+                        for held in changes.held
+                    ],
                 )
-            for saga_id in changes.released:
-                await self._db.execute(
+            if changes.released:
+                await self._db.executemany(
                     "DELETE FROM held WHERE saga_name = ? AND saga_id = ?",
-                    (changes.saga_name, saga_id),
+                    [(changes.saga_name, saga_id) for saga_id in changes.released],
                 )
             if changes.next_changelog_offset is not None:
                 await self._db.execute(
@@ -211,37 +274,6 @@ class Store:
         except aiosqlite.Error as exc:
             await self._db.rollback()
             raise _write_error(self.path, exc) from exc
-
-    async def _upsert(self, inst: StoredInstance) -> None:
-        await self._db.execute(
-            "INSERT INTO instances (saga_name, saga_id, partition, version, state, started_at,"
-            " updated_at, ended_at, next_due, body) VALUES (?,?,?,?,?,?,?,?,?,?)"
-            " ON CONFLICT (saga_name, saga_id) DO UPDATE SET partition = excluded.partition,"
-            " version = excluded.version, state = excluded.state,"
-            " started_at = excluded.started_at, updated_at = excluded.updated_at,"
-            " ended_at = excluded.ended_at, next_due = excluded.next_due, body = excluded.body",
-            (
-                inst.saga_name,
-                inst.saga_id,
-                inst.partition,
-                inst.version,
-                inst.state,
-                inst.started_at,
-                inst.updated_at,
-                inst.ended_at,
-                inst.next_due,
-                json.dumps(inst.body, separators=(",", ":")),
-            ),
-        )
-        if inst.history:
-            await self._db.executemany(
-                "INSERT OR REPLACE INTO history (saga_name, saga_id, seq, at, entry)"
-                " VALUES (?,?,?,?,?)",
-                [
-                    (inst.saga_name, inst.saga_id, seq, at, json.dumps(entry))
-                    for seq, at, entry in inst.history
-                ],
-            )
 
     # -- reads ----------------------------------------------------------------------
 

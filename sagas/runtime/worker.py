@@ -75,6 +75,7 @@ class _Work:
     outgoing: list[Outgoing] = field(default_factory=list)
     held: dict[str, Held] = field(default_factory=dict)
     released: set[str] = field(default_factory=set)
+    absent: set[str] = field(default_factory=set)  # looked up in the store, not there
     trace: Pending | None = None  # spans and metrics to report once committed
 
 
@@ -153,9 +154,28 @@ class SagaWorker:
         work = self._work(self._by_inbox[tp.topic], tp.partition)
         if self._telemetry is not None:
             self._telemetry.consumed(records)
+        await self._prefetch(work, records)
         for record in records:
             await self._one(work, record)
         return self._finish(work)
+
+    async def _prefetch(self, work: _Work, records: Sequence[ConsumerRecord[Any, Any]]) -> None:
+        """Load the batch's instances in one store query instead of one per record.
+
+        Ids come from the ``saga_id`` header or the key, as `_one` reads them; an id read
+        wrongly here only costs `_load` its own query later.
+        """
+        ids: set[str] = set()
+        for record in records:
+            raw = next((v for k, v in record.headers or () if k == "saga_id"), record.key)
+            if raw:
+                ids.add(bytes(raw).decode(errors="replace"))
+        if not ids:
+            return
+        bodies = await self._store.get_many(work.saga, sorted(ids))
+        for body in bodies.values():
+            self._remember(work, body)
+        work.absent.update(ids - set(bodies))
 
     async def dead_letter(
         self, tp: TopicPartition, record: ConsumerRecord[Any, Any], error: BaseException
@@ -344,6 +364,8 @@ class SagaWorker:
     async def _load(self, work: _Work, saga_id: str) -> SagaInstance[Any] | None:
         if saga_id in work.instances:
             return work.instances[saga_id]
+        if saga_id in work.absent:
+            return None
         body = await self._store.get(work.saga, saga_id)
         return None if body is None else self._remember(work, body)
 
@@ -394,6 +416,13 @@ class SagaWorker:
                 Outgoing(log_topic, None, key=changelog.held_key(saga_id), partition=work.partition)
             )
         return Batch(work.outgoing, changes)
+
+
+def stored_row(instance: SagaInstance[Any], partition: int) -> StoredInstance:
+    """The store row (and changelog record) the engine writes for ``instance``, whole history."""
+    stored = _stored(_Work(instance.saga, partition), instance)
+    assert stored is not None  # an instance not loaded in this batch is always written
+    return stored
 
 
 def _stored(work: _Work, instance: SagaInstance[Any]) -> StoredInstance | None:

@@ -1,0 +1,516 @@
+"""Bench figures of the engine's state: takeover (restore) time and memory per stored saga.
+
+`restore_s`: how long an engine process takes, from its start, to own a changelog
+partition holding ``n`` order sagas: the changelog is filled first (not timed), then
+``sagas run order_fulfilment`` starts with an empty SQLite file and the clock runs until
+the store records the changelog's end offset as applied (the last write of catch-up).
+
+`rss_mb`: the resident memory of an engine process whose store holds ``n`` order sagas,
+after a fixed amount of work (replies to stored sagas, which forces loads across the
+whole id space, and new orders through the router).
+
+Both build their records from real instances: the order saga is run in the test kit's
+`Harness` through varied outcomes (completed, compensated, waiting on each step,
+compensating), each instance is encoded exactly as the engine writes it
+(`stored_row` + `changelog.instance_value`), and copies get their own order id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import re
+import sqlite3
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from sagas.contracts.factory import build_codec
+from sagas.contracts.messages.inventory import (
+    ReleaseStock,
+    ReserveStock,
+    StockReleased,
+    StockReserved,
+)
+from sagas.contracts.messages.orders import Address, OrderLine, OrderPlaced
+from sagas.contracts.messages.payments import (
+    AuthorizePayment,
+    CapturePayment,
+    DeclineReason,
+    PaymentAuthorized,
+    PaymentCaptured,
+    PaymentDeclined,
+    PaymentVoided,
+    VoidPayment,
+)
+from sagas.contracts.messages.shipping import (
+    CancelShipment,
+    ScheduleShipment,
+    ShipmentCancelled,
+    ShipmentFailed,
+    ShipmentScheduled,
+)
+from sagas.contracts.record import Envelope, Record
+from sagas.definitions.order_fulfilment import ORDER_FULFILMENT
+from sagas.dev.processes import ManagedProcess, Supervisor
+from sagas.dev.system import LocalSystem, SystemLayout
+from sagas.errors import SagasError
+from sagas.machine import SagaInstance
+from sagas.runtime import changelog, store, topics
+from sagas.runtime.store import Changes, Store, StoredInstance
+from sagas.runtime.worker import stored_row
+from sagas.testing import Handler, Harness, reply, silent
+
+SAGA = ORDER_FULFILMENT.name
+TOKEN = "BENCHTEMPLATE0"
+"""The order id of the template instances; each copy replaces it with its own."""
+
+PARTITION = 0
+"""The benches run the saga with one inbox partition, so one engine owns everything."""
+
+
+class BenchError(SagasError):
+    """A bench run did not reach its end (engine died, deadline passed)."""
+
+
+# -- realistic instances --------------------------------------------------------------
+
+
+def _order() -> OrderPlaced:
+    return OrderPlaced(
+        order_id=TOKEN,
+        customer_id="customer-0042",
+        items=(
+            OrderLine(sku="SKU-1001", quantity=2, unit_price=Decimal("19.90")),
+            OrderLine(sku="SKU-2002", quantity=1, unit_price=Decimal("5.50")),
+        ),
+        total=Decimal("45.30"),
+        currency="EUR",
+        shipping_address=Address(
+            recipient="Ada Lovelace",
+            line1="1 Main St",
+            city="Oslo",
+            postal_code="0150",
+            country="NO",
+        ),
+        placed_at=datetime(2030, 1, 1, 12, tzinfo=UTC),
+    )
+
+
+def _participants(**overrides: Handler) -> dict[type[Record], Handler]:
+    handlers: dict[type[Record], Handler] = {
+        ReserveStock: reply(lambda c: StockReserved(order_id=c.order_id, reservation_id="r-77")),
+        ReleaseStock: reply(
+            lambda c: StockReleased(order_id=c.order_id, reservation_id=c.reservation_id)
+        ),
+        AuthorizePayment: reply(
+            lambda c: PaymentAuthorized(
+                order_id=c.order_id, authorization_id="a-77", amount=c.amount, currency=c.currency
+            )
+        ),
+        VoidPayment: reply(
+            lambda c: PaymentVoided(order_id=c.order_id, authorization_id=c.authorization_id)
+        ),
+        ScheduleShipment: reply(
+            lambda c: ShipmentScheduled(order_id=c.order_id, shipment_id="s-77", carrier="DHL")
+        ),
+        CancelShipment: reply(
+            lambda c: ShipmentCancelled(order_id=c.order_id, shipment_id=c.shipment_id)
+        ),
+        CapturePayment: reply(
+            lambda c: PaymentCaptured(
+                order_id=c.order_id, authorization_id=c.authorization_id, capture_id="cap-77"
+            )
+        ),
+    }
+    by_name = {cls.__name__: cls for cls in handlers}
+    for name, handler in overrides.items():
+        handlers[by_name[name]] = handler
+    return handlers
+
+
+_SCENARIOS: list[tuple[int, dict[str, Handler], timedelta | None]] = [
+    # (weight, participants overridden, run for: None = to the end)
+    (55, {}, None),  # completed
+    (
+        10,
+        {
+            "AuthorizePayment": reply(
+                lambda c: PaymentDeclined(
+                    order_id=c.order_id, reason=DeclineReason.INSUFFICIENT_FUNDS
+                )
+            )
+        },
+        None,
+    ),  # compensated: stock released
+    (
+        5,
+        {"ScheduleShipment": reply(lambda c: ShipmentFailed(order_id=c.order_id, reason="x"))},
+        None,
+    ),  # compensated: payment voided, stock released
+    (10, {"ReserveStock": silent()}, timedelta(milliseconds=500)),  # waits for stock
+    (8, {"AuthorizePayment": silent()}, timedelta(seconds=3)),  # waits, one resend
+    (7, {"ScheduleShipment": silent()}, timedelta(seconds=4)),  # waits, resends
+    (
+        5,
+        {
+            "ScheduleShipment": reply(lambda c: ShipmentFailed(order_id=c.order_id, reason="x")),
+            "VoidPayment": silent(),
+        },
+        timedelta(seconds=2),
+    ),  # compensating
+]
+
+
+def template_instances() -> list[tuple[int, SagaInstance[Any]]]:
+    """(weight, instance) of the order saga in varied states, order id `TOKEN`."""
+    found: list[tuple[int, SagaInstance[Any]]] = []
+    for weight, overrides, until in _SCENARIOS:
+        harness = Harness(ORDER_FULFILMENT, _participants(**overrides))
+        saga_id = harness.start(_order())
+        harness.run(until=until)
+        found.append((weight, harness.instance(saga_id)))
+    return found
+
+
+@dataclass(frozen=True)
+class Templates:
+    """Encoded templates, picked by weight; `record` makes copy ``i`` of one."""
+
+    values: Sequence[bytes]
+    rows: Sequence[StoredInstance]
+    picks: Sequence[int]
+    """Template index per slot of a 100-slot wheel (weights add up to 100)."""
+
+    @staticmethod
+    def build(partition: int = PARTITION) -> Templates:
+        weighted = template_instances()
+        rows = [stored_row(instance, partition) for _, instance in weighted]
+        values = [changelog.instance_value(row) for row in rows]
+        picks = [i for i, (weight, _) in enumerate(weighted) for _ in range(weight)]
+        return Templates(values, rows, picks)
+
+    def which(self, i: int) -> int:
+        return self.picks[(i * 37) % len(self.picks)]
+
+    @staticmethod
+    def order_id(i: int) -> str:
+        return f"o{i:013d}"  # as long as TOKEN
+
+    @staticmethod
+    def saga_id(i: int) -> str:
+        return f"order:{Templates.order_id(i)}"
+
+    def record(self, i: int) -> tuple[bytes, bytes]:
+        """(key, value) of the changelog record of copy ``i``."""
+        value = self.values[self.which(i)].replace(TOKEN.encode(), self.order_id(i).encode())
+        return self.saga_id(i).encode(), value
+
+    def row(self, i: int) -> StoredInstance:
+        """The store row of copy ``i``: what catch-up writes for `record` (i)."""
+        return changelog.instance_of(self.record(i)[1])
+
+
+# -- Kafka and the engine process --------------------------------------------------------
+
+
+def _prefix(kind: str) -> str:
+    return f"bench-{kind}-{uuid.uuid4().hex[:8]}."
+
+
+async def _saga_topics(bootstrap: str, prefix: str) -> None:
+    specs = [replace(s, name=prefix + s.name) for s in topics.saga_topics(SAGA, 1)]
+    await topics.ensure_topics(bootstrap, specs, 1)
+
+
+async def fill_changelog(bootstrap: str, topic: str, n: int, templates: Templates) -> int:
+    """Produce ``n`` instance records onto partition 0 of ``topic``; return its end offset."""
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap,
+        enable_idempotence=True,
+        linger_ms=20,
+        max_batch_size=1 << 20,
+        max_request_size=8 << 20,
+    )
+    await producer.start()
+    try:
+        for i in range(n):
+            key, value = templates.record(i)
+            await producer.send(topic, value, key=key, partition=PARTITION)
+        await producer.flush()
+    finally:
+        await producer.stop()
+    return await _end_offset(bootstrap, topic)
+
+
+async def _end_offset(bootstrap: str, topic: str) -> int:
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, isolation_level="read_committed")
+    await consumer.start()
+    try:
+        tp = TopicPartition(topic, PARTITION)
+        return int((await consumer.end_offsets([tp]))[tp])
+    finally:
+        await consumer.stop()
+
+
+def applied_offset(db: Path) -> int | None:
+    """The changelog offset the store at ``db`` has applied (None: not there yet)."""
+    if not db.exists():
+        return None
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1)) as c:
+            row = c.execute(
+                "SELECT next_offset FROM changelog_offsets WHERE saga_name = ? AND partition = ?",
+                (SAGA, PARTITION),
+            ).fetchone()
+    except sqlite3.Error:
+        return None  # the engine is still creating the file
+    return int(row[0]) if row else None
+
+
+_CAUGHT_UP = re.compile(r"caught up \S+: (\d+) records from offset \d+ in ([0-9.]+)s")
+
+
+@dataclass(frozen=True)
+class Restore:
+    """One takeover: the end-to-end time and what the engine itself logged."""
+
+    records: int
+    total_s: float
+    """Engine process start -> the store has applied the changelog's end offset."""
+    catch_up_s: float | None
+    """The engine's own timing of `catch_up` (partition assigned -> end applied)."""
+
+
+async def measure_restore(
+    n: int, bootstrap: str, workdir: Path, *, deadline_s: float = 600
+) -> Restore:
+    """Fill a fresh changelog with ``n`` order sagas and time an engine's takeover."""
+    prefix = _prefix("restore")
+    await _saga_topics(bootstrap, prefix)
+    log_topic = prefix + topics.changelog(SAGA)
+    end = await fill_changelog(bootstrap, log_topic, n, Templates.build())
+    layout = SystemLayout(
+        bootstrap, workdir, prefix, partitions=1, extra_env={"SAGAS_TELEMETRY": "off"}
+    )
+    db = layout.engine_db(0)
+    await asyncio.to_thread(_remove_db, db)
+    with Supervisor(workdir / "logs") as supervisor:
+        system = LocalSystem(layout, supervisor)
+        began = time.monotonic()
+        engine = system.start(system.engine_spec(0, (SAGA,)))
+        while (applied_offset(db) or 0) < end:
+            if not engine.alive() or time.monotonic() - began > deadline_s:
+                raise BenchError(f"engine did not catch up {n} records:\n" + _tail(supervisor))
+            await asyncio.sleep(0.05)  # polling interval of the deadline loop above
+        total = time.monotonic() - began
+        caught = await _logged_catch_up(engine.log)
+        supervisor.stop_all()
+    return Restore(n, total, caught)
+
+
+async def _logged_catch_up(log: Path) -> float | None:
+    # The log line follows the last store write by microseconds; give it a second.
+    deadline = time.monotonic() + 1.0
+    while True:
+        text = await asyncio.to_thread(log.read_text, errors="replace")
+        for match in _CAUGHT_UP.finditer(text):
+            if int(match.group(1)) > 0:
+                return float(match.group(2))
+        if time.monotonic() > deadline:
+            return None
+        await asyncio.sleep(0.05)  # polling interval of the deadline loop above
+
+
+def _tail(supervisor: Supervisor) -> str:
+    return "\n".join(supervisor.log_tail(p.spec.name) for p in supervisor)
+
+
+async def restore_s(n: int, bootstrap: str, workdir: Path, *, deadline_s: float = 600) -> float:
+    """Seconds from an engine process's start until it has caught up ``n`` stored sagas.
+
+    The changelog partition (of a fresh topic prefix) is filled first, untimed; the
+    engine starts with an empty SQLite file; the time ends when its store has applied
+    the changelog's end offset (polled read-only).
+    """
+    return (await measure_restore(n, bootstrap, workdir, deadline_s=deadline_s)).total_s
+
+
+# -- memory -------------------------------------------------------------------------------
+
+
+async def fill_store(db: Path, n: int, templates: Templates, chunk: int = 20_000) -> None:
+    """Write ``n`` order sagas into a new engine store at ``db``, in the store's format.
+
+    `Store.open` makes the file (schema, WAL); the rows are the store's own
+    (`store.row`, `store.history_rows` of each template, as `Store.apply` writes them),
+    with the template's order id replaced by each copy's; they are written in bulk with
+    the store's own statements on a plain connection (a million sagas in minutes).
+    """
+    store = await Store.open(db)
+    await store.apply(Changes(SAGA, PARTITION, next_changelog_offset=0))
+    await store.close()
+    await asyncio.to_thread(_bulk_insert, db, n, templates, chunk)
+
+
+def _bulk_insert(db: Path, n: int, templates: Templates, chunk: int) -> None:
+    shapes = [(store.row(r), store.history_rows(r)) for r in templates.rows]
+
+    def swap(value: Any, order_id: str) -> Any:
+        return value.replace(TOKEN, order_id) if isinstance(value, str) else value
+
+    with contextlib.closing(sqlite3.connect(db)) as c:
+        c.execute("PRAGMA synchronous=OFF")  # a bench fixture: a crash just means a redo
+        for start in range(0, n, chunk):
+            rows: list[tuple[Any, ...]] = []
+            history: list[tuple[Any, ...]] = []
+            for i in range(start, min(n, start + chunk)):
+                order_id = templates.order_id(i)
+                row, entries = shapes[templates.which(i)]
+                rows.append(tuple(swap(v, order_id) for v in row))
+                history.extend(tuple(swap(v, order_id) for v in e) for e in entries)
+            c.executemany(store.INSTANCE_UPSERT, rows)
+            c.executemany(store.HISTORY_UPSERT, history)
+            c.commit()
+
+
+def _remove_db(db: Path) -> None:
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{db}{suffix}").unlink(missing_ok=True)
+
+
+def vm_rss_mb(pid: int) -> float:
+    """VmRSS of ``pid`` from /proc, in MiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise BenchError(f"no VmRSS for pid {pid}")
+
+
+def _envelope(payload: Record, saga_id: str | None, now: datetime) -> Envelope:
+    return Envelope(
+        id=str(uuid.uuid4()),
+        type=payload.SCHEMA,
+        source="/bench",
+        time=now,
+        payload=payload,
+        saga_id=saga_id,
+    )
+
+
+async def _send_work(bootstrap: str, prefix: str, n: int, work: int) -> tuple[int, int]:
+    """``work`` inputs: replies to stored sagas picked at random, then new orders.
+
+    Returns the inbox offset of the last reply and the number of new orders.
+    """
+    codec = build_codec()
+    rng = random.Random(n)
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True, linger_ms=5)
+    await producer.start()
+    try:
+        now = datetime.now(UTC)
+        replies = []
+        for k in range(work // 2):
+            order_id = Templates.order_id(rng.randrange(n))
+            reply = StockReserved(order_id=order_id, reservation_id=f"r-{k}")
+            headers, value = codec.encode(_envelope(reply, f"order:{order_id}", now))
+            replies.append(
+                await producer.send(
+                    prefix + topics.inbox(SAGA),
+                    value,
+                    key=f"order:{order_id}".encode(),
+                    headers=headers,
+                    partition=PARTITION,
+                )
+            )
+        last_reply = max([(await r).offset for r in replies], default=-1)
+        orders = work - work // 2
+        for k in range(orders):
+            order = replace(_order(), order_id=f"new-{k:09d}", placed_at=now)
+            headers, value = codec.encode(_envelope(order, None, now))
+            await producer.send(
+                prefix + "orders.events", value, key=order.order_id.encode(), headers=headers
+            )
+        await producer.flush()
+    finally:
+        await producer.stop()
+        codec.close()
+    return last_reply, orders
+
+
+async def _committed(bootstrap: str, group: str, topic: str) -> int:
+    """The offset ``group`` committed on partition 0 of ``topic`` (-1: none)."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group)
+    await consumer.start()
+    try:
+        return int(await consumer.committed(TopicPartition(topic, PARTITION)) or -1)
+    finally:
+        await consumer.stop()
+
+
+def _new_orders(db: Path) -> int:
+    """How many sagas started by the bench's new orders the store at ``db`` holds."""
+    with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)) as c:
+        (count,) = c.execute(
+            "SELECT COUNT(*) FROM instances WHERE saga_name = ? AND saga_id LIKE 'order:new-%'",
+            (SAGA,),
+        ).fetchone()
+    return int(count)
+
+
+async def _wait_log(
+    engine: ManagedProcess, text: str, supervisor: Supervisor, deadline_s: float
+) -> None:
+    """Wait until the engine's log holds ``text``."""
+    log = engine.log
+    began = time.monotonic()
+    while text not in await asyncio.to_thread(log.read_text, errors="replace"):
+        if not engine.alive() or time.monotonic() - began > deadline_s:
+            raise BenchError(f"engine never logged {text!r}:\n" + _tail(supervisor))
+        await asyncio.sleep(0.2)  # polling interval of the deadline loop above
+
+
+async def rss_mb(
+    n: int, bootstrap: str, workdir: Path, *, work: int = 2000, deadline_s: float = 900
+) -> float:
+    """Resident memory (MiB) of an engine whose store holds ``n`` sagas, after ``work`` inputs.
+
+    The store is written directly (`fill_store`: the rows catch-up writes, through the
+    store's own `Store.apply`). The engine then processes ``work`` inputs: half of them
+    replies to stored sagas picked at random (each one a load from SQLite), half new
+    orders through the router (each a new saga). VmRSS is read once all are processed.
+    """
+    prefix = _prefix("rss")
+    await _saga_topics(bootstrap, prefix)
+    layout = SystemLayout(
+        bootstrap, workdir, prefix, partitions=1, extra_env={"SAGAS_TELEMETRY": "off"}
+    )
+    db = layout.engine_db(0)
+    await asyncio.to_thread(_remove_db, db)
+    await fill_store(db, n, Templates.build())
+    with Supervisor(workdir / "logs") as supervisor:
+        system = LocalSystem(layout, supervisor)
+        engine = system.start(system.engine_spec(0, (SAGA,)))
+        inbox = prefix + topics.inbox(SAGA)
+        await _wait_log(engine, f"owning {inbox}[0]", supervisor, deadline_s)
+        last_reply, orders = await _send_work(bootstrap, prefix, n, work)
+        began = time.monotonic()
+        group = f"{prefix}sagas-engine"
+        while (
+            await _committed(bootstrap, group, inbox) <= last_reply
+            or await asyncio.to_thread(_new_orders, db) < orders
+        ):
+            if not engine.alive() or time.monotonic() - began > deadline_s:
+                raise BenchError("engine did not process the work:\n" + _tail(supervisor))
+            await asyncio.sleep(0.2)  # polling interval of the deadline loop above
+        rss = vm_rss_mb(engine.pid)
+        supervisor.stop_all()
+    return rss
