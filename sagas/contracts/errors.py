@@ -14,7 +14,7 @@ runtime can put it on the dead-letter topic with `ContractError.dlq_headers`::
         └── MessageError           an incoming message is bad: dead-letter it, never retry
             ├── HeaderError        "header-missing", "header-duplicate", "header-invalid"
             ├── FramingError       "truncated", "bad-magic-byte"
-            ├── OversizeError      "payload-too-large"
+            ├── OversizeError      "payload-too-large", "headers-too-large"
             ├── UnknownSchemaError "unknown-schema": no schema has that id (or name)
             ├── UnknownTypeError   "unknown-type": no message class for the ce_type
             ├── TypeMismatchError  "type-mismatch": ce_type is not the schema id's type

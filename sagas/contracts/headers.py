@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sagas.contracts.errors import HeaderError
+from sagas.contracts.errors import HeaderError, OversizeError
 from sagas.contracts.record import Envelope
 
 SPECVERSION = "1.0"
@@ -41,6 +41,10 @@ _OPTIONAL = ("saga_id", "reply_to", "traceparent", "tracestate")
 _KNOWN = frozenset(_REQUIRED + _OPTIONAL)
 _TRACEPARENT = re.compile(r"^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$")
 _MAX_HEADER_BYTES = 4096
+MAX_HEADERS = 64
+"""Most headers one message may carry, known or not."""
+MAX_HEADERS_BYTES = 64 * 1024
+"""Most bytes all headers of one message may hold together (names and values)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -86,12 +90,14 @@ def from_headers(headers: RawHeaders) -> Metadata:
     """Validate the headers of an incoming message and read its attributes.
 
     Unknown headers are ignored; known ones must appear once, be UTF-8, and be
-    well-formed. An invalid ``traceparent`` is dropped (with its ``tracestate``), as the
-    W3C spec asks, instead of rejecting the message.
+    well-formed. All of them together are bounded (`MAX_HEADERS`, `MAX_HEADERS_BYTES`).
+    An invalid ``traceparent`` is dropped (with its ``tracestate``), as the W3C spec
+    asks, instead of rejecting the message.
 
     Raises:
         HeaderError: with reason ``header-missing``, ``header-duplicate`` or
             ``header-invalid``, naming the header.
+        OversizeError: with reason ``headers-too-large``.
     """
     values = _collect(headers)
     for name in _REQUIRED:
@@ -122,10 +128,17 @@ def from_headers(headers: RawHeaders) -> Metadata:
 
 def _collect(headers: RawHeaders) -> dict[str, str]:
     values: dict[str, str] = {}
-    for item in headers:
+    total = 0
+    for count, item in enumerate(headers, 1):
         if not isinstance(item, tuple) or len(item) != 2 or not isinstance(item[0], str):
             raise HeaderError(f"malformed header entry {item!r:.60}")
         name, raw = item
+        total += len(name) + (len(raw) if isinstance(raw, bytes) else 0)
+        if count > MAX_HEADERS or total > MAX_HEADERS_BYTES:
+            raise OversizeError(
+                f"more than {MAX_HEADERS} headers or {MAX_HEADERS_BYTES} bytes of them",
+                reason="headers-too-large",
+            )
         if name not in _KNOWN:
             continue
         if name in values:

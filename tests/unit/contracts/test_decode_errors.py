@@ -8,7 +8,7 @@ import pytest
 
 from sagas.contracts import errors
 from sagas.contracts.codec import Codec
-from sagas.contracts.headers import Headers
+from sagas.contracts.headers import MAX_HEADERS, MAX_HEADERS_BYTES, Headers
 from sagas.contracts.messages.orders import OrderCancelled, OrderFulfilled
 from sagas.contracts.messages.payments import PaymentDeclined
 from sagas.contracts.record import Envelope
@@ -133,3 +133,13 @@ def test_values_that_do_not_fit_the_class_are_invalid_fields() -> None:
         from_avro(PaymentDeclined, {"order_id": "o", "reason": "BOGUS"})
     with pytest.raises(errors.InvalidFieldError, match=r"OrderCancelled\.cancelled_at"):
         from_avro(OrderCancelled, {"order_id": "o", "reason": "r", "cancelled_at": 5})
+
+
+def test_too_many_or_too_large_headers_are_rejected(codec: Codec) -> None:
+    headers, value = message(codec)
+    many = [*headers, *(("x-extra", b"1") for _ in range(MAX_HEADERS))]
+    assert reason_of(codec, many, value) == "headers-too-large"
+    big = [*headers, ("x-blob", b"x" * MAX_HEADERS_BYTES)]
+    assert reason_of(codec, big, value) == "headers-too-large"
+    # Unknown headers within the bounds are still ignored.
+    assert codec.decode([*headers, ("x-extra", b"1")], value).id
