@@ -110,11 +110,21 @@ async def zombie_engine(ctx: ChaosContext) -> None:
     group = f"{ctx.prefix}sagas-engine"
     others = sum(1 for n in ctx.engines if n != name)
     session = ctx.system.layout.session_timeout_s
+
+    async def everyone_in() -> bool:
+        state, members = await _members(ctx, group)
+        return state == "Stable" and members == others + 1
+
+    # Only a member that owns partitions can become a zombie.
+    await _wait_for(everyone_in, deadline_s=session * 4 + 60)
     ctx.log(f"zombie_engine: SIGSTOP {name} past its {session:.0f}s session timeout")
     os.kill(proc.pid, signal.SIGSTOP)
+    stopped = time.monotonic()
     try:
 
         async def taken_over() -> bool:
+            if time.monotonic() - stopped < session:
+                return False  # the group cannot have noticed yet
             state, members = await _members(ctx, group)
             return state == "Stable" and members == others
 
@@ -131,15 +141,11 @@ async def zombie_engine(ctx: ChaosContext) -> None:
             log.seek(log_size)
             return log.read().count(FENCED_LINE)
 
-    async def back() -> bool:
-        state, members = await _members(ctx, group)
-        return state == "Stable" and members == others + 1
-
     async def fenced() -> bool:
         return fenced_lines() > 0
 
     # Back in the group; a late write it attempted meanwhile is refused and logged.
-    await _wait_for(back, deadline_s=session * 4 + 30)
+    await _wait_for(everyone_in, deadline_s=session * 4 + 30)
     await _wait_for(fenced, deadline_s=5)
     ctx.notes.setdefault("zombie_fenced_writes_logged", 0)
     ctx.notes["zombie_fenced_writes_logged"] += fenced_lines()
