@@ -175,7 +175,8 @@ class TransactionalLoop:
         self._stopping = asyncio.Event()
         self.batches_committed = 0
         self.doubts: Counter[str] = Counter()
-        """How in-doubt transactions turned out: committed, not_committed, unknown (ticks)."""
+        """How in-doubt transactions turned out: committed, not_committed, unknown (a
+        tick's), handed_over (revoked first: the next owner's initialisation settles it)."""
 
     @property
     def consumer(self) -> AIOKafkaConsumer | None:
@@ -411,8 +412,16 @@ class TransactionalLoop:
         async with self._lock:
             self._fenced -= set(revoked)
             for tp in revoked:
-                self._in_doubt.pop(tp, None)
                 self._retry_after.pop(tp, None)
+                if tp in self._in_doubt:
+                    del self._in_doubt[tp]
+                    self.doubts["handed_over"] += 1
+                    log.warning(
+                        "in-doubt transaction on %s (transactional id %s): partition revoked "
+                        "before it was settled; its next owner settles it",
+                        tp,
+                        self._transactional_id(tp),
+                    )
             await self._close_producers(revoked)
 
     async def _close_producers(self, tps: list[TopicPartition]) -> None:
