@@ -100,6 +100,7 @@ def write_control(path: Path, **fields: Any) -> Control:
 
 
 def utcnow() -> datetime:
+    """The system clock (UTC): what the offset is added to."""
     return datetime.now(UTC)
 
 
