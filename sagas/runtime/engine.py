@@ -172,6 +172,7 @@ class Engine:
         specs += [topics.TopicSpec(t, self.settings.partitions) for t in self._router_topics]
         specs += [topics.TopicSpec(topics.OUTCOMES, self.settings.partitions)]
         specs += [topics.TopicSpec("sagas.router.dlq", 1)]
+        specs += [topics.TopicSpec(topics.READ_MODEL_DEAD_LETTERS, 1)]
         specs += [topics.TopicSpec(t, self.settings.partitions) for t in self._command_topics()]
         prefix = self.settings.topic_prefix
         specs = [dataclasses.replace(s, name=prefix + s.name) for s in specs]

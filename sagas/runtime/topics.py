@@ -17,6 +17,8 @@ from sagas.runtime.errors import TopicSetupError
 log = logging.getLogger(__name__)
 
 OUTCOMES = "sagas.events"
+READ_MODEL_DEAD_LETTERS = "sagas.readmodel.dlq"
+"""Where the read model (dashboard, CLI) puts records of its topics it cannot read."""
 
 
 def inbox(saga: str) -> str:

@@ -5,6 +5,11 @@ The follower is a consumer without a group: it assigns itself every partition of
 engine process, whichever owns them) and of ``<prefix>sagas.events``, reads with
 ``read_committed`` (an aborted engine transaction never shows), and keeps its offsets in
 its own SQLite file, written with the rows they produced.
+
+A record it cannot read (an outcome event that does not decode, a changelog record that
+is not the engine's JSON) goes to ``<prefix>sagas.readmodel.dlq`` with the reason in
+``dlq_*`` headers before the offsets past it are stored; each read model file does so
+once.
 """
 
 from __future__ import annotations
@@ -18,11 +23,11 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.errors import KafkaError
 
 from sagas.contracts.codec import Codec
-from sagas.contracts.errors import ContractError
+from sagas.contracts.errors import ContractError, MessageError
 from sagas.ops.errors import KafkaUnavailableError
 from sagas.ops.kafka import Topics
 from sagas.ops.readmodel.store import Batch, OpsStore, Outcome, iso
@@ -33,6 +38,10 @@ log = logging.getLogger(__name__)
 
 Progress = Callable[[int, int], None]
 """Called with (records read, records to read) while catching up."""
+
+MAX_DEAD_LETTER_VALUE = 512 * 1024
+"""A larger value is left out of its dead letter (``dlq_truncated`` keeps its length),
+so the dead letter stays under the producer's default 1 MiB request size."""
 
 REDISCOVER_EVERY = 5.0
 """Seconds between two looks for new saga changelogs while following."""
@@ -78,6 +87,10 @@ class Follower:
         self._prefix = topic_prefix
         self._options = client_options or {}
         self._consumer: AIOKafkaConsumer | None = None
+        self._producer: AIOKafkaProducer | None = None
+        self._rejected: list[tuple[ConsumerRecord[Any, Any], ContractError]] = []
+        self.dead_lettered = 0
+        """Records this follower put on the read model's dead-letter topic."""
         self._assigned: set[TopicPartition] = set()
         self._next: dict[TopicPartition, int] = {}
         self._cond = asyncio.Condition()
@@ -114,6 +127,9 @@ class Follower:
         if self._consumer is not None:
             consumer, self._consumer = self._consumer, None
             await consumer.stop()
+        if self._producer is not None:
+            producer, self._producer = self._producer, None
+            await producer.stop()
 
     def _saga_of(self, topic: str) -> str | None:
         """The saga name of a changelog topic of ours, else None."""
@@ -176,6 +192,17 @@ class Follower:
         for tp, records in data.items():
             read += len(records)
             self._decode(tp, records, batch)
+        # Dead letters first: the offsets past a rejected record are stored only once its
+        # dead letter is on Kafka (a failure here rewinds to the stored offsets).
+        try:
+            await self._send_rejected()
+        except BaseException:
+            for tp in self._assigned:
+                if tp in self._next:
+                    consumer.seek(tp, self._next[tp])
+                else:
+                    await consumer.seek_to_beginning(tp)
+            raise
         for tp in self._assigned:
             position = await consumer.position(tp)
             if self._next.get(tp) != position:
@@ -196,7 +223,13 @@ class Follower:
         if saga is not None:
             changes = Changes(saga, tp.partition)
             for record in records:
-                changelog.apply_record(changes, record.key, record.value)
+                try:
+                    changelog.apply_record(changes, record.key, record.value)
+                except (ValueError, KeyError, TypeError, AttributeError) as exc:
+                    error = MessageError(
+                        f"not a changelog record: {exc!r:.200}", reason="changelog-invalid"
+                    )
+                    self._reject(record, error)
             batch.instances.extend(changes.instances)
             return
         for record in records:
@@ -208,7 +241,7 @@ class Follower:
         try:
             envelope = self._codec.decode(record.headers or [], record.value)
         except ContractError as exc:
-            log.warning("skipping an undecodable outcome event: %s", exc)
+            self._reject(record, exc)
             return None
         p = envelope.payload
         return Outcome(
@@ -220,6 +253,34 @@ class Follower:
             step=getattr(p, "step", None) or None,
             reason=getattr(p, "reason", None),
         )
+
+    def _reject(self, record: ConsumerRecord[Any, Any], error: ContractError) -> None:
+        error.located(record.topic, record.partition, record.offset)
+        log.warning("read model: dead-lettering %s", error)
+        self._rejected.append((record, error))
+
+    async def _send_rejected(self) -> None:
+        if not self._rejected:
+            return
+        if self._producer is None:
+            producer = AIOKafkaProducer(
+                bootstrap_servers=self._bootstrap, enable_idempotence=True, **self._options
+            )
+            await producer.start()
+            self._producer = producer
+        topic = self._prefix + topics.READ_MODEL_DEAD_LETTERS
+        try:
+            for record, error in self._rejected:
+                value = record.value
+                headers = [(k, v or b"") for k, v in record.headers or ()]
+                headers += error.dlq_headers()
+                if value is not None and len(value) > MAX_DEAD_LETTER_VALUE:
+                    headers.append(("dlq_truncated", str(len(value)).encode()))
+                    value = b""
+                await self._producer.send_and_wait(topic, value, key=record.key, headers=headers)
+                self.dead_lettered += 1
+        finally:
+            self._rejected.clear()
 
     async def run(self, stop: asyncio.Event) -> None:
         """Follow until ``stop`` is set; Kafka errors are logged and retried."""
