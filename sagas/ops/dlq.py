@@ -23,6 +23,9 @@ from sagas.ops.errors import KafkaUnavailableError, NotFoundError, OpsError
 from sagas.ops.kafka import Topics
 
 DLQ_HEADER_PREFIX = "dlq_"
+MAX_SHOWN_BYTES = 64 * 1024
+"""Most bytes of a dead letter's value `DeadLetter.detail` shows (an oversized record
+is in its dead letter whole; the page and the API show its start and its size)."""
 
 
 @dataclass(frozen=True)
@@ -72,13 +75,14 @@ class DeadLetter:
 
     def detail(self) -> dict[str, Any]:
         """The summary plus every header and the value (hex, and as text when printable)."""
-        text = self.value.decode(errors="replace") if self.value is not None else None
+        shown = self.value[:MAX_SHOWN_BYTES] if self.value is not None else None
         return {
             **self.summary(),
             "headers": [[k, v.decode(errors="replace")] for k, v in self.headers],
-            "value_hex": self.value.hex() if self.value is not None else None,
-            "value_text": text,
+            "value_hex": shown.hex() if shown is not None else None,
+            "value_text": shown.decode(errors="replace") if shown is not None else None,
             "size": len(self.value or b""),
+            "truncated": len(self.value or b"") > MAX_SHOWN_BYTES,
         }
 
 
@@ -219,6 +223,7 @@ class DeadLetters:
                 target = letter.header("dlq_topic")
                 if not target:
                     raise OpsError(f"dead letter {letter.id} has no dlq_topic header")
+                self._check_target(letter, target)
                 await producer.send_and_wait(
                     target, letter.value, key=letter.key, headers=letter.original_headers
                 )
@@ -228,6 +233,14 @@ class DeadLetters:
         finally:
             await producer.stop()
         return done
+
+    def _check_target(self, letter: DeadLetter, target: str) -> None:
+        """A replay goes back to an input topic of this system only: ``dlq_topic`` is a
+        header anyone who can write to a dead-letter topic can set, and a changelog or
+        another dead-letter topic is never an input."""
+        internal = target.endswith((".changelog", ".dlq"))
+        if not target.startswith(self._prefix) or internal:
+            raise OpsError(f"dead letter {letter.id}: will not replay to {target!r:.100}")
 
     def _require(self) -> AIOKafkaConsumer:
         if self._consumer is None:
