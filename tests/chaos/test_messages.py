@@ -98,10 +98,11 @@ async def run(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) ->
             engines=["engine-1"],
             services=list(SERVICES),
         )
+        await system.wait_healthy("orders")
+        await topic_created(kafka_bootstrap, f"{layout.prefix}sagas.events")  # by the engine
         async with asyncio.TaskGroup() as tg:
             watching = tg.create_task(watcher.run())
             try:
-                await system.wait_healthy("orders")
                 await orders.place(6, concurrency=3)
                 await orders.wait_until_ended(deadline_s=90)
                 ready = Run(orders, ctx)
@@ -112,6 +113,14 @@ async def run(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) ->
                 watching.cancel()
         assert not supervisor.unexpected_exits(), supervisor.unexpected_exits()
     codec.close()
+
+
+async def topic_created(servers: str, name: str, deadline_s: float = 120) -> None:
+    loop = asyncio.get_running_loop()
+    end = loop.time() + deadline_s
+    while name not in await messages.list_topics(servers):
+        assert loop.time() < end, f"{name} was not created in {deadline_s}s"
+        await asyncio.sleep(0.5)  # polling interval of a condition with a deadline
 
 
 # -- what the system holds ---------------------------------------------------------------
@@ -239,14 +248,18 @@ async def test_a_rewound_participant_applies_nothing_twice(run: Run) -> None:
 # -- poison and dead letters ---------------------------------------------------------------
 
 
-async def dead_lettered(run: Run) -> dict[str, dict[str, str]]:
-    """Poison key -> {dead-letter topic: reason} over every DLQ of the run."""
+async def dead_lettered(run: Run) -> tuple[dict[str, dict[str, str]], set[str]]:
+    """Poison key -> {dead-letter topic: reason} over every DLQ of the run, and the keys
+    of the dead letters that were shortened to fit (``dlq_truncated``)."""
     names = dlq.dead_letter_topics(run.ctx, await messages.list_topics(run.ctx.direct_servers))
     found: dict[str, dict[str, str]] = {}
+    shortened: set[str] = set()
     for record in await messages.read_topics(run.ctx.direct_servers, names):
-        reason = dict(record.headers).get("dlq_reason", b"").decode()
-        found.setdefault(record.key.decode(), {})[record.topic] = reason
-    return found
+        headers = dict(record.headers)
+        found.setdefault(record.key.decode(), {})[record.topic] = headers["dlq_reason"].decode()
+        if "dlq_truncated" in headers:
+            shortened.add(record.key.decode())
+    return found, shortened
 
 
 async def test_poison_on_every_consumed_topic_is_dead_lettered_with_its_reason(run: Run) -> None:
@@ -258,7 +271,7 @@ async def test_poison_on_every_consumed_topic_is_dead_lettered_with_its_reason(r
         *(f"{p}{name}.commands" for name in ("inventory", "payments", "shipping")),
     }
     await settled(run, groups(run))
-    found = await dead_lettered(run)
+    found, shortened = await dead_lettered(run)
     consumers = {
         f"{p}sagas.{ORDERS.saga}.inbox": {f"{p}sagas.{ORDERS.saga}.dlq"},
         f"{p}orders.events": {f"{p}sagas.router.dlq", f"{p}orders.dlq"},
@@ -275,6 +288,8 @@ async def test_poison_on_every_consumed_topic_is_dead_lettered_with_its_reason(r
                 key,
                 found.get(key),
             )
+    # A record as large as Kafka takes has a dead letter too large to produce whole.
+    assert shortened == {k for keys in run.ctx.poison.values() for k in keys if ":max_size:" in k}
     assert await dlq.dead_letters(run.ctx, []) == {}
     # No partition stopped: new sagas still run to their end.
     await run.orders.place(2, start=100)

@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -34,6 +35,8 @@ from sagas.chaos.faults.base import ChaosContext, Fault
 from sagas.contracts.errors import ContractError
 from sagas.contracts.record import Envelope
 from sagas.runtime import changelog
+
+log = logging.getLogger(__name__)
 
 RECENT = 200
 """Records read back per partition when looking for something to duplicate."""
@@ -247,15 +250,17 @@ async def _group_state(admin: AIOKafkaAdminClient, group: str) -> tuple[str, lis
     return str(described[2]), [str(m[0]) for m in described[5]]
 
 
-async def _empty_group(admin: AIOKafkaAdminClient, group: str, deadline_s: float) -> None:
-    """Make the group memberless: the dead member leaves on our behalf, or times out."""
+async def _empty_group(admin: AIOKafkaAdminClient, group: str, deadline_s: float) -> float:
+    """Make the group memberless: the dead member leaves on our behalf, or times out.
+
+    Returns the seconds it took."""
     loop = asyncio.get_running_loop()
     end_at = loop.time() + deadline_s
     coordinator = await admin.find_coordinator(group)
     while True:
         state, members = await _group_state(admin, group)
         if state in ("Empty", "Dead"):
-            return
+            return deadline_s - (end_at - loop.time())
         for member in members:
             # A dead member would only leave after its session timeout (faust: 60 s);
             # LeaveGroup on its behalf ends it now. aiokafka's admin has no public call
@@ -276,10 +281,11 @@ async def rewind_group(
     admin = AIOKafkaAdminClient(bootstrap_servers=servers)
     await admin.start()
     try:
-        await _empty_group(admin, group, deadline_s)
+        emptied_s = await _empty_group(admin, group, deadline_s)
         committed = await admin.list_consumer_group_offsets(group)
     finally:
         await admin.close()
+    log.info("group %s had no member %.1fs after its member died", group, emptied_s)
     # faust's own leader-election topic is not input: leave it alone.
     tps = {
         tp: m.offset for tp, m in committed.items() if m.offset > 0 and "__assignor" not in tp.topic
