@@ -20,6 +20,7 @@ instead of aiokafka's endless reconnects.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ssl
 from collections.abc import Mapping
 from pathlib import Path
@@ -176,6 +177,17 @@ def _hosts(bootstrap_servers: str) -> list[tuple[str, int]]:
     return found
 
 
+async def _closed(conn: Any) -> None:
+    """Close an aiokafka connection and wait (briefly) until its transport is gone.
+
+    ``close`` only schedules the socket's closing; a loop that ends right after (a
+    process refusing to start) would otherwise collect an open TLS transport.
+    """
+    closing = conn.close()
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(asyncio.shield(closing), 2.0)
+
+
 def _tls_cause(exc: BaseException) -> ssl.SSLError | None:
     """The TLS error behind ``exc`` (aiokafka wraps it in a connection error), if any."""
     seen: BaseException | None = exc
@@ -225,7 +237,7 @@ async def check_access(
     """
     if settings.security_protocol == "PLAINTEXT":
         return
-    from aiokafka.conn import create_conn
+    from aiokafka.conn import AIOKafkaConnection
     from aiokafka.errors import KafkaError, SaslAuthenticationFailed
     from aiokafka.protocol.metadata import MetadataRequest
 
@@ -243,10 +255,14 @@ async def check_access(
     }
     for host, port in _hosts(bootstrap_servers):
         try:
-            conn = await asyncio.wait_for(
-                create_conn(host, port, request_timeout_ms=int(timeout_s * 1000), **conn_opts),
-                timeout_s,
+            conn = AIOKafkaConnection(
+                host, port, request_timeout_ms=int(timeout_s * 1000), **conn_opts
             )
+            try:
+                await asyncio.wait_for(conn.connect(), timeout_s)
+            except BaseException:
+                await _closed(conn)
+                raise
         except SaslAuthenticationFailed as exc:
             raise KafkaAccessError(
                 f"Kafka at {host}:{port} rejected the login of user "
@@ -270,7 +286,7 @@ async def check_access(
                 raise _tls_refused(host, port, tls, settings) from exc
             continue
         finally:
-            conn.close()
+            await _closed(conn)
         return
 
 

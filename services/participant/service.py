@@ -150,10 +150,12 @@ class ParticipantService:
         """Open the store (seeding it once), create missing topics, start consuming."""
         if self._started:
             return
+        if self.kafka is not None:
+            # Before anything is opened: a refused login must leave nothing running (an
+            # open SQLite connection's thread would keep the process alive).
+            self.client_options = await checked_options(self.kafka, self.bootstrap)
         self._started = True
         await prepare_store(self.store, self.participant, self.settings.seed_file)
-        if self.kafka is not None:
-            self.client_options = await checked_options(self.kafka, self.bootstrap)
         await self._create_topics()
         self.app = self._build_app()
         # faust enables transactions (and with them read_committed) only in a worker.
