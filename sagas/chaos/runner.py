@@ -19,6 +19,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field, replace
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -123,7 +124,8 @@ async def _start_broker(plan: ChaosPlan, stack: contextlib.AsyncExitStack) -> tu
         proxy_port=proxy_port,
         direct_port=free_port() if proxy_port else 0,
     )
-    await asyncio.to_thread(broker.start, timeout=settings.start_timeout, quiet=True)
+    timeout = max(settings.start_timeout, timedelta(seconds=START_DEADLINE_S))
+    await asyncio.to_thread(broker.start, timeout=timeout, quiet=True)
     stack.callback(broker.stop)
     return broker, proxy
 

@@ -23,7 +23,7 @@ from sagas.chaos.runner import ChaosPlan, run_chaos
 from sagas.definitions import all_definitions
 from sagas.machine import SagaState
 
-pytestmark = [pytest.mark.chaos, pytest.mark.kafka, pytest.mark.timeout(600)]
+pytestmark = [pytest.mark.chaos, pytest.mark.kafka, pytest.mark.timeout(1200)]
 
 SEED = 20261129
 FAULTS = {"engine_kill": 2, "service_kill": 1, "zombie_engine": 1}
