@@ -38,7 +38,7 @@ pytestmark = [
     pytest.mark.kafka,
     pytest.mark.chaos,
     pytest.mark.asyncio(loop_scope="module"),
-    pytest.mark.timeout(300),  # set-up included: four services, an engine, six sagas
+    pytest.mark.timeout(420),  # set-up included: broker, four services, an engine, six sagas
 ]
 
 SERVICES = ORDERS.services

@@ -61,13 +61,21 @@ MAX_SIZE_SLACK = 64
 
 
 def consumed_topics(ctx: ChaosContext, existing: set[str]) -> list[str]:
-    """The physical topics some running part of the system consumes."""
+    """The physical topics some running part of the system consumes.
+
+    ``sagas.events`` counts only when the run follows it with a read model (which
+    dead-letters to ``sagas.readmodel.dlq``): the runner says so with
+    ``ctx.notes["read_model"] = True``. The changelogs are the engines' own state, not
+    input, and get no poison.
+    """
     p = ctx.prefix
     logical: set[str] = set()
     if ctx.engines:
         running = [d for d in all_definitions() if p + topics.inbox(d.name) in existing]
         logical.update(topics.inbox(d.name) for d in running)
         logical.update(event_topics(running))
+    if ctx.notes.get("read_model"):
+        logical.add(topics.OUTCOMES)
     for participant in all_participants():
         if participant.name not in ctx.services:
             continue
