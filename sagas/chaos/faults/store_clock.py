@@ -74,9 +74,8 @@ async def _store_fault(ctx: ChaosContext, kind: str, mode: StoreMode) -> None:
     finally:
         write_control(path, store="ok")
     # Counted for the report: whether the engine had a write to refuse meanwhile.
-    ctx.notes["store_refusals_logged"] = ctx.notes.get(
-        "store_refusals_logged", 0
-    ) + _refused_since(ctx, engine, offset)
+    refused = _refused_since(ctx, engine, offset)
+    ctx.notes["store_refusals_logged"] = ctx.notes.get("store_refusals_logged", 0) + refused
     ctx.faults[kind] += 1
 
 
