@@ -76,7 +76,9 @@ class ChaosPlan:
     rate: float = 4.0
     quiesce_s: float = 600.0
     partitions: int = 6
-    session_timeout_s: float = 6.0
+    session_timeout_s: float = 20.0
+    """Of the engines' group. Longer than the dev default (6 s): on a loaded machine a
+    busy engine misses heartbeats for seconds, and each miss moves every partition."""
     proxy: bool | None = None
     """Clients through the fault proxy; None: when a network fault is scheduled."""
     schedule: list[PlannedFault] = field(default_factory=list)

@@ -32,7 +32,7 @@ FAULTS = {"engine_kill": 2, "service_kill": 1, "zombie_engine": 1}
 async def test_short_scenario_has_no_violation_and_the_checks_catch_a_broken_system(
     tmp_path: Path,
 ) -> None:
-    plan = ChaosPlan(sagas=120, seed=SEED, counts=dict(FAULTS), workdir=tmp_path, rate=4.0)
+    plan = ChaosPlan(sagas=100, seed=SEED, counts=dict(FAULTS), workdir=tmp_path, rate=4.0)
     lines: list[str] = []
     outcome = await run_chaos(plan, show=lambda ctx, status: None, log=lines.append)
     result = report.build(plan, outcome)
