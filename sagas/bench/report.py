@@ -53,6 +53,10 @@ def rows(r: dict[str, Any]) -> list[tuple[str, str, str]]:
 
     lat = r.get("latency_ms") or {}
     rss = r.get("rss_mb") or {}
+    counts = (r.get("params") or {}).get("state_counts") or {}
+    restore = "restore_s_100k"
+    if counts.get("restore", 100_000) != 100_000:
+        restore += f" (scaled: {counts['restore']} sagas)"
     out = [
         ("raw_relay_msgs_per_s", _fmt(r.get("raw_relay_msgs_per_s")), ""),
         ("saga_msgs_per_s", _fmt(r.get("saga_msgs_per_s")), ""),
@@ -62,7 +66,7 @@ def rows(r: dict[str, Any]) -> list[tuple[str, str, str]]:
         ("latency p50 ms (half load)", _fmt(lat.get("p50")), target("latency_p50_ms")),
         ("latency p95 ms (half load)", _fmt(lat.get("p95")), ""),
         ("latency p99 ms (half load)", _fmt(lat.get("p99")), target("latency_p99_ms")),
-        ("restore_s_100k", _fmt(r.get("restore_s_100k"), 2), target("restore_s_100k")),
+        (restore, _fmt(r.get("restore_s_100k"), 2), target("restore_s_100k")),
         ("rss_mb 10k", _fmt(rss.get("10k")), ""),
         ("rss_mb 1m", _fmt(rss.get("1m")), target("rss_1m_over_10k") + " (x 10k)"),
         ("tracing_cost", _fmt(r.get("tracing_cost"), 3), target("tracing_cost")),

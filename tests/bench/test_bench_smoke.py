@@ -46,11 +46,12 @@ def test_tiny_bench_reports_every_figure(kafka_bootstrap: str, tmp_path: Path) -
     assert set(result) >= KEYS
     assert result["raw_relay_msgs_per_s"] > 0
     assert result["sagas_per_s"] > 0
-    # Every saga costs the same messages on the happy path: start routed, five inputs,
-    # four commands, the end event, outcome events and one changelog record per input.
-    per_saga = result["msgs_per_saga"]["total"]
-    assert per_saga == pytest.approx(result["saga_msgs_per_s"] / result["sagas_per_s"])
-    assert per_saga >= 20
+    # A saga costs at least 24 messages on the happy path (docs/benchmarks.md): 7
+    # consumed, 17 produced; a resend after a timeout on a slow machine adds more.
+    per_saga = result["msgs_per_saga"]
+    assert per_saga["total"] == pytest.approx(result["saga_msgs_per_s"] / result["sagas_per_s"])
+    assert per_saga["consumed"] >= 7
+    assert per_saga["produced"] >= 17
     assert result["ratio"] == pytest.approx(
         result["saga_msgs_per_s"] / result["raw_relay_msgs_per_s"]
     )
