@@ -157,6 +157,7 @@ class TransactionalLoop:
         self._max_records = max_records
         self._idle_ms = int(idle_tick.total_seconds() * 1000)
         self._session_ms = int(session_timeout.total_seconds() * 1000)
+        self._heartbeat_ms = max(self._session_ms // 5, 500)
         self._commit_timeout_s = commit_timeout.total_seconds()
         self._producers: dict[TopicPartition, AIOKafkaProducer] = {}
         # The next offset to process per owned partition: records below it were fetched
@@ -210,7 +211,7 @@ class TransactionalLoop:
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             session_timeout_ms=self._session_ms,
-            heartbeat_interval_ms=max(self._session_ms // 5, 500),
+            heartbeat_interval_ms=self._heartbeat_ms,
             **self._options,
         )
         self._consumer = consumer
@@ -454,6 +455,10 @@ class TransactionalLoop:
         await abandon(producer)
         await self._handler.revoked(self._logical(tp))
         self._in_doubt[tp] = consumed_until
+        # Not at once: if this process was paused (a zombie whose session expired), two
+        # heartbeats let the group take the partition away first; re-initialising it
+        # here would fence its rightful new owner.
+        self._retry_after[tp] = time.monotonic() + 2 * self._heartbeat_ms / 1000
         if self._consumer is not None and tp in self._consumer.assignment():
             self._consumer.pause(tp)  # nothing is fetched for it until it is taken again
 
