@@ -9,10 +9,8 @@ the store records the changelog's end offset as applied (the last write of catch
 after a fixed amount of work (replies to stored sagas, which forces loads across the
 whole id space, and new orders through the router).
 
-Both build their records from real instances: the order saga is run in the test kit's
-`Harness` through varied outcomes (completed, compensated, waiting on each step,
-compensating), each instance is encoded exactly as the engine writes it
-(`stored_row` + `changelog.instance_value`), and copies get their own order id.
+Both use copies of real order sagas, encoded as the engine writes them
+(`sagas.bench.stored_sagas`).
 """
 
 from __future__ import annotations
@@ -24,199 +22,41 @@ import re
 import sqlite3
 import time
 import uuid
-from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta
-from decimal import Decimal
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
+from sagas.bench.stored_sagas import (
+    PARTITION,
+    SAGA,
+    Templates,
+    fill_changelog,
+    fill_store,
+    order,
+)
 from sagas.contracts.factory import build_codec
-from sagas.contracts.messages.inventory import (
-    ReleaseStock,
-    ReserveStock,
-    StockReleased,
-    StockReserved,
-)
-from sagas.contracts.messages.orders import Address, OrderLine, OrderPlaced
-from sagas.contracts.messages.payments import (
-    AuthorizePayment,
-    CapturePayment,
-    DeclineReason,
-    PaymentAuthorized,
-    PaymentCaptured,
-    PaymentDeclined,
-    PaymentVoided,
-    VoidPayment,
-)
-from sagas.contracts.messages.shipping import (
-    CancelShipment,
-    ScheduleShipment,
-    ShipmentCancelled,
-    ShipmentFailed,
-    ShipmentScheduled,
-)
+from sagas.contracts.messages.inventory import StockReserved
 from sagas.contracts.record import Envelope, Record
-from sagas.definitions.order_fulfilment import ORDER_FULFILMENT
 from sagas.dev.processes import ManagedProcess, Supervisor
 from sagas.dev.system import LocalSystem, SystemLayout
 from sagas.errors import SagasError
-from sagas.machine import SagaInstance
-from sagas.runtime import changelog, store, topics
-from sagas.runtime.store import Changes, Store, StoredInstance
-from sagas.runtime.worker import stored_row
-from sagas.testing import Handler, Harness, reply, silent
+from sagas.runtime import topics
 
-SAGA = ORDER_FULFILMENT.name
-TOKEN = "BENCHTEMPLATE0"
-"""The order id of the template instances; each copy replaces it with its own."""
-
-PARTITION = 0
-"""The benches run the saga with one inbox partition, so one engine owns everything."""
+__all__ = [
+    "BenchError",
+    "Restore",
+    "applied_offset",
+    "measure_restore",
+    "restore_s",
+    "rss_mb",
+    "vm_rss_mb",
+]
 
 
 class BenchError(SagasError):
     """A bench run did not reach its end (engine died, deadline passed)."""
-
-
-# -- realistic instances --------------------------------------------------------------
-
-
-def _order() -> OrderPlaced:
-    return OrderPlaced(
-        order_id=TOKEN,
-        customer_id="customer-0042",
-        items=(
-            OrderLine(sku="SKU-1001", quantity=2, unit_price=Decimal("19.90")),
-            OrderLine(sku="SKU-2002", quantity=1, unit_price=Decimal("5.50")),
-        ),
-        total=Decimal("45.30"),
-        currency="EUR",
-        shipping_address=Address(
-            recipient="Ada Lovelace",
-            line1="1 Main St",
-            city="Oslo",
-            postal_code="0150",
-            country="NO",
-        ),
-        placed_at=datetime(2030, 1, 1, 12, tzinfo=UTC),
-    )
-
-
-def _participants(**overrides: Handler) -> dict[type[Record], Handler]:
-    handlers: dict[type[Record], Handler] = {
-        ReserveStock: reply(lambda c: StockReserved(order_id=c.order_id, reservation_id="r-77")),
-        ReleaseStock: reply(
-            lambda c: StockReleased(order_id=c.order_id, reservation_id=c.reservation_id)
-        ),
-        AuthorizePayment: reply(
-            lambda c: PaymentAuthorized(
-                order_id=c.order_id, authorization_id="a-77", amount=c.amount, currency=c.currency
-            )
-        ),
-        VoidPayment: reply(
-            lambda c: PaymentVoided(order_id=c.order_id, authorization_id=c.authorization_id)
-        ),
-        ScheduleShipment: reply(
-            lambda c: ShipmentScheduled(order_id=c.order_id, shipment_id="s-77", carrier="DHL")
-        ),
-        CancelShipment: reply(
-            lambda c: ShipmentCancelled(order_id=c.order_id, shipment_id=c.shipment_id)
-        ),
-        CapturePayment: reply(
-            lambda c: PaymentCaptured(
-                order_id=c.order_id, authorization_id=c.authorization_id, capture_id="cap-77"
-            )
-        ),
-    }
-    by_name = {cls.__name__: cls for cls in handlers}
-    for name, handler in overrides.items():
-        handlers[by_name[name]] = handler
-    return handlers
-
-
-_SCENARIOS: list[tuple[int, dict[str, Handler], timedelta | None]] = [
-    # (weight, participants overridden, run for: None = to the end)
-    (55, {}, None),  # completed
-    (
-        10,
-        {
-            "AuthorizePayment": reply(
-                lambda c: PaymentDeclined(
-                    order_id=c.order_id, reason=DeclineReason.INSUFFICIENT_FUNDS
-                )
-            )
-        },
-        None,
-    ),  # compensated: stock released
-    (
-        5,
-        {"ScheduleShipment": reply(lambda c: ShipmentFailed(order_id=c.order_id, reason="x"))},
-        None,
-    ),  # compensated: payment voided, stock released
-    (10, {"ReserveStock": silent()}, timedelta(milliseconds=500)),  # waits for stock
-    (8, {"AuthorizePayment": silent()}, timedelta(seconds=3)),  # waits, one resend
-    (7, {"ScheduleShipment": silent()}, timedelta(seconds=4)),  # waits, resends
-    (
-        5,
-        {
-            "ScheduleShipment": reply(lambda c: ShipmentFailed(order_id=c.order_id, reason="x")),
-            "VoidPayment": silent(),
-        },
-        timedelta(seconds=2),
-    ),  # compensating
-]
-
-
-def template_instances() -> list[tuple[int, SagaInstance[Any]]]:
-    """(weight, instance) of the order saga in varied states, order id `TOKEN`."""
-    found: list[tuple[int, SagaInstance[Any]]] = []
-    for weight, overrides, until in _SCENARIOS:
-        harness = Harness(ORDER_FULFILMENT, _participants(**overrides))
-        saga_id = harness.start(_order())
-        harness.run(until=until)
-        found.append((weight, harness.instance(saga_id)))
-    return found
-
-
-@dataclass(frozen=True)
-class Templates:
-    """Encoded templates, picked by weight; `record` makes copy ``i`` of one."""
-
-    values: Sequence[bytes]
-    rows: Sequence[StoredInstance]
-    picks: Sequence[int]
-    """Template index per slot of a 100-slot wheel (weights add up to 100)."""
-
-    @staticmethod
-    def build(partition: int = PARTITION) -> Templates:
-        weighted = template_instances()
-        rows = [stored_row(instance, partition) for _, instance in weighted]
-        values = [changelog.instance_value(row) for row in rows]
-        picks = [i for i, (weight, _) in enumerate(weighted) for _ in range(weight)]
-        return Templates(values, rows, picks)
-
-    def which(self, i: int) -> int:
-        return self.picks[(i * 37) % len(self.picks)]
-
-    @staticmethod
-    def order_id(i: int) -> str:
-        return f"o{i:013d}"  # as long as TOKEN
-
-    @staticmethod
-    def saga_id(i: int) -> str:
-        return f"order:{Templates.order_id(i)}"
-
-    def record(self, i: int) -> tuple[bytes, bytes]:
-        """(key, value) of the changelog record of copy ``i``."""
-        value = self.values[self.which(i)].replace(TOKEN.encode(), self.order_id(i).encode())
-        return self.saga_id(i).encode(), value
-
-    def row(self, i: int) -> StoredInstance:
-        """The store row of copy ``i``: what catch-up writes for `record` (i)."""
-        return changelog.instance_of(self.record(i)[1])
 
 
 # -- Kafka and the engine process --------------------------------------------------------
@@ -229,36 +69,6 @@ def _prefix(kind: str) -> str:
 async def _saga_topics(bootstrap: str, prefix: str) -> None:
     specs = [replace(s, name=prefix + s.name) for s in topics.saga_topics(SAGA, 1)]
     await topics.ensure_topics(bootstrap, specs, 1)
-
-
-async def fill_changelog(bootstrap: str, topic: str, n: int, templates: Templates) -> int:
-    """Produce ``n`` instance records onto partition 0 of ``topic``; return its end offset."""
-    producer = AIOKafkaProducer(
-        bootstrap_servers=bootstrap,
-        enable_idempotence=True,
-        linger_ms=20,
-        max_batch_size=1 << 20,
-        max_request_size=8 << 20,
-    )
-    await producer.start()
-    try:
-        for i in range(n):
-            key, value = templates.record(i)
-            await producer.send(topic, value, key=key, partition=PARTITION)
-        await producer.flush()
-    finally:
-        await producer.stop()
-    return await _end_offset(bootstrap, topic)
-
-
-async def _end_offset(bootstrap: str, topic: str) -> int:
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, isolation_level="read_committed")
-    await consumer.start()
-    try:
-        tp = TopicPartition(topic, PARTITION)
-        return int((await consumer.end_offsets([tp]))[tp])
-    finally:
-        await consumer.stop()
 
 
 def applied_offset(db: Path) -> int | None:
@@ -347,41 +157,6 @@ async def restore_s(n: int, bootstrap: str, workdir: Path, *, deadline_s: float 
 # -- memory -------------------------------------------------------------------------------
 
 
-async def fill_store(db: Path, n: int, templates: Templates, chunk: int = 20_000) -> None:
-    """Write ``n`` order sagas into a new engine store at ``db``, in the store's format.
-
-    `Store.open` makes the file (schema, WAL); the rows are the store's own
-    (`store.row`, `store.history_rows` of each template, as `Store.apply` writes them),
-    with the template's order id replaced by each copy's; they are written in bulk with
-    the store's own statements on a plain connection (a million sagas in minutes).
-    """
-    store = await Store.open(db)
-    await store.apply(Changes(SAGA, PARTITION, next_changelog_offset=0))
-    await store.close()
-    await asyncio.to_thread(_bulk_insert, db, n, templates, chunk)
-
-
-def _bulk_insert(db: Path, n: int, templates: Templates, chunk: int) -> None:
-    shapes = [(store.row(r), store.history_rows(r)) for r in templates.rows]
-
-    def swap(value: Any, order_id: str) -> Any:
-        return value.replace(TOKEN, order_id) if isinstance(value, str) else value
-
-    with contextlib.closing(sqlite3.connect(db)) as c:
-        c.execute("PRAGMA synchronous=OFF")  # a bench fixture: a crash just means a redo
-        for start in range(0, n, chunk):
-            rows: list[tuple[Any, ...]] = []
-            history: list[tuple[Any, ...]] = []
-            for i in range(start, min(n, start + chunk)):
-                order_id = templates.order_id(i)
-                row, entries = shapes[templates.which(i)]
-                rows.append(tuple(swap(v, order_id) for v in row))
-                history.extend(tuple(swap(v, order_id) for v in e) for e in entries)
-            c.executemany(store.INSTANCE_UPSERT, rows)
-            c.executemany(store.HISTORY_UPSERT, history)
-            c.commit()
-
-
 def _remove_db(db: Path) -> None:
     for suffix in ("", "-wal", "-shm"):
         Path(f"{db}{suffix}").unlink(missing_ok=True)
@@ -434,10 +209,10 @@ async def _send_work(bootstrap: str, prefix: str, n: int, work: int) -> tuple[in
         last_reply = max([(await r).offset for r in replies], default=-1)
         orders = work - work // 2
         for k in range(orders):
-            order = replace(_order(), order_id=f"new-{k:09d}", placed_at=now)
-            headers, value = codec.encode(_envelope(order, None, now))
+            placed = replace(order(), order_id=f"new-{k:09d}", placed_at=now)
+            headers, value = codec.encode(_envelope(placed, None, now))
             await producer.send(
-                prefix + "orders.events", value, key=order.order_id.encode(), headers=headers
+                prefix + "orders.events", value, key=placed.order_id.encode(), headers=headers
             )
         await producer.flush()
     finally:
@@ -513,4 +288,5 @@ async def rss_mb(
             await asyncio.sleep(0.2)  # polling interval of the deadline loop above
         rss = vm_rss_mb(engine.pid)
         supervisor.stop_all()
+    await asyncio.to_thread(_remove_db, db)  # a million sagas take 6 GB
     return rss
