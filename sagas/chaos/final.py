@@ -65,9 +65,15 @@ def snapshot(offset: int, body: dict[str, Any]) -> Snapshot:
 
 
 async def read_changelogs(
-    bootstrap_servers: str, prefix: str, saga_names: list[str], deadline_s: float = 300
+    bootstrap_servers: str,
+    prefix: str,
+    saga_names: list[str],
+    partitions: int,
+    deadline_s: float = 300,
 ) -> dict[str, SagaRecords]:
     """By saga id, every committed changelog record of the named sagas (to the end).
+
+    ``partitions``: of each changelog (the engines' ``SAGAS_PARTITIONS``).
 
     Raises:
         TimeoutError: the end was not reached within ``deadline_s``.
@@ -81,14 +87,12 @@ async def read_changelogs(
     await consumer.start()
     found: dict[str, SagaRecords] = {}
     try:
-        await consumer.topics()  # full metadata, so partitions_for_topic knows them
-        parts: list[TopicPartition] = []
-        for name in saga_names:
-            topic = prefix + topics.changelog(name)
-            for p in sorted(consumer.partitions_for_topic(topic) or ()):
-                parts.append(TopicPartition(topic, p))
-        if not parts:
-            return found
+        # Co-partitioned with the inboxes: the engines refuse any other count.
+        parts = [
+            TopicPartition(prefix + topics.changelog(name), p)
+            for name in saga_names
+            for p in range(partitions)
+        ]
         consumer.assign(parts)
         await consumer.seek_to_beginning(*parts)
         saga_of = {tp: tp.topic[len(prefix) :].split(".")[1] for tp in parts}

@@ -358,7 +358,8 @@ async def run_chaos(plan: ChaosPlan, show: Show, log: Callable[[str], None]) -> 
 
 async def _check(ctx: RunContext) -> dict[str, list[str]]:
     names = [d.name for d in all_definitions()]
-    ctx.records = await read_changelogs(ctx.direct_servers, ctx.prefix, names)
+    partitions = ctx.system.layout.partitions
+    ctx.records = await read_changelogs(ctx.direct_servers, ctx.prefix, names, partitions)
     final = final_instances(ctx.records, all_definitions())
     found: dict[str, list[str]] = {k: list(v) for k, v in ctx.problems.items()}
     for check in CHECKS:
