@@ -30,7 +30,7 @@ import contextlib
 import logging
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, Protocol
@@ -287,22 +287,8 @@ class TransactionalLoop:
         producer = self._producers[tp]
         futures: list[asyncio.Future[RecordMetadata]] = []
         try:
-            async with asyncio.timeout(self._commit_timeout_s):
-                await producer.begin_transaction()
-                for o in batch.outgoing:
-                    futures.append(
-                        await producer.send(
-                            self._prefix_topics + o.topic,
-                            o.value,
-                            key=o.key,
-                            headers=o.headers,
-                            partition=o.partition,
-                        )
-                    )
-                if consumed_until is not None:
-                    await producer.send_offsets_to_transaction({tp: consumed_until}, self._group_id)
-                await producer.commit_transaction()
-                sent: list[RecordMetadata] = [await f for f in futures]
+            work = self._transaction(producer, tp, batch, consumed_until, futures)
+            sent = await self._bounded(work)
         except (ProducerFenced, IllegalOperation) as exc:
             # Fenced: a newer owner initialised this partition's transactional id (we
             # are a zombie, e.g. dropped from the group while busy). aiokafka reports it
@@ -327,6 +313,50 @@ class TransactionalLoop:
             self._next[tp] = consumed_until
         await self._handler.committed(self._logical(tp), batch, sent)
         return True
+
+    async def _transaction(
+        self,
+        producer: AIOKafkaProducer,
+        tp: TopicPartition,
+        batch: Batch,
+        consumed_until: int | None,
+        futures: list[asyncio.Future[RecordMetadata]],
+    ) -> list[RecordMetadata]:
+        await producer.begin_transaction()
+        for o in batch.outgoing:
+            futures.append(
+                await producer.send(
+                    self._prefix_topics + o.topic,
+                    o.value,
+                    key=o.key,
+                    headers=o.headers,
+                    partition=o.partition,
+                )
+            )
+        if consumed_until is not None:
+            await producer.send_offsets_to_transaction({tp: consumed_until}, self._group_id)
+        await producer.commit_transaction()
+        return [await f for f in futures]
+
+    async def _bounded(
+        self, work: Coroutine[Any, Any, list[RecordMetadata]]
+    ) -> list[RecordMetadata]:
+        """Run ``work`` within the commit timeout; TimeoutError when it outlasts it."""
+        task = asyncio.ensure_future(work)
+        try:
+            await asyncio.wait({task}, timeout=self._commit_timeout_s)
+            if not task.done():
+                # A second look: a process paused past the deadline (SIGSTOP) finds its
+                # answer (often: fenced) at once, rather than treating it as in doubt.
+                await asyncio.wait({task}, timeout=1.0)
+        finally:
+            if not task.done():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, KafkaError):
+                    await task
+        if task.cancelled():
+            raise TimeoutError(f"the transaction outlasted {self._commit_timeout_s:.0f}s")
+        return task.result()
 
     # -- ownership ------------------------------------------------------------------
 
