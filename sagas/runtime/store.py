@@ -328,6 +328,19 @@ class Store:
             row = await cur.fetchone()
         return str(row[0]) if row and row[0] is not None else None
 
+    async def held_ids(self, saga_name: str, saga_ids: Sequence[str]) -> set[str]:
+        """Which of the given sagas have held messages (one query per 500 ids)."""
+        found: set[str] = set()
+        for start in range(0, len(saga_ids), 500):
+            chunk = saga_ids[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            async with self._db.execute(
+                f"SELECT saga_id FROM held WHERE saga_name = ? AND saga_id IN ({marks})",
+                (saga_name, *chunk),
+            ) as cur:
+                found.update([row[0] async for row in cur])
+        return found
+
     async def held(self, saga_name: str, saga_id: str) -> Held | None:
         async with self._db.execute(
             "SELECT partition, expires_at, messages FROM held WHERE saga_name = ? AND saga_id = ?",

@@ -76,6 +76,7 @@ class _Work:
     held: dict[str, Held] = field(default_factory=dict)
     released: set[str] = field(default_factory=set)
     absent: set[str] = field(default_factory=set)  # looked up in the store, not there
+    none_held: set[str] = field(default_factory=set)  # absent, and no held messages stored
     trace: Pending | None = None  # spans and metrics to report once committed
 
 
@@ -175,7 +176,11 @@ class SagaWorker:
         bodies = await self._store.get_many(work.saga, sorted(ids))
         for body in bodies.values():
             self._remember(work, body)
-        work.absent.update(ids - set(bodies))
+        absent = ids - set(bodies)
+        work.absent.update(absent)
+        if absent:  # a saga starting here releases its held messages: look them up at once
+            held = await self._store.held_ids(work.saga, sorted(absent))
+            work.none_held.update(absent - held)
 
     async def dead_letter(
         self, tp: TopicPartition, record: ConsumerRecord[Any, Any], error: BaseException
@@ -324,7 +329,9 @@ class SagaWorker:
         work.held[saga_id] = Held(saga_id, work.partition, expires, messages)
 
     async def _release_held(self, work: _Work, saga_id: str, now: datetime) -> None:
-        held = work.held.pop(saga_id, None) or await self._store.held(work.saga, saga_id)
+        held = work.held.pop(saga_id, None)
+        if held is None and saga_id not in work.none_held:
+            held = await self._store.held(work.saga, saga_id)
         if held is None:
             return
         work.released.add(saga_id)
