@@ -35,6 +35,9 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     bench.add_argument("--profile", type=Path, help="py-spy profile of the saturated engine")
     bench.add_argument("--duration", type=float, default=15.0, help="seconds per saturation run")
     bench.add_argument("--ramp", type=float, default=3.0, help="seconds before measuring")
+    bench.add_argument(
+        "--warmup", type=int, default=50, help="orders run to completion before measuring"
+    )
     bench.add_argument("--step", type=float, default=10.0, help="seconds per sweep step")
     bench.add_argument(
         "--scaling",
@@ -110,6 +113,7 @@ async def run_all(
         "saga",
         count_messages=True,
         profile=args.profile,
+        warmup=args.warmup,
         duration_s=args.duration,
         ramp_s=args.ramp,
         progress=progress,
@@ -152,6 +156,7 @@ async def run_all(
         workdir,
         "traced",
         env={"SAGAS_TELEMETRY": "file"},
+        warmup=args.warmup,
         duration_s=args.duration,
         ramp_s=args.ramp,
         progress=progress,
@@ -170,6 +175,7 @@ async def run_all(
             f"scale{engines}x{partitions}",
             engines=engines,
             partitions=partitions,
+            warmup=args.warmup,
             duration_s=args.duration,
             ramp_s=args.ramp,
             progress=progress,
@@ -230,6 +236,7 @@ def _params(args: argparse.Namespace) -> dict[str, Any]:
     return {
         "duration_s": args.duration,
         "ramp_s": args.ramp,
+        "warmup": args.warmup,
         "step_s": args.step,
         "sweep_fractions": list(SWEEP),
         "scaling": args.scaling,

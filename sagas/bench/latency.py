@@ -64,7 +64,7 @@ async def sweep(
                 async with Generator(bootstrap, phase.topic(ORDERS), codec, "lat") as gen:
                     await gen.send(20)
                     await gen.flush()
-                    if not await observer.wait_count(20, 90):
+                    if not await observer.wait_count(20, 180):
                         phase.check_alive()
                         raise BenchError("latency: warm-up did not complete")
                     for rate in rates:

@@ -117,7 +117,7 @@ async def run_relay(
                 async with Generator(bootstrap, source, codec, "relay") as gen:
                     await gen.send(100)
                     await gen.flush()
-                    if not await observer.wait_count(100, 60):
+                    if not await observer.wait_count(100, 180):
                         phase.check_alive()
                         raise BenchError("relay: warm-up did not complete")
 

@@ -76,7 +76,7 @@ async def run_saturated(
                 async with Generator(bootstrap, phase.topic(ORDERS), codec, name) as gen:
                     await gen.send(warmup)
                     await gen.flush()
-                    if not await observer.wait_count(warmup, 90):
+                    if not await observer.wait_count(warmup, 180):
                         phase.check_alive()
                         raise BenchError(f"{name}: warm-up did not complete ({observer.count})")
                     messages = None

@@ -33,7 +33,7 @@ def test_tiny_bench_reports_every_figure(kafka_bootstrap: str, tmp_path: Path) -
     )
     argv = [
         sys.executable, "-m", "sagas.ops.cli", "bench", "--json",
-        "--duration", "2", "--ramp", "1", "--step", "2",
+        "--duration", "2", "--ramp", "1", "--step", "2", "--warmup", "10",
         "--scaling", "1:1,2:3", "--state-scale", "0.001",
         "--out", str(out), "--plot", str(png), "--docs", str(doc),
     ]  # fmt: skip
