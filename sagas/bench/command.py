@@ -21,6 +21,7 @@ from sagas.bench.harness import BenchError, bench_broker
 from sagas.bench.latency import sweep
 from sagas.bench.relay import run_relay
 from sagas.bench.saga_run import run_saturated
+from sagas.errors import SagasError
 
 SWEEP = (0.25, 0.5, 0.75, 1.0, 1.25)
 """Offered load of the sweep, as fractions of the saturated rate (0.5 gives latency_ms)."""
@@ -205,22 +206,36 @@ async def _state(
 
     n_restore = max(int(100_000 * scale), 1)
     t = _phase(progress, f"restore: take over a partition of {n_restore} sagas")
-    result["restore_s_100k"] = await _call(state.restore_s, n_restore, bootstrap, workdir)
+    errors: dict[str, str] = result.setdefault("errors", {})
+    result["restore_s_100k"] = await _call(
+        errors, "restore_s_100k", progress, state.restore_s, n_restore, bootstrap, workdir
+    )
     phases["restore"] = time.monotonic() - t
-    rss: dict[str, float] = {}
+    rss: dict[str, float | None] = {}
     for label, n in (("10k", 10_000), ("1m", 1_000_000)):
         scaled = max(int(n * scale), 1)
         t = _phase(progress, f"rss: engine memory with {scaled} sagas stored")
-        rss[label] = await _call(state.rss_mb, scaled, bootstrap, workdir)
+        rss[label] = await _call(
+            errors, f"rss_mb.{label}", progress, state.rss_mb, scaled, bootstrap, workdir
+        )
         phases[f"rss_{label}"] = time.monotonic() - t
     result["rss_mb"] = rss
     result["params"]["state_counts"] = {"restore": n_restore, "rss": [10_000 * scale, 1e6 * scale]}
 
 
-async def _call(fn: Any, *args: Any) -> float:
-    value = fn(*args)
-    if inspect.isawaitable(value):
-        value = await value
+async def _call(
+    errors: dict[str, str], key: str, progress: Callable[[str], None], fn: Any, *args: Any
+) -> float | None:
+    """``fn(*args)`` (sync or async) as a float; a bench error is recorded, not raised,
+    so the figures of the other phases are still reported."""
+    try:
+        value = fn(*args)
+        if inspect.isawaitable(value):
+            value = await value
+    except SagasError as exc:
+        errors[key] = str(exc)[:2000]
+        progress(f"    {key} not measured: {str(exc)[:300]}")
+        return None
     return float(value)
 
 

@@ -21,7 +21,7 @@ def targets(r: dict[str, Any]) -> dict[str, dict[str, Any]]:
         return {"value": value, "bound": bound, "at_least": at_least, "met": met}
 
     rss = r.get("rss_mb") or {}
-    rss_ratio = rss["1m"] / rss["10k"] if rss.get("10k") else None
+    rss_ratio = rss["1m"] / rss["10k"] if rss.get("10k") and rss.get("1m") else None
     lat = r.get("latency_ms") or {}
     return {
         "ratio": check(r.get("ratio"), 0.5, True),
