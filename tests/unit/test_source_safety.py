@@ -76,12 +76,17 @@ def _trusted(node: ast.expr, function: Function | None, seen: frozenset[str] = f
             return True  # a module constant, by the house naming convention
         if function is None or node.id in seen:
             return node.id in seen
-        values = [
+        values: list[ast.expr | None] = [
             a.value
             for a in ast.walk(function)
             if (isinstance(a, ast.Assign) and any(_names(t, node.id) for t in a.targets))
             or (isinstance(a, ast.AugAssign | ast.AnnAssign) and _names(a.target, node.id))
         ]
+        # A loop over a literal tuple or list: each of its items is a value of the name.
+        for loop in ast.walk(function):
+            if isinstance(loop, ast.For | ast.comprehension) and _names(loop.target, node.id):
+                items = loop.iter
+                values += items.elts if isinstance(items, ast.Tuple | ast.List) else [None]
         return bool(values) and all(
             v is not None and _trusted(v, function, seen | {node.id}) for v in values
         )
@@ -238,6 +243,8 @@ def test_every_trusted_sql_site_still_exists() -> None:
         ("def f(db, t):\n    db.execute('SELECT %s' % t)", "SQL built at run time"),
         ("def f(db, t):\n    db.executemany('SELECT {}'.format(t), [])", "SQL built at run time"),
         ("def f(db, t):\n    q = 'SELECT ' + t\n    db.execute(q)", "SQL built at run time"),
+        ("def one(db, sql):\n    db.execute(sql)\none(db, f'SELECT {t}')", "SQL built"),
+        ("def f(c, ts):\n    for t in ts:\n        c.execute(f'SELECT * FROM {t}')", "SQL built"),
         (
             "def f(db, t):\n    q = 'SELECT 1'\n    q += t\n    db.execute(q)",
             "SQL built at run time",
@@ -263,6 +270,7 @@ def test_the_scanner_finds(tmp_path: Path, source: str, found: str) -> None:
         "def f(db):\n    q = f'SELECT {_ROW} FROM t'\n    q += ' WHERE k = ?'\n    db.execute(q)",
         "def f(db, n):\n    marks = ','.join('?' * n)\n    db.execute(f'SELECT 1 IN ({marks})')",
         "def one(db, sql):\n    db.execute(sql)\none(db, 'SELECT 1')",
+        "def f(c):\n    return [c.execute(f'SELECT * FROM {t}') for t in ('a', 'b')]",
         "model.eval",
     ],
 )
