@@ -1,12 +1,15 @@
 """The order saga with real processes under load and faults (issue 4's acceptance runs).
 
-Each test places 1,000 orders: 80% complete, 10% are declined by payments, 10% cannot
-be shipped. The checks read the participants' own stores and `sagas.events`.
+Each test places orders (400 in `make test`; `SAGAS_RELIABILITY_ORDERS=1000` for issue
+4's full size): 80% complete, 10% are declined by payments, 10% cannot be shipped. The
+checks read the participants' own stores and `sagas.events`. The long fault runs are
+`make chaos` (docs/reliability.md).
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from pathlib import Path
 
@@ -14,7 +17,7 @@ import pytest
 
 from tests.reliability.order_run import ENGINE_SAGAS, OrderRun, kill_points, order_system
 
-ORDERS = 1000
+ORDERS = int(os.environ.get("SAGAS_RELIABILITY_ORDERS", "400"))
 JOIN_ORDERS = 400  # enough for both engines to own partitions mid-run
 pytestmark = pytest.mark.timeout(900)
 
@@ -27,7 +30,7 @@ def assert_clean(
     assert broken == {}
 
 
-async def test_thousand_orders_with_duplicates_and_a_slow_participant(
+async def test_orders_with_duplicates_and_a_slow_participant(
     kafka_bootstrap: str, tmp_path: Path
 ) -> None:
     faults = {"shipping": {"latency": "0.02"}}
@@ -41,7 +44,7 @@ async def test_thousand_orders_with_duplicates_and_a_slow_participant(
             duplicator.cancel()
         violations, broken = await run.audit()
     print(f"{ORDERS} orders ended in {elapsed:.1f}s; {run.duplicated} replies duplicated")
-    assert run.duplicated > 100
+    assert run.duplicated > ORDERS // 10
     assert_clean(run, violations, broken)
 
 
