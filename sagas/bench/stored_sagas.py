@@ -234,7 +234,7 @@ async def fill_store(db: Path, n: int, templates: Templates, chunk: int = 20_000
     """Write ``n`` order sagas into a new engine store at ``db``, in the store's format.
 
     `Store.open` makes the file (schema, WAL). The templates' rows are the store's own
-    (`store.row`, `store.history_rows`: what `Store.apply` writes for them); SQLite
+    (`store.row`: what `Store.apply` writes for them); SQLite
     copies them ``n`` times, each copy with its own order id in place of `TOKEN`
     (copy ``i`` is `Templates.row` (i), byte for byte), a million sagas in minutes.
     """
@@ -258,12 +258,9 @@ def _bulk_insert(db: Path, n: int, templates: Templates, chunk: int) -> None:
         c.execute("PRAGMA synchronous=OFF")
         c.execute("CREATE TEMP TABLE t_pick (slot INTEGER PRIMARY KEY, k INTEGER)")
         c.execute("CREATE TEMP TABLE t_inst (k INTEGER, n, i, p, v, st, sa, ua, ea, nd, body)")
-        c.execute("CREATE TEMP TABLE t_hist (k INTEGER, n, i, seq, at, entry)")
         c.executemany("INSERT INTO t_pick VALUES (?,?)", list(enumerate(templates.picks)))
         for k, row in enumerate(templates.rows):
             c.execute("INSERT INTO t_inst VALUES (?,?,?,?,?,?,?,?,?,?,?)", (k, *store.row(row)))
-            entries = [(k, *h) for h in store.history_rows(row)]
-            c.executemany("INSERT INTO t_hist VALUES (?,?,?,?,?,?)", entries)
         for start in range(0, n, chunk):
             bounds = (start, min(n, start + chunk))
             c.execute(
@@ -271,12 +268,6 @@ def _bulk_insert(db: Path, n: int, templates: Templates, chunk: int) -> None:
                 " started_at, updated_at, ended_at, next_due, body)"
                 f" SELECT t.n, replace(t.i, {swap}), t.p, t.v, t.st, t.sa, t.ua, t.ea, t.nd,"
                 f" replace(t.body, {swap}) {_PICK} JOIN t_inst t ON t.k = p.k",
-                bounds,
-            )
-            c.execute(
-                _COPIES + "INSERT INTO history (saga_name, saga_id, seq, at, entry)"
-                f" SELECT h.n, replace(h.i, {swap}), h.seq, h.at, replace(h.entry, {swap})"
-                f" {_PICK} JOIN t_hist h ON h.k = p.k",
                 bounds,
             )
             c.commit()

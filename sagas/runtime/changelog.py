@@ -25,7 +25,7 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from sagas.runtime.store import Changes, Held, Store, StoredInstance
+from sagas.runtime.store import Changes, Held, Store, StoredInstance, row
 
 log = logging.getLogger(__name__)
 
@@ -103,14 +103,59 @@ def _body_text(value: bytes, doc: dict[str, Any]) -> str | None:
     return value[cut + len(_BODY) : -1].decode() if cut > 0 else None
 
 
+_ROW_KEYS = frozenset(
+    (
+        "saga_name",
+        "saga_id",
+        "partition",
+        "version",
+        "state",
+        "updated_at",
+        "started_at",
+        "ended_at",
+        "next_due",
+    )
+)
+
+
+def instance_row(value: bytes) -> tuple[Any, ...]:
+    """The `instances` row (`store.INSTANCE_UPSERT` parameters) of one instance record.
+
+    Catch-up's fast path: only the record's head (``kind`` and ``row``, a few hundred
+    bytes) is decoded; the body's text is copied as is, never decoded (it is most of
+    the record). Inside a JSON string every quote is escaped, so ``,"body":`` occurs
+    only between members; if the text before its first occurrence, closed by ``}``, is
+    exactly ``{"kind":"instance","row":{...}}``, that occurrence is the top-level body
+    member. A record in any other shape (not written by `instance_value`) is decoded
+    whole, as `instance_of` does.
+    """
+    cut = value.find(_BODY)
+    if cut > 0 and value[-1:] == b"}" and value[cut + len(_BODY) : cut + len(_BODY) + 1] == b"{":
+        try:
+            head = orjson.loads(value[:cut] + b"}")
+        except orjson.JSONDecodeError:
+            head = None
+        if (
+            isinstance(head, dict)
+            and list(head) == ["kind", "row"]
+            and head["kind"] == "instance"
+            and isinstance(head["row"], dict)
+            and head["row"].keys() == _ROW_KEYS
+        ):
+            body = value[cut + len(_BODY) : -1].decode()
+            return row(StoredInstance(**head["row"], body={}, body_json=body))
+    return row(instance_of(value))
+
+
 def changes_of(
     saga_name: str, partition: int, records: Sequence[tuple[bytes | None, bytes | None]]
 ) -> Changes:
     """The store changes of a slice of changelog (key, value) records, in offset order.
 
     Only the last record of each key is decoded: an instance record holds the whole
-    instance (its history included), a held record the whole set. Instance tombstones
-    are never written by the engine and are ignored, as `apply_record` does.
+    instance (its history included), a held record the whole set; of an instance record
+    only the indexed columns are (`instance_row`). Instance tombstones are never written
+    by the engine and are ignored, as `apply_record` does.
     """
     latest: dict[bytes, bytes | None] = {}
     for key, value in records:
@@ -127,7 +172,7 @@ def changes_of(
             else:
                 changes.held.append(Held(**json.loads(value)["held"]))
         elif value is not None:
-            changes.instances.append(instance_of(value))
+            changes.instance_rows.append(instance_row(value))
     return changes
 
 
@@ -256,7 +301,7 @@ async def _apply_slices(
             read += len(batch)
             # Control records (transaction markers) advance the position, not `last`.
             changes.next_changelog_offset = max(last + 1, await consumer.position(tp))
-            if changes.instances or changes.held or changes.released or last >= position:
+            if changes.instance_rows or changes.held or changes.released or last >= position:
                 if writing is not None:
                     await writing
                 writing = asyncio.create_task(write(changes))

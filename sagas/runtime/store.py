@@ -1,9 +1,10 @@
 """The SQLite store of one engine process (aiosqlite, WAL).
 
 It holds the materialized state of every saga instance whose inbox partition this
-process owns or owned, each instance's history (the audit log), and per changelog
-partition the next offset to apply. It is a cache of Kafka: the changelog topic is the
-source of truth, and `catch_up` on partition assignment makes the store agree with it.
+process owns or owned (each body holds the instance's whole history, the audit log),
+and per changelog partition the next offset to apply. It is a cache of Kafka: the
+changelog topic is the source of truth, and `catch_up` on partition assignment makes
+the store agree with it.
 
 Invariant: an instance row and the changelog offset it came from are written in the
 same SQLite transaction, so after a crash the store is never ahead of, nor silently
@@ -20,7 +21,6 @@ from pathlib import Path
 from typing import Any, Literal
 
 import aiosqlite
-import orjson
 
 from sagas.runtime.errors import StoreError, StoreUnwritable
 
@@ -44,14 +44,9 @@ CREATE INDEX IF NOT EXISTS instances_state ON instances (saga_name, state);
 -- Sagas not ended (start-up's version check, the in-flight gauge): no table scan.
 CREATE INDEX IF NOT EXISTS instances_unfinished
     ON instances (saga_name, partition, version) WHERE ended_at IS NULL;
-CREATE TABLE IF NOT EXISTS history (
-    saga_name TEXT    NOT NULL,
-    saga_id   TEXT    NOT NULL,
-    seq       INTEGER NOT NULL,
-    at        TEXT    NOT NULL,
-    entry     TEXT    NOT NULL,
-    PRIMARY KEY (saga_name, saga_id, seq)
-);
+-- A history row per entry duplicated the history every body holds and made catch-up
+-- write several rows per saga; `Store.history` reads the body. Older files lose it.
+DROP TABLE IF EXISTS history;
 CREATE TABLE IF NOT EXISTS held (
     saga_name  TEXT    NOT NULL,
     saga_id    TEXT    NOT NULL,
@@ -92,22 +87,6 @@ INSTANCE_UPSERT = (
     " started_at = excluded.started_at, updated_at = excluded.updated_at,"
     " ended_at = excluded.ended_at, next_due = excluded.next_due, body = excluded.body"
 )
-HISTORY_UPSERT = (
-    "INSERT OR REPLACE INTO history (saga_name, saga_id, seq, at, entry) VALUES (?,?,?,?,?)"
-)
-
-
-def _entry_text(entry: dict[str, Any]) -> str:
-    """A history entry (ints, strings, None) as compact JSON; orjson is ~5x the stdlib."""
-    try:
-        return orjson.dumps(entry).decode()
-    except TypeError:  # orjson.JSONEncodeError: a value orjson refuses
-        return json.dumps(entry)
-
-
-def history_rows(inst: StoredInstance) -> list[tuple[Any, ...]]:
-    """The `history` rows (`HISTORY_UPSERT` parameters) `Store.apply` writes for ``inst``."""
-    return [(inst.saga_name, inst.saga_id, seq, at, _entry_text(e)) for seq, at, e in inst.history]
 
 
 def row(inst: StoredInstance) -> tuple[Any, ...]:
@@ -141,7 +120,8 @@ class StoredInstance:
     ended_at: str | None = None
     next_due: str | None = None
     history: Sequence[tuple[int, str, dict[str, Any]]] = field(default=())
-    """(seq, at, entry) triples; rewritten rows with the same seq are idempotent."""
+    """(seq, at, entry) triples new since the last write (not stored apart: ``body``
+    holds the whole history)."""
     body_json: str | None = field(default=None, compare=False, repr=False)
     """``body`` as the compact JSON text to store, when already at hand: catch-up
     copies it from the changelog record instead of encoding the body again."""
@@ -170,6 +150,10 @@ class Changes:
     saga_name: str
     partition: int
     instances: list[StoredInstance] = field(default_factory=list)
+    instance_rows: list[tuple[Any, ...]] = field(default_factory=list)
+    """More `instances` rows, as `INSTANCE_UPSERT` parameters, written after
+    ``instances``: catch-up copies them out of changelog records without decoding the
+    bodies (`changelog.instance_row`)."""
     held: list[Held] = field(default_factory=list)
     released: list[str] = field(default_factory=list)
     """Saga ids whose held messages were applied or dead-lettered."""
@@ -238,11 +222,9 @@ class Store:
             await self._db.execute("BEGIN")
             # One executemany per table: a statement per row costs a hop to aiosqlite's
             # thread each, which made catch-up of 100k sagas take minutes.
-            if changes.instances:
-                await self._db.executemany(INSTANCE_UPSERT, [row(i) for i in changes.instances])
-                entries = [e for i in changes.instances for e in history_rows(i)]
-                if entries:
-                    await self._db.executemany(HISTORY_UPSERT, entries)
+            rows = [row(i) for i in changes.instances] + changes.instance_rows
+            if rows:
+                await self._db.executemany(INSTANCE_UPSERT, rows)
             if changes.held:
                 await self._db.executemany(
                     "INSERT OR REPLACE INTO held (saga_name, saga_id, partition, expires_at,"
@@ -370,11 +352,12 @@ class Store:
             return {int(v) async for (v,) in cur}
 
     async def history(self, saga_name: str, saga_id: str) -> list[dict[str, Any]]:
-        async with self._db.execute(
-            "SELECT seq, at, entry FROM history WHERE saga_name = ? AND saga_id = ? ORDER BY seq",
-            (saga_name, saga_id),
-        ) as cur:
-            return [{"seq": seq, "at": at, **json.loads(entry)} async for seq, at, entry in cur]
+        """The instance's history entries (from its body), by ``seq``; [] if unknown."""
+        body = await self.get(saga_name, saga_id)
+        entries = body.get("history") if body else None
+        if not isinstance(entries, list):
+            return []
+        return sorted((e for e in entries if isinstance(e, dict)), key=lambda e: int(e["seq"]))
 
     async def counts_by_state(self, saga_name: str) -> dict[str, int]:
         async with self._db.execute(

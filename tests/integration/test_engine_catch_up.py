@@ -54,17 +54,13 @@ def _dump(db: Path) -> dict[str, Any]:
                 " ended_at, next_due, body FROM instances"
             )
         }
-        history = {
-            (r[0], r[1], r[2]): (r[3], json.loads(r[4]))
-            for r in c.execute("SELECT saga_name, saga_id, seq, at, entry FROM history")
-        }
         held = {
             r[1]: (r[0], r[2], r[3], json.loads(r[4]))
             for r in c.execute(
                 "SELECT saga_name, saga_id, partition, expires_at, messages FROM held"
             )
         }
-    return {"instances": instances, "history": history, "held": held}
+    return {"instances": instances, "held": held}
 
 
 async def _latest_records(bootstrap: str, topic: str) -> tuple[dict[bytes, bytes | None], int]:
