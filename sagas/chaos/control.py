@@ -147,8 +147,12 @@ class ChaosControl:
         try:
             while not self._stopping.is_set():
                 await self.poll_once()
+                # asyncio.timeout, not wait_for: on Python 3.11 wait_for can turn a
+                # cancellation into TimeoutError, and this loop would outlive its
+                # TaskGroup's abort (the engine then hangs instead of exiting).
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._stopping.wait(), self._poll)
+                    async with asyncio.timeout(self._poll):
+                        await self._stopping.wait()
         finally:
             if self.applied.store != "ok":
                 await self._store.refuse_writes(None)

@@ -40,6 +40,7 @@ from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.errors import IllegalOperation, IllegalStateError, KafkaError, ProducerFenced
 from aiokafka.structs import RecordMetadata
 
+from sagas.runtime.errors import RuntimeFailure
 from sagas.runtime.producers import abandon
 
 log = logging.getLogger(__name__)
@@ -240,6 +241,16 @@ class TransactionalLoop:
                         await self._run_batch(tp, records)
                 for tp in self.owned:
                     await self._run_tick(tp)
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling() == 0:
+                # Not our cancellation: a client's internal task leaked its own. Ending
+                # "cancelled" would be ignored by the engine's TaskGroup and leave a
+                # process that runs but consumes nothing; fail loudly instead.
+                raise RuntimeFailure(
+                    "the consuming loop was cancelled from inside a Kafka client"
+                ) from None
+            raise
         finally:
             async with self._lock:
                 await self._close_producers(list(self._producers))
@@ -424,11 +435,14 @@ class TransactionalLoop:
         self._producers[tp] = producer
         try:
             await self._handler.assigned(self._logical(tp))
-            committed = await self._rewind(tp)
+            # Bounded, as everything under the lock: a coordinator that does not answer
+            # must not keep the rebalance listener (and so the group) waiting.
+            async with asyncio.timeout(self._commit_timeout_s):
+                committed = await self._rewind(tp)
         except IllegalStateError:  # revoked meanwhile: the next owner has it
             await self._close_producers([tp])
             return
-        except (KafkaError, OSError) as exc:
+        except (KafkaError, OSError, TimeoutError) as exc:
             log.warning("taking %s failed (%r); will retry", tp, exc)
             await self._close_producers([tp])
             self._retry_after[tp] = time.monotonic() + RETRY_TAKE_S
@@ -461,8 +475,23 @@ class TransactionalLoop:
             self._next.pop(tp, None)
             if producer is None:
                 continue
-            with contextlib.suppress(KafkaError):
-                await producer.stop()
+            # Bounded: this runs under the lock the rebalance listener needs. After a
+            # broker restart a producer's stop can wait on its transaction for ever,
+            # and the whole group would wait on us.
+            try:
+                async with asyncio.timeout(self._commit_timeout_s):
+                    await producer.stop()
+            except KafkaError:
+                pass
+            except TimeoutError:
+                log.warning(
+                    "stopping the producer of %s (transactional id %s) outlasted %.0fs: "
+                    "abandoning it",
+                    tp,
+                    self._transactional_id(tp),
+                    self._commit_timeout_s,
+                )
+                await abandon(producer)
             await self._handler.revoked(self._logical(tp))
 
     async def _doubt(

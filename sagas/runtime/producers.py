@@ -35,5 +35,15 @@ async def abandon(producer: AIOKafkaProducer, grace: timedelta = timedelta(secon
     if task is not None:
         await asyncio.wait({task}, timeout=grace.total_seconds())
     accumulator.fail_all(error)  # batches re-queued by requests that failed meanwhile
-    with contextlib.suppress(KafkaError, OSError, TimeoutError):
-        await asyncio.wait_for(producer.stop(), grace.total_seconds())
+    # stop() awaits the sender task cancelled above, so it ends in CancelledError. Run it
+    # as its own task and only look at it: that CancelledError is the producer's, and
+    # must not leak into the caller, where it would end the consuming loop silently (a
+    # TaskGroup ignores a child that ends cancelled). A cancellation of the caller still
+    # propagates through asyncio.wait.
+    stopping = asyncio.ensure_future(producer.stop())
+    done, _ = await asyncio.wait({stopping}, timeout=grace.total_seconds())
+    if not done:
+        stopping.cancel()
+    elif not stopping.cancelled():
+        with contextlib.suppress(KafkaError, OSError):
+            stopping.result()
