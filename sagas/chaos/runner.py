@@ -164,6 +164,10 @@ def _start_processes(ctx: RunContext, plan: ChaosPlan) -> None:
         ctx.engines.append(spec.name)
 
 
+PAYLOAD_LIMIT = 256 * 1024
+"""The consumers' payload limit in chaos runs (SAGAS_MAX_PAYLOAD_BYTES)."""
+
+
 @contextlib.asynccontextmanager
 async def _system(plan: ChaosPlan, log: Callable[[str], None]) -> AsyncIterator[RunContext]:
     async with contextlib.AsyncExitStack() as stack:
@@ -177,6 +181,9 @@ async def _system(plan: ChaosPlan, log: Callable[[str], None]) -> AsyncIterator[
             prefix=prefix,
             partitions=plan.partitions,
             session_timeout_s=plan.session_timeout_s,
+            # Below Kafka's own limit, so the `oversized` poison kind has room: a record
+            # Kafka accepts but every consumer must refuse and dead-letter.
+            extra_env={"SAGAS_MAX_PAYLOAD_BYTES": str(PAYLOAD_LIMIT)},
         )
         supervisor = stack.enter_context(Supervisor(plan.workdir / "logs"))
         ctx = RunContext(
