@@ -167,21 +167,29 @@ async def run_all(
     phases["tracing"] = time.monotonic() - t
 
     t = _phase(progress, "scaling: engines x partitions")
-    scaling: dict[str, dict[str, float]] = {}
+    scaling: dict[str, dict[str, float | None]] = {}
     for engines, partitions in _grid(args.scaling):
         progress(f"  {engines} engine(s), {partitions} partition(s)")
-        run = await run_saturated(
-            bootstrap,
-            workdir,
-            f"scale{engines}x{partitions}",
-            engines=engines,
-            partitions=partitions,
-            warmup=args.warmup,
-            duration_s=args.duration,
-            ramp_s=args.ramp,
-            progress=progress,
-        )
-        scaling.setdefault(str(engines), {})[str(partitions)] = run.sagas_per_s
+        rate: float | None = None
+        try:
+            run = await run_saturated(
+                bootstrap,
+                workdir,
+                f"scale{engines}x{partitions}",
+                engines=engines,
+                partitions=partitions,
+                warmup=args.warmup,
+                duration_s=args.duration,
+                ramp_s=args.ramp,
+                progress=progress,
+            )
+            rate = run.sagas_per_s
+        except SagasError as exc:
+            # One configuration that cannot run (e.g. engines that never settle who owns
+            # which partition) is a finding, reported; it must not lose every figure.
+            result.setdefault("errors", {})[f"scaling.{engines}x{partitions}"] = str(exc)[:2000]
+            progress(f"    not measured: {str(exc)[:300]}")
+        scaling.setdefault(str(engines), {})[str(partitions)] = rate
     result["scaling"] = scaling
     phases["scaling"] = time.monotonic() - t
 
