@@ -184,11 +184,13 @@ async def run_all(
                 progress=progress,
             )
             rate = run.sagas_per_s
-        except SagasError as exc:
+        except* SagasError as group:
             # One configuration that cannot run (e.g. engines that never settle who owns
             # which partition) is a finding, reported; it must not lose every figure.
-            result.setdefault("errors", {})[f"scaling.{engines}x{partitions}"] = str(exc)[:2000]
-            progress(f"    not measured: {str(exc)[:300]}")
+            # (except*: the run's TaskGroup wraps its errors in an ExceptionGroup.)
+            message = "; ".join(str(e) for e in group.exceptions)
+            result.setdefault("errors", {})[f"scaling.{engines}x{partitions}"] = message[:2000]
+            progress(f"    not measured: {message[:300]}")
         scaling.setdefault(str(engines), {})[str(partitions)] = rate
     result["scaling"] = scaling
     phases["scaling"] = time.monotonic() - t
