@@ -79,6 +79,16 @@ def _proxy(ctx: ChaosContext, kind: str) -> bool:
     return True
 
 
+async def _hold(ctx: ChaosContext, kind: str, mode: Callable[[], None], seconds: float) -> None:
+    """Put the proxy in ``mode`` for ``seconds``, heal it, and count the fault."""
+    mode()
+    try:
+        await asyncio.sleep(seconds)  # the fault's duration
+    finally:
+        ctx.proxy.heal()
+    ctx.faults[kind] += 1
+
+
 async def net_latency(ctx: ChaosContext) -> None:
     """Delay every chunk both ways for a few seconds."""
     if not _proxy(ctx, "net_latency"):
@@ -86,12 +96,7 @@ async def net_latency(ctx: ChaosContext) -> None:
     ms = ctx.rng.uniform(50, 400)
     seconds = ctx.rng.uniform(2, 8)
     ctx.log(f"net_latency: +{ms:.0f} ms each way for {seconds:.1f}s")
-    ctx.proxy.latency(ms)
-    try:
-        await asyncio.sleep(seconds)  # the fault's duration
-    finally:
-        ctx.proxy.heal()
-    ctx.faults["net_latency"] += 1
+    await _hold(ctx, "net_latency", lambda: ctx.proxy.latency(ms), seconds)
 
 
 async def net_blackhole(ctx: ChaosContext) -> None:
@@ -100,12 +105,7 @@ async def net_blackhole(ctx: ChaosContext) -> None:
         return
     seconds = ctx.rng.uniform(2, 12)
     ctx.log(f"net_blackhole: for {seconds:.1f}s")
-    ctx.proxy.blackhole()
-    try:
-        await asyncio.sleep(seconds)  # the fault's duration
-    finally:
-        ctx.proxy.heal()
-    ctx.faults["net_blackhole"] += 1
+    await _hold(ctx, "net_blackhole", ctx.proxy.blackhole, seconds)
 
 
 async def net_reset(ctx: ChaosContext) -> None:
@@ -114,12 +114,7 @@ async def net_reset(ctx: ChaosContext) -> None:
         return
     seconds = ctx.rng.uniform(0.5, 3)
     ctx.log(f"net_reset: connections reset for {seconds:.1f}s")
-    ctx.proxy.reset()
-    try:
-        await asyncio.sleep(seconds)  # the fault's duration
-    finally:
-        ctx.proxy.heal()
-    ctx.faults["net_reset"] += 1
+    await _hold(ctx, "net_reset", ctx.proxy.reset, seconds)
 
 
 async def net_commit_blackhole(ctx: ChaosContext) -> None:
