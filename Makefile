@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv demo test lint typecheck unit integration kafka-fetch chaos bench clean chromium
+.PHONY: venv demo test lint typecheck unit integration kafka-fetch chaos bench clean chromium openssl
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -44,8 +44,12 @@ unit: $(STAMP)
 chromium:
 	@test -x /usr/bin/chromium || (apt-get update && apt-get install -y chromium)
 
+# The secure dev broker (and tests/security) make their throwaway CA with openssl.
+openssl:
+	@command -v openssl >/dev/null || (apt-get update && apt-get install -y openssl)
+
 # The integration tests start their own broker (a session fixture) on a free port.
-test: $(STAMP) lint typecheck kafka-fetch chromium
+test: $(STAMP) lint typecheck kafka-fetch chromium openssl
 	$(BIN)/sagas check
 	$(BIN)/pytest
 
