@@ -2,9 +2,10 @@
 
 A consume -> produce loop on plain aiokafka with the engine's settings: one consumer
 in a group, ``read_committed``, no auto commit, batches of at most ``SAGAS_MAX_BATCH``
-records per poll; per partition a transactional producer (``linger_ms=5``, as the
-engine's) that sends the batch's records, untouched, to the output topic together with
-the consumed offsets in one transaction. Run as ``python -m sagas.bench.relay IN OUT``
+records per poll; per partition a transactional producer (linger and retry backoff as
+the engine's) that sends the batch's records, untouched, to the output topic together
+with the consumed offsets in one transaction; the partitions' transactions of one poll
+run concurrently, as the engine's do. Run as ``python -m sagas.bench.relay IN OUT``
 with ``KAFKA_BOOTSTRAP_SERVERS`` set.
 """
 
@@ -17,16 +18,18 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 
 from sagas.bench.harness import BenchError, Phase
 from sagas.bench.load import Generator, Observer
 from sagas.contracts.factory import build_codec
+from sagas.runtime.loop import DEFAULT_IDLE_TICK, LINGER_MS, TXN_RETRY_BACKOFF_MS
 from sagas.runtime.topics import TopicSpec, ensure_topics
 from sagas.settings import EngineSettings
 
-LINGER_MS = 5  # the engine's producers (sagas.runtime.loop)
+IDLE_MS = int(DEFAULT_IDLE_TICK.total_seconds() * 1000)  # the engine's poll timeout
 
 
 async def relay(bootstrap: str, source: str, target: str, stop: asyncio.Event) -> None:
@@ -40,35 +43,39 @@ async def relay(bootstrap: str, source: str, target: str, stop: asyncio.Event) -
         isolation_level="read_committed",
         enable_auto_commit=False,
         auto_offset_reset="earliest",
+        fetch_max_wait_ms=IDLE_MS,
     )
     producers: dict[TopicPartition, AIOKafkaProducer] = {}
+
+    async def transaction(tp: TopicPartition, records: list[ConsumerRecord[Any, Any]]) -> None:
+        producer = producers.get(tp)
+        if producer is None:
+            producer = AIOKafkaProducer(
+                bootstrap_servers=bootstrap,
+                transactional_id=f"{group}.{tp.partition}",
+                linger_ms=LINGER_MS,
+                retry_backoff_ms=TXN_RETRY_BACKOFF_MS,
+            )
+            await producer.start()
+            producers[tp] = producer
+        await producer.begin_transaction()
+        futures = [
+            await producer.send(
+                target, r.value, key=r.key, headers=list(r.headers or ()), partition=None
+            )
+            for r in records
+        ]
+        await producer.send_offsets_to_transaction({tp: records[-1].offset + 1}, group)
+        await producer.commit_transaction()
+        for f in futures:
+            await f
+
     await consumer.start()
     try:
         while not stop.is_set():
-            data = await consumer.getmany(timeout_ms=100, max_records=settings.max_batch)
-            for tp, records in data.items():
-                if not records:
-                    continue
-                producer = producers.get(tp)
-                if producer is None:
-                    producer = AIOKafkaProducer(
-                        bootstrap_servers=bootstrap,
-                        transactional_id=f"{group}.{tp.partition}",
-                        linger_ms=LINGER_MS,
-                    )
-                    await producer.start()
-                    producers[tp] = producer
-                await producer.begin_transaction()
-                futures = [
-                    await producer.send(
-                        target, r.value, key=r.key, headers=list(r.headers or ()), partition=None
-                    )
-                    for r in records
-                ]
-                await producer.send_offsets_to_transaction({tp: records[-1].offset + 1}, group)
-                await producer.commit_transaction()
-                for f in futures:
-                    await f
+            data = await consumer.getmany(timeout_ms=IDLE_MS, max_records=settings.max_batch)
+            # The partitions' transactions overlap, as the engine's do.
+            await asyncio.gather(*(transaction(tp, rs) for tp, rs in data.items() if rs))
     finally:
         for producer in producers.values():
             await producer.stop()

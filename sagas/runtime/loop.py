@@ -10,7 +10,13 @@ refused by the broker.
 Per batch of one partition, in one transaction: everything the handler wants to send
 (commands, outcome events, changelog records, dead letters) and the consumed offsets.
 Only after the commit is acknowledged does the handler update its local state
-(`PartitionHandler.committed`), so local state is never ahead of Kafka.
+(`PartitionHandler.committed`), so local state is never ahead of Kafka. The partitions
+of one poll run their transactions at the same time (each has its own producer); the
+next poll starts when all of them ended.
+
+Partitions the group assigns are taken by the polling loop, not in the rebalance
+listener: taking one (starting its producer, catching up its changelog) can outlast the
+session timeout, and aiokafka sends no heartbeat while the listener runs.
 
 After an indefinite error (a commit that outlasts ``commit_timeout``, a lost connection)
 nobody knows whether the transaction committed. The partition's producer is abandoned
@@ -49,6 +55,15 @@ DEFAULT_COMMIT_TIMEOUT = timedelta(seconds=15)
 """How long one transaction (begin, sends, offsets, commit) may take before its outcome
 is treated as unknown; aiokafka itself retries an unanswered commit forever."""
 
+DEFAULT_IDLE_TICK = timedelta(milliseconds=100)
+"""How long a poll waits for input before the partitions' ticks run anyway."""
+
+LINGER_MS = 5
+"""How long a partition producer waits to fill a batch before sending it."""
+
+TXN_RETRY_BACKOFF_MS = 10
+"""Backoff of the partition producers' retries (see `TransactionalLoop._producer_for`)."""
+
 RETRY_TAKE_S = 1.0
 """Pause before taking a partition again after starting its producer failed."""
 
@@ -80,7 +95,11 @@ class PartitionHandler(Protocol):
     """The logic the loop drives; one handler serves every partition of the loop."""
 
     async def assigned(self, tp: TopicPartition) -> None:
-        """Prepare to process ``tp`` (e.g. catch up from the changelog)."""
+        """Prepare to process ``tp`` (e.g. catch up from the changelog).
+
+        Every method may run for several partitions at once (one call per partition);
+        calls for one partition never overlap.
+        """
 
     async def revoked(self, tp: TopicPartition) -> None:
         """Forget local caches of ``tp``."""
@@ -112,7 +131,7 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka is
         await self._loop._release(revoked)
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
-        await self._loop._acquire(assigned)
+        await self._loop._assigned(assigned)
 
 
 class TransactionalLoop:
@@ -142,7 +161,7 @@ class TransactionalLoop:
         *,
         client_options: dict[str, Any] | None = None,
         max_records: int = 500,
-        idle_tick: timedelta = timedelta(milliseconds=100),
+        idle_tick: timedelta = DEFAULT_IDLE_TICK,
         session_timeout: timedelta = timedelta(seconds=10),
         topic_prefix: str = "",
         commit_timeout: timedelta = DEFAULT_COMMIT_TIMEOUT,
@@ -213,6 +232,9 @@ class TransactionalLoop:
             auto_offset_reset="earliest",
             session_timeout_ms=self._session_ms,
             heartbeat_interval_ms=self._heartbeat_ms,
+            # An idle fetch waits no longer than a tick: requests such as a rewind's
+            # offset lookup queue behind it on the connection (default 500 ms).
+            fetch_max_wait_ms=self._idle_ms,
             **self._options,
         )
         self._consumer = consumer
@@ -223,9 +245,9 @@ class TransactionalLoop:
                 data = await consumer.getmany(
                     timeout_ms=self._idle_ms, max_records=self._max_records
                 )
-                # aiokafka logs and swallows a failing rebalance listener, so a partition
-                # can be assigned without its producer: acquire it now. Acquiring rewinds
-                # to the committed offset, so records fetched here are not lost.
+                # Partitions the group gave us are taken here, not in the rebalance
+                # listener (see `_assigned`); so are those whose taking failed earlier.
+                # Taking rewinds to the committed offset, so nothing fetched is lost.
                 now = time.monotonic()
                 missing = [
                     tp
@@ -236,11 +258,8 @@ class TransactionalLoop:
                 ]
                 if missing:
                     await self._acquire(missing)
-                for tp, records in data.items():
-                    if records and tp in self._producers and tp not in missing:
-                        await self._run_batch(tp, records)
-                for tp in self.owned:
-                    await self._run_tick(tp)
+                work = {tp: records for tp, records in data.items() if tp not in missing}
+                await self._run_poll(work)
         except asyncio.CancelledError:
             task = asyncio.current_task()
             if task is not None and task.cancelling() == 0:
@@ -259,20 +278,42 @@ class TransactionalLoop:
 
     # -- batches --------------------------------------------------------------------
 
-    async def _run_batch(self, tp: TopicPartition, records: list[ConsumerRecord[Any, Any]]) -> None:
+    async def _run_poll(self, data: dict[TopicPartition, list[ConsumerRecord[Any, Any]]]) -> None:
+        """Each owned partition's batch, then its tick, all partitions at once.
+
+        A transaction is a handful of broker round trips; run one partition after the
+        other, a poll over many partitions took the sum of them. Partitions share no
+        state, each has its own producer, so their transactions overlap. The lock is
+        held for the whole poll: a rebalance waits until every transaction has ended,
+        and the next poll starts only once every batch of this one reached the store.
+        """
         async with self._lock:
-            if tp not in self._producers:
-                return  # revoked while we waited for the lock
-            records = [r for r in records if r.offset >= self._next.get(tp, 0)]
-            if not records:
-                return
-            try:
-                batch = await self._handler.process(self._logical(tp), records)
-            except Exception as exc:  # a handler bug must not stop the partition
-                log.exception("processing %s failed; retrying record by record", tp)
-                await self._isolate(tp, records, exc)
-                return
-            await self._commit(tp, batch, consumed_until=records[-1].offset + 1)
+            results = await asyncio.gather(
+                *(self._partition(tp, data.get(tp, [])) for tp in self.owned),
+                return_exceptions=True,
+            )
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result  # what the partition's work raised, as it would run alone
+
+    async def _partition(self, tp: TopicPartition, records: list[ConsumerRecord[Any, Any]]) -> None:
+        if records:
+            await self._run_batch(tp, records)
+        await self._run_tick(tp)
+
+    async def _run_batch(self, tp: TopicPartition, records: list[ConsumerRecord[Any, Any]]) -> None:
+        if tp not in self._producers:
+            return  # given up (fenced, in doubt) earlier in this poll
+        records = [r for r in records if r.offset >= self._next.get(tp, 0)]
+        if not records:
+            return
+        try:
+            batch = await self._handler.process(self._logical(tp), records)
+        except Exception as exc:  # a handler bug must not stop the partition
+            log.exception("processing %s failed; retrying record by record", tp)
+            await self._isolate(tp, records, exc)
+            return
+        await self._commit(tp, batch, consumed_until=records[-1].offset + 1)
 
     async def _isolate(
         self, tp: TopicPartition, records: list[ConsumerRecord[Any, Any]], first: Exception
@@ -286,12 +327,11 @@ class TransactionalLoop:
                 return
 
     async def _run_tick(self, tp: TopicPartition) -> None:
-        async with self._lock:
-            if tp not in self._producers:
-                return
-            batch = await self._handler.tick(self._logical(tp))
-            if batch is not None:
-                await self._commit(tp, batch, consumed_until=None)
+        if tp not in self._producers:
+            return
+        batch = await self._handler.tick(self._logical(tp))
+        if batch is not None:
+            await self._commit(tp, batch, consumed_until=None)
 
     async def _commit(self, tp: TopicPartition, batch: Batch, consumed_until: int | None) -> bool:
         """Send the batch and the offsets in one transaction; False if the partition is lost."""
@@ -384,18 +424,34 @@ class TransactionalLoop:
         return AIOKafkaProducer(
             bootstrap_servers=self._bootstrap,
             transactional_id=self._transactional_id(tp),
-            linger_ms=5,
+            linger_ms=LINGER_MS,
+            # A transaction begun right after the previous one committed is refused
+            # (CONCURRENT_TRANSACTIONS) until the broker has written the commit markers,
+            # a few ms; aiokafka retries after this backoff (default 100 ms, which was
+            # the p99 of a transaction).
+            retry_backoff_ms=TXN_RETRY_BACKOFF_MS,
             **options,
         )
 
+    async def _assigned(self, assigned: list[TopicPartition]) -> None:
+        """Rebalance listener: note what the group gave us; `run` takes it next.
+
+        Taking a partition means catching up its changelog, which for a large partition
+        takes longer than the session timeout, and aiokafka sends no heartbeat until the
+        listener returns: taken here, the member would be dropped from the group and the
+        rebalance start over, for ever. So the listener only pauses the new partitions
+        (nothing of them is fetched before they are taken), and `run` takes them while
+        heartbeats go on.
+        """
+        async with self._lock:
+            # Fenced, then given to us again: ours for real now.
+            self._fenced -= set(assigned)
+            if self._consumer is not None:
+                self._consumer.pause(*(tp for tp in assigned if tp not in self._producers))
+
     async def _acquire(self, assigned: list[TopicPartition]) -> None:
         async with self._lock:
-            for tp in self._fenced & set(assigned):
-                # The group gave it to us again: ours for real now.
-                self._fenced.discard(tp)
-                if self._consumer is not None:
-                    self._consumer.resume(tp)
-            # A rebalance may have taken some away while we waited for the lock.
+            # A rebalance may have taken some away since.
             current = self._consumer.assignment() if self._consumer is not None else None
             new = [
                 tp
@@ -408,9 +464,14 @@ class TransactionalLoop:
             # Concurrently: a rebalance that hands over many partitions must not outlast
             # the session timeout.
             started = await asyncio.gather(*(self._start(tp, p) for tp, p in producers.items()))
-            for (tp, producer), ok in zip(producers.items(), started, strict=True):
-                if ok:
-                    await self._take(tp, producer)
+            # Concurrently too: the handler's catch-ups take turns, the rewinds overlap.
+            await asyncio.gather(
+                *(
+                    self._take(tp, producer)
+                    for (tp, producer), ok in zip(producers.items(), started, strict=True)
+                    if ok
+                )
+            )
             log.info("owning %s", ", ".join(f"{t.topic}[{t.partition}]" for t in self.owned))
 
     async def _start(self, tp: TopicPartition, producer: AIOKafkaProducer) -> bool:

@@ -13,6 +13,7 @@ behind, the offset it records.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sqlite3
 from collections.abc import AsyncIterator, Sequence
@@ -167,6 +168,9 @@ class Store:
         self._db = db
         self.path = path
         self._max_pages: int | None = None  # the cap before `refuse_writes("full")`
+        # One connection: partitions commit concurrently, and two BEGINs on it would
+        # collide (or one's rollback undo the other's rows). Writes take turns.
+        self._writing = asyncio.Lock()
 
     @classmethod
     async def open(cls, path: Path) -> Store:
@@ -195,6 +199,10 @@ class Store:
         the next write that needs a new page fails with SQLITE_FULL; ``readonly`` sets
         ``PRAGMA query_only``, so every write fails with SQLITE_READONLY. Reads go on.
         """
+        async with self._writing:  # between two batches' writes, never inside one
+            await self._refuse_writes(fault)
+
+    async def _refuse_writes(self, fault: WriteFault | None) -> None:
         if self._max_pages is None:
             async with self._db.execute("PRAGMA max_page_count") as cur:
                 row = await cur.fetchone()
@@ -218,6 +226,10 @@ class Store:
 
     async def apply(self, changes: Changes) -> None:
         """Write a batch's instances, held messages and changelog offset, atomically."""
+        async with self._writing:
+            await self._apply(changes)
+
+    async def _apply(self, changes: Changes) -> None:
         try:
             await self._db.execute("BEGIN")
             # One executemany per table: a statement per row costs a hop to aiosqlite's

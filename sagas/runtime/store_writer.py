@@ -3,9 +3,11 @@
 The store is written after the Kafka transaction committed (or from the changelog, on
 catch-up): Kafka already holds the change, so a write the store refuses for now (disk
 full, file read-only, locked, I/O error) must be kept and retried, never dropped and
-never allowed to crash the engine. While it waits, the partition worker waits too: no
-input of any partition is decided against a store that is behind Kafka (deciding on a
-stale instance would fire its timers again and overwrite newer changelog records).
+never allowed to crash the engine. While it waits, the polling loop waits too (its next
+poll starts once every partition's batch reached the store): no input is decided
+against a store that is behind Kafka (deciding on a stale instance would fire its
+timers again and overwrite newer changelog records). Partitions committing at the same
+time may each hold a write; together they are one episode.
 Other store errors (a corrupt file, a bug) are raised as before.
 
 A stop request waits for the held write too (the loop stops after the batch in flight);
@@ -37,7 +39,6 @@ class StoreWriter:
     Attributes:
         episodes: how many times the store started refusing writes.
         refused: how many writes it refused in all.
-        waiting: whether a write is being held now.
     """
 
     def __init__(
@@ -51,7 +52,13 @@ class StoreWriter:
         self._max = max_delay.total_seconds()
         self.episodes = 0
         self.refused = 0
-        self.waiting = False
+        self._held = 0  # writes being held now (partitions commit concurrently)
+        self._began = 0.0  # when the current episode started
+
+    @property
+    def waiting(self) -> bool:
+        """Whether a write is being held now."""
+        return self._held > 0
 
     async def apply(self, changes: Changes) -> None:
         """Write ``changes``; returns once the store took them (waits as long as needed)."""
@@ -60,10 +67,11 @@ class StoreWriter:
             return
         except StoreUnwritable as exc:
             first = exc
-        self.episodes += 1
+        if self._held == 0:  # the first refusal of an episode; others join it
+            self.episodes += 1
+            self._began = time.monotonic()
         self.refused += 1
-        self.waiting = True
-        began = time.monotonic()
+        self._held += 1
         log.warning(
             "%s; keeping %s[%d]'s committed changes and retrying (Kafka holds them)",
             first,
@@ -82,10 +90,11 @@ class StoreWriter:
                     continue
                 break
         finally:
-            self.waiting = False
-        log.info(
-            "saga store %s writable again after %.1fs (%d writes refused so far)",
-            self._store.path,
-            time.monotonic() - began,
-            self.refused,
-        )
+            self._held -= 1
+        if self._held == 0:  # the episode ends with its last held write
+            log.info(
+                "saga store %s writable again after %.1fs (%d writes refused so far)",
+                self._store.path,
+                time.monotonic() - self._began,
+                self.refused,
+            )
