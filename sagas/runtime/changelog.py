@@ -34,6 +34,9 @@ HELD_PREFIX = b"held\x00"
 FETCH_BYTES = 16 << 20
 """Most bytes one catch-up fetch returns (bounds its memory too)."""
 
+CLOSE_TIMEOUT_S = 5.0
+"""Longest wait for the reader's consumer to stop (see `ChangelogReader.close`)."""
+
 FETCH_WAIT_MS = 20
 """How long the broker holds a catch-up fetch that has nothing to return yet."""
 
@@ -238,10 +241,23 @@ class ChangelogReader:
         return self._consumer
 
     async def close(self) -> None:
-        """Idempotent."""
+        """Idempotent; bounded by ``CLOSE_TIMEOUT_S``.
+
+        Seen here: a stop right after a catch-up unassigned the reader never returned.
+        aiokafka's fetch routine, still cancelling the fetches of the old assignment,
+        swallowed its own cancellation and went on waiting for a new assignment. The
+        process is shutting down then; waiting for ever would keep it from ending.
+        """
         consumer, self._consumer = self._consumer, None
-        if consumer is not None:
-            await consumer.stop()
+        if consumer is None:
+            return
+        try:
+            async with asyncio.timeout(CLOSE_TIMEOUT_S):
+                await consumer.stop()
+        except TimeoutError:
+            log.warning(
+                "the changelog reader did not stop within %.0fs; left behind", CLOSE_TIMEOUT_S
+            )
 
     async def catch_up(
         self,
