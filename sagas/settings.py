@@ -137,6 +137,12 @@ class EngineSettings(BaseSettings):
         description="Consumer session timeout: how soon a dead engine's partitions move.",
     )
     max_batch: int = Field(500, ge=1, description="Most records decided in one transaction.")
+    instance_cache: int = Field(
+        2048,
+        ge=0,
+        description="Saga instances kept decoded after their change committed, so the next "
+        "input skips the store (least recently used dropped first; 0 turns it off).",
+    )
     chaos_control: Path | None = Field(
         None,
         description="Testing knob (`sagas chaos`): a JSON file the engine polls every 0.2 s "

@@ -18,6 +18,7 @@ from sagas.contracts.codec import Codec
 from sagas.definition import Saga, Step
 from sagas.errors import ConfigurationError
 from sagas.runtime import topics
+from sagas.runtime.instance_cache import InstanceCache
 from sagas.runtime.loop import TransactionalLoop
 from sagas.runtime.router import Router, event_topics
 from sagas.runtime.store import Store
@@ -99,6 +100,7 @@ class Engine:
             self._options,
             settings.topic_prefix,
             telemetry,
+            InstanceCache(settings.instance_cache),
         )
         latest = [max(v.items())[1] for v in self.definitions.values()]
         self.router = Router(latest, codec, telemetry)

@@ -30,6 +30,7 @@ from sagas.machine import SagaInstance, TimerFired, decide
 from sagas.machine.serialize import instance_from_dict, instance_to_dict
 from sagas.runtime import changelog, deadletter, topics, wire
 from sagas.runtime.clock import NonDecreasingClock
+from sagas.runtime.instance_cache import InstanceCache
 from sagas.runtime.loop import Batch, Outgoing
 from sagas.runtime.store import Changes, Held, Store, StoredInstance
 from sagas.runtime.store_writer import StoreWriter
@@ -80,6 +81,14 @@ class _Work:
     trace: Pending | None = None  # spans and metrics to report once committed
 
 
+@dataclass
+class _Decided:
+    """A batch's context: the store changes and the instances they hold."""
+
+    changes: Changes
+    instances: list[SagaInstance[Any]] = field(default_factory=list)
+
+
 class SagaWorker:
     """`PartitionHandler` for the inboxes of the given definitions.
 
@@ -92,6 +101,7 @@ class SagaWorker:
         hold_for: how long a message for a saga not started yet is kept.
         bootstrap_servers, client_options: for changelog catch-up.
         telemetry: spans and metrics (None when telemetry is off: no cost at all).
+        cache: recently committed instances (`sagas.runtime.instance_cache`).
     """
 
     def __init__(
@@ -106,8 +116,10 @@ class SagaWorker:
         client_options: dict[str, Any] | None = None,
         topic_prefix: str = "",
         telemetry: EngineTelemetry | None = None,
+        cache: InstanceCache | None = None,
     ) -> None:
         self._definitions = definitions
+        self.cache = cache if cache is not None else InstanceCache()
         self._telemetry = telemetry
         self._topic_prefix = topic_prefix
         self._by_inbox = {topics.inbox(name): name for name in definitions}
@@ -129,6 +141,7 @@ class SagaWorker:
 
     async def assigned(self, tp: TopicPartition) -> None:
         saga = self._by_inbox[tp.topic]
+        self.cache.drop(saga, tp.partition)  # catch-up may change what the store holds
         if self._telemetry is not None:
             self._telemetry.assigned(saga, tp.partition)
         await self._changelog.catch_up(
@@ -140,6 +153,7 @@ class SagaWorker:
         )
 
     async def revoked(self, tp: TopicPartition) -> None:
+        self.cache.drop(self._by_inbox[tp.topic], tp.partition)
         if self._telemetry is not None:
             self._telemetry.revoked(self._by_inbox[tp.topic], tp.partition)
 
@@ -171,6 +185,11 @@ class SagaWorker:
             raw = next((v for k, v in record.headers or () if k == "saga_id"), record.key)
             if raw:
                 ids.add(bytes(raw).decode(errors="replace"))
+        for saga_id in list(ids):
+            cached = self.cache.get(work.saga, work.partition, saga_id)
+            if cached is not None:
+                self._adopt(work, cached)
+                ids.discard(saga_id)
         if not ids:
             return
         bodies = await self._store.get_many(work.saga, sorted(ids))
@@ -190,7 +209,7 @@ class SagaWorker:
         out = dead_letter(
             record, topics.dead_letters(saga), "processing-error", repr(error), type(error).__name__
         )
-        return Batch([out], Changes(saga, tp.partition))
+        return Batch([out], _Decided(Changes(saga, tp.partition)))
 
     async def tick(self, tp: TopicPartition) -> Batch | None:
         saga = self._by_inbox[tp.topic]
@@ -215,7 +234,8 @@ class SagaWorker:
     async def committed(
         self, tp: TopicPartition, batch: Batch, sent: Sequence[RecordMetadata]
     ) -> None:
-        changes: Changes = batch.context
+        decided: _Decided = batch.context
+        changes = decided.changes
         log_topic = topics.changelog(changes.saga_name)
         offsets = [
             m.offset for o, m in zip(batch.outgoing, sent, strict=True) if o.topic == log_topic
@@ -225,6 +245,7 @@ class SagaWorker:
         # Returns only once the store took the changes: until then no batch of any
         # partition is decided against a store behind Kafka.
         await self.writer.apply(changes)
+        self.cache.committed(changes.saga_name, changes.partition, decided.instances)
         if self._telemetry is not None:
             dlq = topics.dead_letters(changes.saga_name)
             dead = sum(1 for o in batch.outgoing if o.topic == dlq)
@@ -373,6 +394,9 @@ class SagaWorker:
             return work.instances[saga_id]
         if saga_id in work.absent:
             return None
+        cached = self.cache.get(work.saga, work.partition, saga_id)
+        if cached is not None:
+            return self._adopt(work, cached)
         body = await self._store.get(work.saga, saga_id)
         return None if body is None else self._remember(work, body)
 
@@ -386,6 +410,12 @@ class SagaWorker:
         work.before[saga_id] = len(instance.history)
         return instance
 
+    def _adopt(self, work: _Work, instance: SagaInstance[Any]) -> SagaInstance[Any]:
+        """Use a cached instance as if loaded from the store."""
+        work.instances[instance.saga_id] = instance
+        work.before[instance.saga_id] = len(instance.history)
+        return instance
+
     def _definition_for(self, saga: str, instance: SagaInstance[Any] | None) -> Saga[Any]:
         versions = self._definitions[saga]
         if instance is None:
@@ -394,12 +424,14 @@ class SagaWorker:
 
     def _finish(self, work: _Work) -> Batch:
         changes = Changes(work.saga, work.partition, released=sorted(work.released))
+        decided = _Decided(changes)
         log_topic = topics.changelog(work.saga)
         for saga_id, instance in work.instances.items():
             stored = _stored(work, instance)
             if stored is None:
                 continue
             changes.instances.append(stored)
+            decided.instances.append(instance)
             work.outgoing.append(
                 Outgoing(
                     log_topic,
@@ -422,7 +454,7 @@ class SagaWorker:
             work.outgoing.append(
                 Outgoing(log_topic, None, key=changelog.held_key(saga_id), partition=work.partition)
             )
-        return Batch(work.outgoing, changes)
+        return Batch(work.outgoing, decided)
 
 
 def stored_row(instance: SagaInstance[Any], partition: int) -> StoredInstance:

@@ -112,7 +112,10 @@ class Rig:
             return 0
         await self.commit(batch)
         return sum(
-            1 for i in batch.context.instances for h in i.history if h[2]["input"] == "timer"
+            1
+            for i in batch.context.changes.instances
+            for h in i.history
+            if h[2]["input"] == "timer"
         )
 
     async def instance(self, saga_id: str) -> SagaInstance[Any]:
@@ -230,6 +233,21 @@ async def test_store_full_refuses_growth_and_heals(rig: Rig) -> None:
     await rig.store.refuse_writes(None)
     saga_id = await asyncio.wait_for(started, 10)
     assert (await rig.instance(saga_id)).state is SagaState.RUNNING
+
+
+async def test_the_instance_cache_holds_what_the_store_holds_and_forgets_a_partition(
+    rig: Rig,
+) -> None:
+    saga_id = await rig.start("o-c")
+    rig.wall.now = T0 + TIMEOUT  # the step times out: a second committed change
+    assert await rig.tick() == 1
+    cached = rig.worker.cache.get(SAGA.name, 0, saga_id)
+    assert cached is not None
+    assert cached == await rig.instance(saga_id)
+    assert cached.state is SagaState.COMPENSATED
+    await rig.worker.revoked(rig.tp)  # given up: the next owner's changes are not ours
+    assert rig.worker.cache.get(SAGA.name, 0, saga_id) is None
+    assert len(rig.worker.cache) == 0
 
 
 def test_non_decreasing_clock_stands_still_then_follows() -> None:
