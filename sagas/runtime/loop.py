@@ -461,8 +461,8 @@ class TransactionalLoop:
             producers = {tp: self._producer_for(tp) for tp in new}
             # start() initialises the transactional id: the previous owner's open
             # transaction is aborted and its producer fenced before we read anything.
-            # Concurrently: a rebalance that hands over many partitions must not outlast
-            # the session timeout.
+            # Concurrently: taking many partitions after a rebalance costs one start,
+            # not the sum of them.
             started = await asyncio.gather(*(self._start(tp, p) for tp, p in producers.items()))
             # Concurrently too: the handler's catch-ups take turns, the rewinds overlap.
             await asyncio.gather(

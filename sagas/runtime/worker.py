@@ -242,8 +242,8 @@ class SagaWorker:
         ]
         if offsets:
             changes.next_changelog_offset = max(offsets) + 1
-        # Returns only once the store took the changes: until then no batch of any
-        # partition is decided against a store behind Kafka.
+        # Returns only once the store took the changes: the loop's next poll waits for
+        # it, so no batch is decided against a store behind Kafka.
         await self.writer.apply(changes)
         self.cache.committed(changes.saga_name, changes.partition, decided.instances)
         if self._telemetry is not None:
@@ -405,13 +405,10 @@ class SagaWorker:
         if saga_id in work.instances:
             return work.instances[saga_id]
         definition = self._definitions[work.saga][int(body["version"])]
-        instance = instance_from_dict(definition, body)
-        work.instances[saga_id] = instance
-        work.before[saga_id] = len(instance.history)
-        return instance
+        return self._adopt(work, instance_from_dict(definition, body))
 
     def _adopt(self, work: _Work, instance: SagaInstance[Any]) -> SagaInstance[Any]:
-        """Use a cached instance as if loaded from the store."""
+        """Make ``instance`` (decoded from the store, or cached) the batch's starting point."""
         work.instances[instance.saga_id] = instance
         work.before[instance.saga_id] = len(instance.history)
         return instance
