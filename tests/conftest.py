@@ -10,6 +10,8 @@ import pytest
 from sagas.dev.broker import DevKafka, free_port
 from sagas.settings import DevKafkaSettings, KafkaSettings
 
+pytest_plugins = ["tests.thread_guard"]
+
 MakeTopic = Callable[..., Awaitable[str]]
 
 

@@ -1,8 +1,10 @@
 """Fuzz the dashboard's JSON API against its own OpenAPI description (schemathesis).
 
-The application runs in-process (ASGI, its lifespan started once by schemathesis) over a
-read model holding a saga, without Kafka; once read-only (no token) and once with a
-token that every generated request carries. Every generated request, valid or not,
+The application is served by uvicorn on a free loopback port (a thread of the test that
+is joined when the test ends) over a read model holding a saga, without Kafka; once
+read-only (no token) and once with a token that every generated request carries. Not
+over ASGI in-process: schemathesis then keeps an anyio portal thread until interpreter
+exit, which kept the process from ever exiting (issue 13). Every generated request, valid or not,
 must get a documented status code other than 5xx, with a body and content type that
 conform to the description.
 """
@@ -10,7 +12,9 @@ conform to the description.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +29,8 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from sagas.ops.web import WebConfig, create_app
+from sagas.ops.web import WebConfig
+from sagas.ops.web.server import Dashboard
 from tests.integration.engine_support import two_step_saga
 from tests.unit.test_ops_web import fill
 
@@ -48,7 +53,9 @@ BOUNDED = settings(
 FEWER = settings(BOUNDED, max_examples=4)
 
 
-def _schema(tmp: Path, token: str | None) -> Any:
+@contextmanager
+def _served(tmp: Path, token: str | None) -> Iterator[Any]:
+    """The dashboard's OpenAPI schema, served from a thread that ends with the block."""
     asyncio.run(fill(tmp / "ops.db"))
     config = WebConfig(
         ops_db=tmp / "ops.db",
@@ -56,7 +63,38 @@ def _schema(tmp: Path, token: str | None) -> Any:
         definitions=[two_step_saga("views")],
         admin_token=token,
     )
-    return schemathesis.openapi.from_asgi("/openapi.json", create_app(config))
+    ready = threading.Event()
+    urls: list[str] = []
+    errors: list[BaseException] = []
+    loop = asyncio.new_event_loop()
+    stop = asyncio.Event()
+
+    async def serve() -> None:
+        async with Dashboard(config, port=0) as dashboard:
+            urls.append(dashboard.url)
+            ready.set()
+            await stop.wait()
+
+    def run() -> None:
+        try:
+            loop.run_until_complete(serve())
+        except BaseException as exc:
+            errors.append(exc)
+        finally:
+            ready.set()
+            loop.close()
+
+    thread = threading.Thread(target=run, name="dashboard-under-fuzz")
+    thread.start()
+    try:
+        assert ready.wait(30), "the dashboard did not start within 30 s"
+        assert urls, f"the dashboard failed to start: {errors!r}"
+        yield schemathesis.openapi.from_url(f"{urls[0]}/openapi.json")
+    finally:
+        loop.call_soon_threadsafe(stop.set)
+        thread.join(30)
+    assert not thread.is_alive(), "the dashboard thread did not stop"
+    assert not errors, errors
 
 
 def _fuzz(
@@ -97,7 +135,8 @@ def test_the_read_only_api_never_fails_and_keeps_its_contract(tmp_path: Path) ->
             assert response.status_code in (400, 403, 413, 422), response.text
 
     # Invalid inputs are sent in the run with a token, where they get past the auth check.
-    assert _fuzz(_schema(tmp_path, None), {}, expect, invalid=False) >= 80
+    with _served(tmp_path, None) as schema:
+        assert _fuzz(schema, {}, expect, invalid=False) >= 80
 
 
 @pytest.mark.timeout(300)
@@ -106,4 +145,5 @@ def test_the_api_with_a_token_never_fails_and_keeps_its_contract(tmp_path: Path)
         assert response.status_code not in (401, 403), response.text
 
     headers = {"Authorization": f"Bearer {TOKEN}"}
-    assert _fuzz(_schema(tmp_path, TOKEN), headers, expect, invalid=True) >= 120
+    with _served(tmp_path, TOKEN) as schema:
+        assert _fuzz(schema, headers, expect, invalid=True) >= 120
