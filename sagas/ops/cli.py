@@ -74,6 +74,12 @@ def _add_check(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     check_command.add_parser(sub)
 
 
+def _add_codegen(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from sagas.ops import codegen_command
+
+    codegen_command.add_parser(sub)
+
+
 def _add_run(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     from sagas.ops import run_command
 
@@ -101,6 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_demo(sub)
     _add_chaos(sub)
     _add_check(sub)
+    _add_codegen(sub)
     _add_run(sub)
     _add_bench(sub)
     _add_ops(sub)
