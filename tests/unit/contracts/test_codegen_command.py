@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -133,3 +135,18 @@ def test_a_schema_no_class_can_hold_is_an_error(
     assert code == 1
     assert "orders.Bad: field 'class' of orders.Bad is a Python keyword" in err
     assert not out.exists()
+
+
+def test_codegen_runs_without_importing_the_package_it_writes() -> None:
+    # Every other command imports sagas.contracts.messages; codegen must run when it is
+    # missing or broken.
+    script = (
+        "import sys\n"
+        "from sagas.ops.cli import build_parser\n"
+        "build_parser('codegen').parse_args(['codegen', '--check'])\n"
+        "print(sorted(m for m in sys.modules if m.startswith('sagas.contracts.messages')))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True
+    )
+    assert done.stdout.strip() == "[]"
