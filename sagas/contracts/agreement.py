@@ -146,7 +146,7 @@ class _Compare:
         try:
             schema_default = python_default(value, node)
         except SchemaError as exc:
-            self.found.append((path, f"schema default {value!r:.40}: {exc}"))
+            self.found.append((path, f"schema default {value!r:.40}: {exc.message}"))
             return
         if schema_default != py_default:
             self.found.append((path, f"defaults differ: class {py_default!r}, schema {value!r}"))
