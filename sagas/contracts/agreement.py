@@ -1,7 +1,7 @@
 """Does a typed message class agree with its Avro schema, field by field?
 
 Checked: the same field names; each field's Python type against its Avro type (see the
-table below); optionality (``T | None`` exactly when the schema says ``["null", T]``);
+table below); optionality (``T | None`` exactly when the schema is a union of null and T);
 defaults (present on both sides or neither, and equal). Nested records and enums are
 compared recursively.
 
@@ -9,18 +9,20 @@ compared recursively.
 Python                 Avro
 =====================  ===============================================
 ``str``                ``string``
-``bytes``              ``bytes``
+``bytes``              ``bytes`` or ``fixed``
 ``int``                ``int`` or ``long``
 ``float``              ``float`` or ``double``
 ``bool``               ``boolean``
-``Decimal``            ``bytes`` with logicalType ``decimal``
-``datetime``           ``long`` with ``timestamp-millis``
+``Decimal``            ``bytes`` or ``fixed`` with logicalType ``decimal``
+``datetime``           ``long`` with ``timestamp-millis`` or ``timestamp-micros``
 ``date``               ``int`` with ``date``
 ``StrEnum``            ``enum`` with the same symbols, in order
 ``tuple[T, ...]``      ``array`` of T
 frozen dataclass       ``record`` with agreeing fields
-``T | None``           ``["null", T]``
+``T | None``           ``["null", T]`` or ``[T, "null"]``
 =====================  ===============================================
+
+Schema defaults are turned into Python values by `sagas.contracts.defaults`.
 """
 
 from __future__ import annotations
@@ -34,16 +36,19 @@ from decimal import Decimal
 from typing import Any
 
 from sagas.contracts.avro_types import Node
+from sagas.contracts.defaults import python_default
+from sagas.contracts.errors import SchemaError
 
-_LEAVES: dict[Any, tuple[frozenset[str], str | None]] = {
-    str: (frozenset({"string"}), None),
-    bytes: (frozenset({"bytes"}), None),
-    int: (frozenset({"int", "long"}), None),
-    float: (frozenset({"float", "double"}), None),
-    bool: (frozenset({"boolean"}), None),
-    Decimal: (frozenset({"bytes", "fixed"}), "decimal"),
-    datetime: (frozenset({"long"}), "timestamp-millis"),
-    date: (frozenset({"int"}), "date"),
+# Python type -> (Avro kinds, logical types) it agrees with.
+_LEAVES: dict[Any, tuple[frozenset[str], frozenset[str | None]]] = {
+    str: (frozenset({"string"}), frozenset({None})),
+    bytes: (frozenset({"bytes", "fixed"}), frozenset({None})),
+    int: (frozenset({"int", "long"}), frozenset({None})),
+    float: (frozenset({"float", "double"}), frozenset({None})),
+    bool: (frozenset({"boolean"}), frozenset({None})),
+    Decimal: (frozenset({"bytes", "fixed"}), frozenset({"decimal"})),
+    datetime: (frozenset({"long"}), frozenset({"timestamp-millis", "timestamp-micros"})),
+    date: (frozenset({"int"}), frozenset({"date"})),
 }
 
 
@@ -95,8 +100,8 @@ class _Compare:
         elif isinstance(hint, type) and dataclasses.is_dataclass(hint):
             self.record(hint, node, path)
         elif hint in _LEAVES:
-            kinds, logical = _LEAVES[hint]
-            if node.kind not in kinds or node.logical != logical:
+            kinds, logicals = _LEAVES[hint]
+            if node.kind not in kinds or node.logical not in logicals:
                 self.found.append(
                     (path, f"class says {_name(hint)}, schema says {node.describe()}")
                 )
@@ -108,12 +113,12 @@ class _Compare:
         kinds = [b.kind for b in node.branches]
         if len(others) != 1 or len(args) != 2:
             self.found.append((path, f"unsupported union {_name(hint)}"))
-        elif node.kind != "union" or len(kinds) != 2 or kinds[0] != "null":
+        elif node.kind != "union" or len(kinds) != 2 or kinds.count("null") != 1:
             self.found.append(
                 (path, f"class says optional, schema says {node.describe()} (want [null, T])")
             )
         else:
-            self.field_type(others[0], node.branches[1], path)
+            self.field_type(others[0], node.branches[kinds.index("null") ^ 1], path)
 
     def enum(self, cls: type[enum.Enum], node: Node, path: str) -> None:
         symbols = tuple(str(member.value) for member in cls)
@@ -137,17 +142,14 @@ class _Compare:
             return
         if not has:
             self.found.append((path, f"class default {py_default!r} but the schema has none"))
-        elif _python_default(value, node) != py_default:
+            return
+        try:
+            schema_default = python_default(value, node)
+        except SchemaError as exc:
+            self.found.append((path, f"schema default {value!r:.40}: {exc.message}"))
+            return
+        if schema_default != py_default:
             self.found.append((path, f"defaults differ: class {py_default!r}, schema {value!r}"))
-
-
-def _python_default(value: Any, node: Node) -> Any:
-    """The Python value an Avro JSON default stands for (for the kinds we use)."""
-    if node.kind == "union" and node.branches:
-        return _python_default(value, node.branches[0])
-    if node.kind == "array" and isinstance(value, list):
-        return tuple(value)
-    return value
 
 
 def _join(path: str, name: str) -> str:

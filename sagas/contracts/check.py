@@ -6,7 +6,9 @@
 3. every schema is compatible with all its released versions under the chosen mode
    (`sagas.contracts.compat`), and no released schema has disappeared;
 4. every usage (what handlers and definitions read) names an existing type and fields
-   (`sagas.contracts.usages`).
+   (`sagas.contracts.usages`);
+5. when given the folder of the generated message modules, it holds exactly what
+   `sagas codegen` writes from these schemas (`sagas.contracts.codegen`).
 """
 
 from __future__ import annotations
@@ -18,7 +20,10 @@ from pathlib import Path
 from sagas.contracts.agreement import disagreements
 from sagas.contracts.avro_types import Node, normalize, walk_named
 from sagas.contracts.classmap import ClassMap
+from sagas.contracts.codegen import generate
+from sagas.contracts.codegen.files import changes
 from sagas.contracts.compat import Mode, check_mode
+from sagas.contracts.errors import SchemaError
 from sagas.contracts.schemas import SchemaTree, load_tree
 from sagas.contracts.usages import Usage, check_usages
 
@@ -28,8 +33,10 @@ class Problem:
     """One thing `sagas check` found wrong.
 
     Attributes:
-        check: ``schema``, ``docs``, ``class``, ``compatibility`` or ``usage``.
-        schema: the schema (full name, or file when it did not parse) concerned.
+        check: ``schema``, ``docs``, ``class``, ``compatibility``, ``usage`` or
+            ``generated``.
+        schema: the schema (full name, or file when it did not parse) concerned; for
+            ``generated``, the generated file.
         field: the field path concerned, when there is one.
         message: what is wrong, for a person.
     """
@@ -52,6 +59,7 @@ class Report:
     released_versions: int = 0
     unreleased: list[str] = field(default_factory=list)
     usages: int = 0
+    generated: int | None = None
 
     @property
     def ok(self) -> bool:
@@ -64,8 +72,10 @@ def run_check(
     classes: ClassMap,
     mode: Mode = Mode.BACKWARD,
     usages: Iterable[Usage] = (),
+    generated: Path | None = None,
 ) -> tuple[Report, SchemaTree]:
-    """Check the schemas under ``root`` against ``classes`` and ``usages``.
+    """Check the schemas under ``root`` against ``classes`` and ``usages``, and against
+    the folder of generated modules ``generated`` when given.
 
     Returns the report and the loaded tree (for `sagas.contracts.schemas.release`).
     """
@@ -84,6 +94,8 @@ def run_check(
         report.problems.append(
             Problem("usage", problem.usage.type, problem.field, problem.message + where)
         )
+    if generated is not None and not tree.errors:  # a broken tree is reported above
+        report.problems += _generated(tree, generated, report)
     return report, tree
 
 
@@ -136,3 +148,17 @@ def _compatibility(tree: SchemaTree, mode: Mode, report: Report) -> list[Problem
             Problem("compatibility", name, None, "released schema was deleted; restore it")
         )
     return found
+
+
+def _generated(tree: SchemaTree, folder: Path, report: Report) -> list[Problem]:
+    try:
+        sources = generate(tree)
+    except SchemaError as exc:
+        return [
+            Problem("generated", str(folder), None, f"cannot generate the classes: {exc.message}")
+        ]
+    report.generated = len(sources)
+    return [
+        Problem("generated", change.shown(), None, change.describe())
+        for change in changes(folder, sources)
+    ]

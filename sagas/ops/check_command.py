@@ -1,4 +1,4 @@
-"""`sagas check`: verify schemas, message classes, compatibility and usages; no broker."""
+"""`sagas check`: verify schemas, message classes, generated modules, compatibility and usages."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from rich.table import Table
 from sagas import Saga
 from sagas.contracts.check import Report, run_check
 from sagas.contracts.classmap import ClassMap
+from sagas.contracts.codegen import default_output_dir
 from sagas.contracts.compat import Mode
 from sagas.contracts.messages import ALL_MESSAGES
 from sagas.contracts.record import Record
@@ -68,7 +69,9 @@ def saga_usages(saga: Saga[Any]) -> list[Usage]:
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register ``sagas check`` on the CLI."""
     check = sub.add_parser(
-        "check", help="verify schemas, message classes, compatibility and usages (no broker)"
+        "check",
+        help="verify schemas, message classes, generated modules, compatibility and usages "
+        "(no broker)",
     )
     check.add_argument(
         "--schemas", type=Path, default=None, help="schemas root (default: the repository's)"
@@ -99,6 +102,14 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         help="module (importable from the current folder) whose MESSAGES tuple of message "
         "classes joins the project's; may repeat",
     )
+    check.add_argument(
+        "--generated",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="folder of the modules `sagas codegen` writes, compared with what it would write "
+        "now (default: sagas/contracts/messages when checking the repository's schemas)",
+    )
     check.set_defaults(handler=run)
 
 
@@ -127,7 +138,10 @@ def run(args: argparse.Namespace) -> int:
     for path in args.usages:
         usages += load_usages(path)
     classes = message_classes(args.messages)
-    report, tree = run_check(root, classes, Mode(args.mode), usages)
+    generated: Path | None = args.generated
+    if generated is None and root.resolve() == default_schemas_dir().resolve():
+        generated = default_output_dir()  # that package is generated from these schemas
+    report, tree = run_check(root, classes, Mode(args.mode), usages, generated)
     print_report(report, console)
     if not report.ok:
         return 1
@@ -146,6 +160,7 @@ def print_report(report: Report, console: Console) -> None:
         f"[bold]sagas check[/bold] {report.root}: {report.schemas} schemas, "
         f"{report.classes} message classes, {report.released_versions} released versions "
         f"({report.mode.value}), {report.usages} usages"
+        + ("" if report.generated is None else f", {report.generated} generated files")
     )
     if report.unreleased:
         console.print(f"unreleased (no history yet): {_short(report.unreleased)}")

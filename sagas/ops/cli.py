@@ -74,6 +74,12 @@ def _add_check(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     check_command.add_parser(sub)
 
 
+def _add_codegen(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from sagas.ops import codegen_command
+
+    codegen_command.add_parser(sub)
+
+
 def _add_run(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     from sagas.ops import run_command
 
@@ -92,15 +98,26 @@ def _add_ops(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     commands.add_parsers(sub)
 
 
-def build_parser() -> argparse.ArgumentParser:
+# `sagas codegen` writes the message package that registering every other command
+# imports, so it must run while that package is missing or broken: alone, it is
+# parsed without registering the others.
+_STANDALONE = {"codegen": _add_codegen}
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser of every command; of ``command`` alone when it is a standalone one."""
     parser = argparse.ArgumentParser(
         prog="sagas", description="Event-driven sagas on Apache Kafka."
     )
     sub = parser.add_subparsers(dest="command", required=True)
+    if command in _STANDALONE:
+        _STANDALONE[command](sub)
+        return parser
     _add_dev(sub)
     _add_demo(sub)
     _add_chaos(sub)
     _add_check(sub)
+    _add_codegen(sub)
     _add_run(sub)
     _add_bench(sub)
     _add_ops(sub)
@@ -109,7 +126,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `sagas` console script."""
-    args = build_parser().parse_args(argv)
+    words = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser(words[0] if words else None).parse_args(words)
     handler: Handler = args.handler
     try:
         return handler(args)

@@ -42,7 +42,8 @@ def _strategy(hint: Any, node: Node) -> st.SearchStrategy[Any]:
     origin, args = typing.get_origin(hint), typing.get_args(hint)
     if origin in (typing.Union, types.UnionType):
         inner = next(a for a in args if a is not type(None))
-        return st.none() | _strategy(inner, node.branches[1])
+        branch = next(b for b in node.branches if b.kind != "null")
+        return st.none() | _strategy(inner, branch)
     if origin is tuple:
         assert node.items is not None
         return st.lists(_strategy(args[0], node.items), max_size=4).map(tuple)
@@ -62,11 +63,13 @@ def _strategy(hint: Any, node: Node) -> st.SearchStrategy[Any]:
         return millis.map(lambda ms: _EPOCH + timedelta(milliseconds=ms))
     if hint is date:
         return st.dates(date(1900, 1, 1), date(2200, 1, 1))
+    if hint is bytes and node.kind == "fixed":
+        return st.binary(min_size=node.size or 0, max_size=node.size or 0)
     simple: dict[Any, st.SearchStrategy[Any]] = {
         str: st.text(max_size=20),
         bytes: st.binary(max_size=20),
         bool: st.booleans(),
-        float: st.floats(allow_nan=False),
+        float: st.floats(allow_nan=False, width=32 if node.kind == "float" else 64),
     }
     return simple[hint]
 

@@ -14,10 +14,12 @@ import pytest
 from sagas.contracts.agreement import disagreements
 from sagas.contracts.avro_types import normalize
 from sagas.contracts.check import Problem, run_check
+from sagas.contracts.codegen import generate
+from sagas.contracts.codegen.files import apply, changes
 from sagas.contracts.compat import Mode
 from sagas.contracts.messages import ALL_MESSAGES, default_class_map
 from sagas.contracts.record import Record
-from sagas.contracts.schemas import SchemaTree, default_schemas_dir
+from sagas.contracts.schemas import SchemaTree, default_schemas_dir, load_tree
 from sagas.contracts.usages import Usage
 from sagas.ops.cli import main
 
@@ -65,6 +67,7 @@ def test_repository_passes(
     assert code == 0, out
     assert "OK" in out
     assert "58 schemas, 58 message classes, 59 released versions" in out
+    assert "97 usages, 12 generated files" in out  # the repository's package is compared
 
 
 def test_every_class_agrees_with_its_schema(tree: SchemaTree) -> None:
@@ -226,3 +229,42 @@ def test_release_records_changed_schemas(
     assert (copy / "history" / "orders.OrderCancelled" / "v2.avsc").exists()
     code, out = cli(capsys, monkeypatch, "--schemas", str(copy), "--release")
     assert "nothing to release" in out
+
+
+def test_generated_modules_that_disagree_with_the_schemas_fail(
+    copy: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = tmp_path / "messages"
+    sources = generate(load_tree(copy))
+    apply(sources, changes(out, sources))
+    code, text = cli(capsys, monkeypatch, "--schemas", str(copy), "--generated", str(out))
+    assert code == 0, text
+    assert "12 generated files" in text
+
+    orders = out / "orders.py"
+    orders.write_text(orders.read_text().replace("reason: str", "reason: str | None = None"))
+    edit(copy, "shipping.ShipmentFailed", lambda s: s.update(doc="Changed doc."))
+    report, _ = run_check(copy, default_class_map(), generated=out)
+    assert {(p.check, p.schema) for p in report.problems} == {
+        ("generated", str(orders)),
+        ("generated", str(out / "shipping.py")),
+    }
+    code, text = cli(capsys, monkeypatch, "--schemas", str(copy), "--generated", str(out))
+    assert code == 1
+    assert "run `sagas codegen`" in text
+
+
+def test_a_schema_codegen_refuses_is_reported(copy: Path, tmp_path: Path) -> None:
+    edit(copy, "orders.OrderCancelled", lambda s: field(s, "reason").update(name="class"))
+    report, _ = run_check(copy, default_class_map(), generated=tmp_path)
+    [problem] = [p for p in report.problems if p.check == "generated"]
+    assert "cannot generate the classes: orders.OrderCancelled: field 'class'" in problem.message
+
+
+def test_another_schemas_folder_is_not_compared_with_the_repositorys_package(
+    copy: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    edit(copy, "orders.OrderCancelled", lambda s: s.update(doc="Changed doc."))
+    code, out = cli(capsys, monkeypatch, "--schemas", str(copy))
+    assert code == 0, out
+    assert "generated files" not in out
