@@ -27,7 +27,7 @@ from sagas.contracts.messages.access import (
     RevokeCloudAccess,
 )
 from sagas.contracts.record import Record
-from services.participant import Context, Handler, Participant
+from sagas.participant import Context, Handler, Participant
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS cloud_roles (role TEXT PRIMARY KEY, description TEXT NOT NULL);
@@ -141,6 +141,6 @@ def participant() -> Participant:
 
 
 if __name__ == "__main__":
-    from services.participant.main import serve
+    from sagas.participant.main import serve
 
     serve(participant())

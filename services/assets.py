@@ -38,10 +38,10 @@ from sagas.contracts.messages.assets import (
     ReclaimLaptop,
 )
 from sagas.contracts.record import Record
-from services.participant import Context, Handler, Participant
+from sagas.participant import Context, Handler, Participant
 
 if TYPE_CHECKING:
-    from services.participant import ParticipantService
+    from sagas.participant import ParticipantService
 
 DOMAIN = "assets"
 
@@ -219,6 +219,6 @@ def participant() -> Participant:
 
 
 if __name__ == "__main__":
-    from services.participant.main import serve
+    from sagas.participant.main import serve
 
     serve(participant())

@@ -17,7 +17,6 @@ from pathlib import Path
 import aiosqlite
 
 from sagas.contracts.messages.hr import Role
-from sagas.definitions.onboarding import CLOUD_ROLES, PRODUCTS
 from services import (
     access,
     assets,
@@ -30,6 +29,7 @@ from services import (
     payments,
     shipping,
 )
+from services.definitions.onboarding import CLOUD_ROLES, PRODUCTS
 
 Violations = dict[str, list[str]]
 

@@ -33,7 +33,7 @@ from sagas.contracts.messages.directory import (
     DisableAccount,
 )
 from sagas.contracts.record import Record
-from services.participant import Context, Handler, Participant
+from sagas.participant import Context, Handler, Participant
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS accounts (
@@ -176,6 +176,6 @@ def participant() -> Participant:
 
 
 if __name__ == "__main__":
-    from services.participant.main import serve
+    from sagas.participant.main import serve
 
     serve(participant())

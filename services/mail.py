@@ -30,7 +30,7 @@ from sagas.contracts.messages.mail import (
     MailboxRejected,
 )
 from sagas.contracts.record import Record
-from services.participant import Context, Handler, Participant
+from sagas.participant import Context, Handler, Participant
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -165,6 +165,6 @@ def participant() -> Participant:
 
 
 if __name__ == "__main__":
-    from services.participant.main import serve
+    from sagas.participant.main import serve
 
     serve(participant())

@@ -35,13 +35,13 @@ from sagas.contracts.messages.orders import (
     OrderPlaced,
 )
 from sagas.contracts.record import Envelope
-from services.participant import Context, Participant, Store, Subscription
-from services.participant.definition import JSONObject
-from services.participant.outbox import Outbox
-from services.participant.store import Outbound
+from sagas.participant import Context, Participant, Store, Subscription
+from sagas.participant.definition import JSONObject
+from sagas.participant.outbox import Outbox
+from sagas.participant.store import Outbound
 
 if TYPE_CHECKING:
-    from services.participant import ParticipantService
+    from sagas.participant import ParticipantService
 
 EVENTS = "orders.events"
 
@@ -246,6 +246,6 @@ def participant() -> Participant:
 
 
 if __name__ == "__main__":
-    from services.participant.main import serve
+    from sagas.participant.main import serve
 
     serve(participant())

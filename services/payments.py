@@ -43,7 +43,7 @@ from sagas.contracts.messages.payments import (
     VoidPayment,
 )
 from sagas.contracts.record import Record
-from services.participant import Context, Handler, Participant, Rejected
+from sagas.participant import Context, Handler, Participant, Rejected
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS accounts (
@@ -273,6 +273,6 @@ def participant() -> Participant:
 
 
 if __name__ == "__main__":
-    from services.participant.main import serve
+    from sagas.participant.main import serve
 
     serve(participant())

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+from sagas.participant import Participant
 from services import (
     access,
     assets,
@@ -17,7 +18,6 @@ from services import (
     payments,
     shipping,
 )
-from services.participant import Participant
 
 
 def all_participants() -> tuple[Participant, ...]:

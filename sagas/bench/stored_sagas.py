@@ -46,12 +46,12 @@ from sagas.contracts.messages.shipping import (
     ShipmentScheduled,
 )
 from sagas.contracts.record import Record
-from sagas.definitions.order_fulfilment import ORDER_FULFILMENT
 from sagas.machine import SagaInstance
 from sagas.runtime import changelog, store
 from sagas.runtime.store import Changes, Store, StoredInstance
 from sagas.runtime.worker import stored_row
 from sagas.testing import Handler, Harness, reply, silent
+from services.definitions.order_fulfilment import ORDER_FULFILMENT
 
 SAGA = ORDER_FULFILMENT.name
 TOKEN = "BENCHTEMPLATE0"

@@ -33,13 +33,13 @@ from sagas.chaos.final import final_instances, read_changelogs
 from sagas.chaos.placement import PlacementError, Placer
 from sagas.chaos.schedule import PlannedFault, draw
 from sagas.contracts.factory import build_codec
-from sagas.definitions import all_definitions
 from sagas.dev.broker import DevKafka, free_port
 from sagas.dev.outcomes import OutcomeWatcher
 from sagas.dev.processes import Supervisor
 from sagas.dev.system import LocalSystem, SystemLayout
 from sagas.runtime import topics
 from sagas.settings import DevKafkaSettings
+from services.definitions import all_definitions
 from services.workload import HIRES, ORDERS, Workload
 
 FAULT_DEADLINE_S = 300.0

@@ -141,7 +141,7 @@ def service_acls(
     """A participant service: its commands in, replies to the sagas that command it.
 
     Args:
-        participant: a `services.participant.Participant`.
+        participant: a `sagas.participant.Participant`.
         prefix: the topic prefix.
         definitions: the sagas (to find the inboxes it replies to).
         group: its consumer group (also faust's app id, the prefix of its internal
@@ -191,7 +191,7 @@ def all_acls(
 
 def shipped_acls(prefix: str = "") -> dict[str, list[Acl]]:
     """`all_acls` of the shipped sagas and services."""
-    from sagas.definitions import all_definitions
+    from services.definitions import all_definitions
     from services.shipped import all_participants
 
     return all_acls(prefix, all_definitions(), all_participants())

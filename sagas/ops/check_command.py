@@ -33,7 +33,7 @@ def project_usages() -> list[Usage]:
     handlers (the command types handled with the fields read, the reply types returned,
     the events followed).
     """
-    from sagas.definitions import all_definitions
+    from services.definitions import all_definitions
     from services.shipped import all_participants
 
     found: list[Usage] = []

@@ -29,7 +29,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 
 def select(names: list[str]) -> list[Saga[Any]]:
     """The shipped definitions named (all of them when none is named)."""
-    from sagas.definitions import all_definitions
+    from services.definitions import all_definitions
 
     shipped = list(all_definitions())
     if not names:

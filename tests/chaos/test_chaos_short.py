@@ -20,8 +20,8 @@ from sagas.chaos.checks.sagas import sagas_ended
 from sagas.chaos.checks.services import service_effects
 from sagas.chaos.final import final_instances
 from sagas.chaos.runner import ChaosPlan, run_chaos
-from sagas.definitions import all_definitions
 from sagas.machine import SagaState
+from services.definitions import all_definitions
 
 pytestmark = [pytest.mark.chaos, pytest.mark.kafka, pytest.mark.timeout(1200)]
 

@@ -24,9 +24,9 @@ from sagas.chaos.checks.sagas import (
 from sagas.chaos.final import SagaRecords, snapshot
 from sagas.contracts.messages.orders import Address, OrderLine, OrderPlaced
 from sagas.contracts.messages.payments import PaymentCaptureFailed
-from sagas.definitions.order_fulfilment import ORDER_FULFILMENT
 from sagas.machine import SagaInstance, SagaState, StepStatus, instance_to_dict
 from sagas.testing import Harness, script
+from services.definitions.order_fulfilment import ORDER_FULFILMENT
 from tests.unit.test_order_fulfilment import participants
 
 

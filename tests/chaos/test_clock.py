@@ -29,7 +29,6 @@ from sagas.contracts.codec import Codec
 from sagas.contracts.factory import build_codec
 from sagas.contracts.messages import default_class_map
 from sagas.contracts.record import Envelope
-from sagas.definitions.order_fulfilment import ORDER_FULFILMENT
 from sagas.machine import SagaInstance, SagaState
 from sagas.machine.instance import HistoryEntry
 from sagas.machine.serialize import instance_from_dict
@@ -39,6 +38,7 @@ from sagas.runtime.loop import Batch
 from sagas.runtime.store import Store
 from sagas.runtime.worker import SagaWorker
 from sagas.testing import Faults, Harness
+from services.definitions.order_fulfilment import ORDER_FULFILMENT
 from tests.integration.engine_support import order_placed, two_step_saga
 from tests.unit.test_order_fulfilment import order, participants
 

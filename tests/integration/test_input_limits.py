@@ -25,10 +25,10 @@ from sagas.contracts.messages.orders import OrderFulfilled
 from sagas.contracts.messages.sagas import SagaStarted
 from sagas.contracts.record import Envelope, Record
 from sagas.ops.readmodel import Follower, OpsStore
+from sagas.participant.testing import Wire, read_all, running
 from sagas.runtime import topics
 from sagas.runtime.topics import TopicSpec, ensure_topics
 from services import inventory
-from services.participant.testing import Wire, read_all, running
 from tests.conftest import MakeTopic
 from tests.integration.engine_support import (
     Participants,

@@ -19,8 +19,8 @@ from sagas.contracts.messages.inventory import (
     StockUnavailable,
 )
 from sagas.dev.broker import free_port
+from sagas.participant.testing import Wire, new_prefix, read_all, running
 from services import inventory
-from services.participant.testing import Wire, new_prefix, read_all, running
 from tests.conftest import MakeTopic
 
 pytestmark = pytest.mark.kafka

@@ -45,9 +45,9 @@ from sagas.contracts.messages.mail import (
     MailboxRejected,
 )
 from sagas.contracts.record import Record
+from sagas.participant import Participant, ParticipantService
+from sagas.participant.testing import Wire, new_prefix, running
 from services import access, directory, licensing, mail
-from services.participant import Participant, ParticipantService
-from services.participant.testing import Wire, new_prefix, running
 from tests.conftest import MakeTopic
 
 pytestmark = pytest.mark.kafka

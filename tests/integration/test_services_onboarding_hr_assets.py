@@ -28,9 +28,9 @@ from sagas.contracts.messages.assets import (
 from sagas.contracts.messages.hr import EmployeeHired, EmployeeOnboarded, OnboardingCancelled, Role
 from sagas.contracts.record import Envelope, Record
 from sagas.dev.broker import free_port
+from sagas.participant import Outbound, ParticipantService
+from sagas.participant.testing import Wire, new_prefix, read_all, running, until
 from services import assets, hr
-from services.participant import Outbound, ParticipantService
-from services.participant.testing import Wire, new_prefix, read_all, running, until
 from tests.conftest import MakeTopic
 from tests.integration.test_services_onboarding import assert_duplicate_identical, exchange
 

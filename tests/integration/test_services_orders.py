@@ -20,9 +20,9 @@ from sagas.contracts.factory import build_codec
 from sagas.contracts.messages.orders import OrderCancelled, OrderFulfilled, OrderPlaced
 from sagas.contracts.record import Envelope
 from sagas.dev.broker import free_port
+from sagas.participant import Outbound
+from sagas.participant.testing import new_prefix, read_all, running, until
 from services import orders
-from services.participant import Outbound
-from services.participant.testing import new_prefix, read_all, running, until
 
 pytestmark = pytest.mark.kafka
 

@@ -21,8 +21,8 @@ from sagas.contracts.messages.payments import (
     PaymentVoided,
     VoidPayment,
 )
+from sagas.participant.testing import Wire, new_prefix, running
 from services import payments
-from services.participant.testing import Wire, new_prefix, running
 from tests.conftest import MakeTopic
 
 pytestmark = pytest.mark.kafka

@@ -19,8 +19,8 @@ from sagas.contracts.messages.shipping import (
     ShipmentItem,
     ShipmentScheduled,
 )
+from sagas.participant.testing import Wire, new_prefix, running
 from services import shipping
-from services.participant.testing import Wire, new_prefix, running
 from tests.conftest import MakeTopic
 
 pytestmark = pytest.mark.kafka

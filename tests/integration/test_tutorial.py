@@ -12,8 +12,8 @@ from typing import Any
 import aiosqlite
 import pytest
 
+from sagas.participant.testing import new_prefix
 from sagas.runtime.store import Store
-from services.participant.testing import new_prefix
 from tests import tutorial_support as doc
 
 pytestmark = pytest.mark.kafka

@@ -35,8 +35,8 @@ takes well under `CHECK_S`. Without the check the process never exits."""
 CHECK_S = 5.0
 
 COMMON = "aiokafka.conn, sagas.kafka_security, sagas.contracts.factory, sagas.telemetry"
-ENGINE_IMPORTS = f"{COMMON}, sagas.ops.cli, sagas.ops.run_command, sagas.definitions"
-SERVICE_IMPORTS = f"{COMMON}, services.inventory, services.participant.main, faust"
+ENGINE_IMPORTS = f"{COMMON}, sagas.ops.cli, sagas.ops.run_command, services.definitions"
+SERVICE_IMPORTS = f"{COMMON}, services.inventory, sagas.participant.main, faust"
 CLI_IMPORTS = f"{COMMON}, sagas.ops.cli, sagas.ops.commands.query, sagas.ops.commands.context"
 
 

@@ -127,9 +127,9 @@ async def test_the_ops_cli_reads_every_saga_as_user_ops(
 async def test_the_dashboard_follows_every_saga_as_user_dashboard(
     run: tuple[OrderRun, list[int]], secure_kafka: DevKafka, tmp_path: Path
 ) -> None:
-    from sagas.definitions import all_definitions
     from sagas.ops.web.server import Dashboard
     from sagas.ops.web.state import WebConfig
+    from services.definitions import all_definitions
 
     orders, _ = run
     env = setup_of(secure_kafka).client_env("dashboard", secure_kafka.bootstrap_servers)

@@ -12,9 +12,9 @@ from sagas.contracts.check import run_check
 from sagas.contracts.compat import Mode
 from sagas.contracts.messages import default_class_map
 from sagas.contracts.schemas import default_schemas_dir
-from sagas.definitions import all_definitions
 from sagas.ops.check_command import project_usages, saga_usages
 from sagas.ops.cli import main
+from services.definitions import all_definitions
 from services.shipped import all_participants
 
 

@@ -6,10 +6,10 @@ from typing import Any
 
 import pytest
 
-from sagas.definitions.order_fulfilment import ORDER_FULFILMENT
 from sagas.machine import SagaInstance
 from sagas.runtime.instance_cache import InstanceCache
 from sagas.testing import Harness
+from services.definitions.order_fulfilment import ORDER_FULFILMENT
 from tests.unit.test_order_fulfilment import order, participants
 
 SAGA = ORDER_FULFILMENT.name

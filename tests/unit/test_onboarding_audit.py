@@ -17,11 +17,11 @@ from sagas.contracts.messages.hr import EmployeeOnboarded, OnboardingCancelled, 
 from sagas.contracts.messages.licensing import AssignLicences
 from sagas.contracts.messages.mail import CreateMailbox
 from sagas.contracts.record import Envelope, Record
-from sagas.definitions.onboarding import CLOUD_ROLES, PRODUCTS
+from sagas.participant import Participant, Processor
+from sagas.participant.testing import command_record, incoming, open_processor
 from services import access, assets, directory, hr, licensing, mail
 from services.audit import audit_onboarding
-from services.participant import Participant, Processor
-from services.participant.testing import command_record, incoming, open_processor
+from services.definitions.onboarding import CLOUD_ROLES, PRODUCTS
 
 NOW = datetime(2030, 1, 1, tzinfo=UTC)
 SERVICES: dict[str, Participant] = {

@@ -45,10 +45,10 @@ from sagas.contracts.messages.mail import (
     MailboxDeleted,
 )
 from sagas.contracts.record import Record
-from sagas.definitions import all_definitions
-from sagas.definitions.onboarding import CLOUD_ROLES, ONBOARDING, PRODUCTS
 from sagas.machine import OutgoingKind
 from sagas.testing import EPOCH, Delivery, Faults, Handler, Harness, reply, script
+from services.definitions import all_definitions
+from services.definitions.onboarding import CLOUD_ROLES, ONBOARDING, PRODUCTS
 
 HIRED_AT = datetime(2030, 1, 1, 9, tzinfo=UTC)
 DELIVERED_AT = datetime(2030, 1, 2, 15, tzinfo=UTC)

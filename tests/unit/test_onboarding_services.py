@@ -46,9 +46,9 @@ from sagas.contracts.messages.mail import (
 )
 from sagas.contracts.messages.sagas import CommandFailed
 from sagas.contracts.record import Envelope, Record
+from sagas.participant import Participant, Processor, Store
+from sagas.participant.testing import command_record, decode, incoming, open_processor
 from services import access, assets, directory, hr, licensing, mail
-from services.participant import Participant, Processor, Store
-from services.participant.testing import command_record, decode, incoming, open_processor
 
 NOW = datetime(2030, 1, 1, 12, tzinfo=UTC)
 

@@ -11,7 +11,6 @@ from sagas.contracts.factory import build_codec
 from sagas.contracts.messages.inventory import ReleaseStock, ReserveStock
 from sagas.contracts.messages.payments import AuthorizePayment, VoidPayment
 from sagas.contracts.messages.sagas import OperatorActionKind
-from sagas.definitions.order_fulfilment import ORDER_FULFILMENT
 from sagas.machine.serialize import instance_to_dict
 from sagas.ops.actions import ActionRequest, check_result, requested_now, result_in
 from sagas.ops.commands.act import parse_where
@@ -23,6 +22,7 @@ from sagas.ops.views.diagram import diagram, mermaid
 from sagas.ops.views.svg import diagram_svg, gantt_svg, line_chart
 from sagas.ops.views.timeline import instance_view
 from sagas.testing import Harness, reply
+from services.definitions.order_fulfilment import ORDER_FULFILMENT
 from tests.integration.engine_support import order_placed, reply_for, two_step_saga
 
 

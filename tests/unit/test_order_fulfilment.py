@@ -41,10 +41,10 @@ from sagas.contracts.messages.shipping import (
     ShipmentScheduled,
 )
 from sagas.contracts.record import Record
-from sagas.definitions import all_definitions
-from sagas.definitions.order_fulfilment import ORDER_FULFILMENT
 from sagas.machine import OutgoingKind
 from sagas.testing import Faults, Handler, Harness, reply, script
+from services.definitions import all_definitions
+from services.definitions.order_fulfilment import ORDER_FULFILMENT
 
 PLACED_AT = datetime(2030, 1, 1, 12, tzinfo=UTC)
 

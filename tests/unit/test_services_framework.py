@@ -12,9 +12,7 @@ from sagas.contracts.factory import build_codec
 from sagas.contracts.messages.inventory import ReserveStock, StockItem, StockReserved
 from sagas.contracts.messages.sagas import CommandFailed
 from sagas.contracts.record import Record
-from services import inventory
-from services.inventory import stock_of
-from services.participant import (
+from sagas.participant import (
     Context,
     Faults,
     Handler,
@@ -23,8 +21,8 @@ from services.participant import (
     Rejected,
     Unavailable,
 )
-from services.participant.processor import Incoming
-from services.participant.testing import (
+from sagas.participant.processor import Incoming
+from sagas.participant.testing import (
     REPLY_TO,
     command_envelope,
     command_record,
@@ -32,6 +30,8 @@ from services.participant.testing import (
     incoming,
     open_processor,
 )
+from services import inventory
+from services.inventory import stock_of
 
 TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 

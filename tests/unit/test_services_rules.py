@@ -43,9 +43,9 @@ from sagas.contracts.messages.shipping import (
     ShipmentScheduled,
 )
 from sagas.contracts.record import Envelope, Record
+from sagas.participant import Participant, Processor
+from sagas.participant.testing import command_record, decode, incoming, open_processor
 from services import inventory, orders, payments, shipping
-from services.participant import Participant, Processor
-from services.participant.testing import command_record, decode, incoming, open_processor
 
 NOW = datetime(2030, 1, 1, 12, tzinfo=UTC)
 

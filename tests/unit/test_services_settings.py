@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from services.settings import ServiceSettings
+from sagas.participant.settings import ServiceSettings
 
 ROOT = Path(__file__).resolve().parents[2]
 

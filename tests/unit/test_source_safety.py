@@ -32,10 +32,10 @@ TRUSTED_SQL: dict[tuple[str, str], str] = {
     ("sagas/ops/readmodel/store.py", "select"): "constant clauses from _where, ? parameters",
     ("sagas/ops/readmodel/store.py", "matching"): "constant clauses from _where, ? parameters",
     # Table and key column are constants of the service definition, never input.
-    ("services/participant/outbox.py", "mark_published"): "table/column: service constants",
-    ("services/participant/outbox.py", "publish_pending"): "table/column: service constants",
+    ("sagas/participant/outbox.py", "mark_published"): "table/column: service constants",
+    ("sagas/participant/outbox.py", "publish_pending"): "table/column: service constants",
     # The service's own DDL, a constant of its definition, after the framework's.
-    ("services/participant/store.py", "open"): "DDL: constant of the service definition",
+    ("sagas/participant/store.py", "open"): "DDL: constant of the service definition",
     # The audit reads the services' files; table names and queries are its own constants
     # (_EFFECTS, _ONBOARDING_EFFECTS), never input.
     ("services/audit.py", "_effects"): "table name from the _EFFECTS constant",
@@ -293,5 +293,5 @@ def test_faust_topics_carry_raw_bytes_never_pickle() -> None:
                         value = keyword.value
                         shown = value.value if isinstance(value, ast.Constant) else "<run time>"
                         found.append((path.relative_to(ROOT).as_posix(), shown))
-    assert ("services/participant/app.py", "raw") in found
+    assert ("sagas/participant/app.py", "raw") in found
     assert {shown for _, shown in found} == {"raw"}, found

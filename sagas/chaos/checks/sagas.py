@@ -26,8 +26,8 @@ from sagas.chaos.context import RunContext
 from sagas.chaos.faults.base import ChaosContext, Check
 from sagas.chaos.final import SagaRecords, Snapshot
 from sagas.definition import Saga
-from sagas.definitions import all_definitions
 from sagas.machine import SagaInstance, SagaState, StepStatus
+from services.definitions import all_definitions
 
 T = TypeVar("T")
 S = SagaState

@@ -183,7 +183,7 @@ async def duplicate_commands(ctx: ChaosContext) -> None:
 
 
 def _is_reply(envelope: Envelope) -> bool:
-    # Participants answer command ``X`` with message id ``X:reply`` (services.participant).
+    # Participants answer command ``X`` with message id ``X:reply`` (sagas.participant).
     return envelope.id.endswith(":reply") and envelope.saga_id is not None
 
 

@@ -43,9 +43,9 @@ from sagas.contracts.headers import Headers
 from sagas.contracts.messages.inventory import StockReleased
 from sagas.contracts.messages.payments import PaymentVoided
 from sagas.contracts.record import Envelope
-from sagas.definitions import all_definitions
 from sagas.runtime import topics
 from sagas.runtime.router import event_topics
+from services.definitions import all_definitions
 from services.shipped import all_participants
 
 KEY_PREFIX = "chaos-poison"

@@ -148,7 +148,7 @@ def parse_since(text: str) -> datetime:
 
 def definitions() -> dict[str, Saga[Any]]:
     """The shipped definitions by name (the latest version of each)."""
-    from sagas.definitions import all_definitions
+    from services.definitions import all_definitions
 
     found: dict[str, Saga[Any]] = {}
     for d in all_definitions():

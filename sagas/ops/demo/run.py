@@ -100,7 +100,7 @@ def _security() -> tuple[KafkaSettings | None, dict[str, Any]]:
 
 
 def _dashboard(plan: DemoPlan, layout: SystemLayout) -> Dashboard:
-    from sagas.definitions import all_definitions
+    from services.definitions import all_definitions
 
     token = OpsSettings().admin_token
     config = WebConfig(

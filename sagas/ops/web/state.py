@@ -60,7 +60,7 @@ class WebConfig:
 
     @classmethod
     def from_env(cls, definitions: Sequence[Saga[Any]] | None = None) -> WebConfig:
-        from sagas.definitions import all_definitions
+        from services.definitions import all_definitions
 
         ops = OpsSettings()
         token = ops.admin_token.get_secret_value() if ops.admin_token else None

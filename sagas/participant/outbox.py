@@ -11,10 +11,10 @@ import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from services.participant.store import Outbound, Store
+from sagas.participant.store import Outbound, Store
 
 if TYPE_CHECKING:
-    from services.participant.service import ParticipantService
+    from sagas.participant.service import ParticipantService
 
 
 @dataclass(frozen=True)

@@ -22,11 +22,11 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from sagas.contracts.codec import Codec
 from sagas.contracts.record import Envelope, Record
-from services.participant.definition import Participant
-from services.participant.processor import Incoming, Processor
-from services.participant.service import ParticipantService, prepare_store
-from services.participant.store import Outbound, Store
-from services.settings import ServiceSettings
+from sagas.participant.definition import Participant
+from sagas.participant.processor import Incoming, Processor
+from sagas.participant.service import ParticipantService, prepare_store
+from sagas.participant.settings import ServiceSettings
+from sagas.participant.store import Outbound, Store
 
 REPLY_TO = "sagas.test.inbox"
 

@@ -29,11 +29,11 @@ from sagas.contracts.errors import MessageError
 from sagas.contracts.headers import RawHeaders
 from sagas.contracts.messages.sagas import CommandFailed
 from sagas.contracts.record import Envelope, Record
+from sagas.participant.definition import Context, Handler, Participant
+from sagas.participant.errors import InjectedFault, is_retryable
+from sagas.participant.store import Outbound, Store, find_processed, record_processed
 from sagas.runtime.deadletter import fit
 from sagas.telemetry.participant import ParticipantTelemetry
-from services.participant.definition import Context, Handler, Participant
-from services.participant.errors import InjectedFault, is_retryable
-from services.participant.store import Outbound, Store, find_processed, record_processed
 
 log = logging.getLogger(__name__)
 

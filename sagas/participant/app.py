@@ -9,10 +9,10 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
-from services.participant.processor import Incoming
+from sagas.participant.processor import Incoming
 
 if TYPE_CHECKING:
-    from services.participant.service import ParticipantService
+    from sagas.participant.service import ParticipantService
 
 
 def build_app(service: ParticipantService) -> Any:

@@ -9,8 +9,8 @@ from __future__ import annotations
 from typing import Any
 
 from sagas import Saga
-from sagas.definitions.onboarding import ONBOARDING
-from sagas.definitions.order_fulfilment import ORDER_FULFILMENT
+from services.definitions.onboarding import ONBOARDING
+from services.definitions.order_fulfilment import ORDER_FULFILMENT
 
 
 def all_definitions() -> tuple[Saga[Any], ...]:

@@ -9,11 +9,11 @@ import sys
 from pydantic import ValidationError
 
 from sagas.errors import SagasError
+from sagas.participant.definition import Participant
+from sagas.participant.service import ParticipantService
+from sagas.participant.settings import ServiceSettings
 from sagas.settings import KafkaSettings, TelemetrySettings
 from sagas.telemetry import ParticipantTelemetry, configure_logging, setup
-from services.participant.definition import Participant
-from services.participant.service import ParticipantService
-from services.settings import ServiceSettings
 
 
 def serve(participant: Participant) -> None:

@@ -40,13 +40,13 @@ from sagas.contracts.codec import Codec
 from sagas.contracts.factory import build_codec
 from sagas.contracts.record import Envelope, Record
 from sagas.kafka_security import checked_options
+from sagas.participant.definition import JSONObject, Participant
+from sagas.participant.processor import Faults, Incoming, Processor
+from sagas.participant.settings import ServiceSettings
+from sagas.participant.store import Outbound, Store
 from sagas.runtime.topics import wait_until_ready
 from sagas.settings import KafkaSettings
 from sagas.telemetry.participant import Handling, ParticipantTelemetry
-from services.participant.definition import JSONObject, Participant
-from services.participant.processor import Faults, Incoming, Processor
-from services.participant.store import Outbound, Store
-from services.settings import ServiceSettings
 
 log = logging.getLogger(__name__)
 
@@ -262,7 +262,7 @@ class ParticipantService:
             await admin.close()
 
     def _build_app(self) -> Any:
-        from services.participant.app import build_app
+        from sagas.participant.app import build_app
 
         return build_app(self)
 

@@ -9,17 +9,17 @@ docs/services.md.
 
 from __future__ import annotations
 
-from services.participant.definition import Context, Handler, Participant, Subscription
-from services.participant.errors import (
+from sagas.participant.definition import Context, Handler, Participant, Subscription
+from sagas.participant.errors import (
     InjectedFault,
     Rejected,
     ServiceError,
     Unavailable,
     is_retryable,
 )
-from services.participant.processor import Faults, Incoming, Processor
-from services.participant.service import ParticipantService
-from services.participant.store import Outbound, Store
+from sagas.participant.processor import Faults, Incoming, Processor
+from sagas.participant.service import ParticipantService
+from sagas.participant.store import Outbound, Store
 
 __all__ = [
     "Context",
