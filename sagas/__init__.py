@@ -1,10 +1,13 @@
 """Event-driven sagas on Apache Kafka: the authoring API.
 
-A saga definition is data: a `Saga` built from `Start`, `Step` / `Await` / `Parallel`,
+A project's sagas, messages, schemas and participants are one `App`, which every
+command is pointed at (``--app``, ``SAGAS_APP`` or ``[tool.sagas]``). A saga definition
+is data: a `Saga` built from `Start`, `Step` / `Await` / `Parallel`,
 `Command`, `On`, `Compensation`, `RetryPolicy` and `Emit`. `decide` runs it, one input
 at a time, without I/O; `sagas.testing` runs it against simulated participants.
 """
 
+from sagas.app import App, AppError, load_app
 from sagas.definition import (
     Await,
     Command,
@@ -38,6 +41,8 @@ from sagas.machine import (
 
 __all__ = [
     "Abort",
+    "App",
+    "AppError",
     "Await",
     "Command",
     "Compensation",
@@ -64,4 +69,5 @@ __all__ = [
     "Unpause",
     "Usage",
     "decide",
+    "load_app",
 ]

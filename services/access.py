@@ -19,15 +19,15 @@ from typing import Any
 
 import aiosqlite
 
-from sagas.contracts.messages.access import (
+from sagas.contracts.record import Record
+from sagas.participant import Context, Handler, Participant
+from services.messages.access import (
     CloudAccessDenied,
     CloudAccessGranted,
     CloudAccessRevoked,
     GrantCloudAccess,
     RevokeCloudAccess,
 )
-from sagas.contracts.record import Record
-from sagas.participant import Context, Handler, Participant
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS cloud_roles (role TEXT PRIMARY KEY, description TEXT NOT NULL);
@@ -141,6 +141,7 @@ def participant() -> Participant:
 
 
 if __name__ == "__main__":
-    from sagas.participant.main import serve
+    from sagas.participant import serve
+    from services.app import app
 
-    serve(participant())
+    serve(app.participant("access"), app)

@@ -29,7 +29,9 @@ from typing import TYPE_CHECKING, Any
 
 import aiosqlite
 
-from sagas.contracts.messages.assets import (
+from sagas.contracts.record import Record
+from sagas.participant import Context, Handler, Participant
+from services.messages.assets import (
     LaptopDelivered,
     LaptopProvisioned,
     LaptopReclaimed,
@@ -37,8 +39,6 @@ from sagas.contracts.messages.assets import (
     ProvisionLaptop,
     ReclaimLaptop,
 )
-from sagas.contracts.record import Record
-from sagas.participant import Context, Handler, Participant
 
 if TYPE_CHECKING:
     from sagas.participant import ParticipantService
@@ -219,6 +219,7 @@ def participant() -> Participant:
 
 
 if __name__ == "__main__":
-    from sagas.participant.main import serve
+    from sagas.participant import serve
+    from services.app import app
 
-    serve(participant())
+    serve(app.participant("assets"), app)

@@ -16,7 +16,6 @@ from pathlib import Path
 
 import aiosqlite
 
-from sagas.contracts.messages.hr import Role
 from services import (
     access,
     assets,
@@ -30,6 +29,7 @@ from services import (
     shipping,
 )
 from services.definitions.onboarding import CLOUD_ROLES, PRODUCTS
+from services.messages.hr import Role
 
 Violations = dict[str, list[str]]
 

@@ -25,15 +25,15 @@ from typing import Any
 
 import aiosqlite
 
-from sagas.contracts.messages.directory import (
+from sagas.contracts.record import Record
+from sagas.participant import Context, Handler, Participant
+from services.messages.directory import (
     AccountCreated,
     AccountDisabled,
     AccountRejected,
     CreateAccount,
     DisableAccount,
 )
-from sagas.contracts.record import Record
-from sagas.participant import Context, Handler, Participant
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS accounts (
@@ -176,6 +176,7 @@ def participant() -> Participant:
 
 
 if __name__ == "__main__":
-    from sagas.participant.main import serve
+    from sagas.participant import serve
+    from services.app import app
 
-    serve(participant())
+    serve(app.participant("directory"), app)

@@ -27,12 +27,12 @@ from typing import TYPE_CHECKING, Any
 import aiosqlite
 
 from sagas.contracts.codec import Codec
-from sagas.contracts.messages.hr import EmployeeHired, EmployeeOnboarded, OnboardingCancelled, Role
 from sagas.contracts.record import Envelope
 from sagas.participant import Context, Participant, Store, Subscription
 from sagas.participant.definition import JSONObject
 from sagas.participant.outbox import Outbox
 from sagas.participant.store import Outbound
+from services.messages.hr import EmployeeHired, EmployeeOnboarded, OnboardingCancelled, Role
 
 if TYPE_CHECKING:
     from sagas.participant import ParticipantService
@@ -239,6 +239,7 @@ def participant() -> Participant:
 
 
 if __name__ == "__main__":
-    from sagas.participant.main import serve
+    from sagas.participant import serve
+    from services.app import app
 
-    serve(participant())
+    serve(app.participant("hr"), app)

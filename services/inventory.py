@@ -21,15 +21,15 @@ from typing import Any
 
 import aiosqlite
 
-from sagas.contracts.messages.inventory import (
+from sagas.contracts.record import Record
+from sagas.participant import Context, Handler, Participant
+from services.messages.inventory import (
     ReleaseStock,
     ReserveStock,
     StockReleased,
     StockReserved,
     StockUnavailable,
 )
-from sagas.contracts.record import Record
-from sagas.participant import Context, Handler, Participant
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS stock (
@@ -165,6 +165,7 @@ def participant() -> Participant:
 
 
 if __name__ == "__main__":
-    from sagas.participant.main import serve
+    from sagas.participant import serve
+    from services.app import app
 
-    serve(participant())
+    serve(app.participant("inventory"), app)

@@ -22,15 +22,15 @@ from typing import Any
 
 import aiosqlite
 
-from sagas.contracts.messages.licensing import (
+from sagas.contracts.record import Record
+from sagas.participant import Context, Handler, Participant, Rejected
+from services.messages.licensing import (
     AssignLicences,
     LicencesAssigned,
     LicencesUnassigned,
     LicencesUnavailable,
     UnassignLicences,
 )
-from sagas.contracts.record import Record
-from sagas.participant import Context, Handler, Participant, Rejected
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS products (
@@ -183,6 +183,7 @@ def participant() -> Participant:
 
 
 if __name__ == "__main__":
-    from sagas.participant.main import serve
+    from sagas.participant import serve
+    from services.app import app
 
-    serve(participant())
+    serve(app.participant("licensing"), app)

@@ -22,15 +22,15 @@ from typing import Any
 
 import aiosqlite
 
-from sagas.contracts.messages.mail import (
+from sagas.contracts.record import Record
+from sagas.participant import Context, Handler, Participant
+from services.messages.mail import (
     CreateMailbox,
     DeleteMailbox,
     MailboxCreated,
     MailboxDeleted,
     MailboxRejected,
 )
-from sagas.contracts.record import Record
-from sagas.participant import Context, Handler, Participant
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -165,6 +165,7 @@ def participant() -> Participant:
 
 
 if __name__ == "__main__":
-    from sagas.participant.main import serve
+    from sagas.participant import serve
+    from services.app import app
 
-    serve(participant())
+    serve(app.participant("mail"), app)

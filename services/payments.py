@@ -31,7 +31,9 @@ from typing import Any
 
 import aiosqlite
 
-from sagas.contracts.messages.payments import (
+from sagas.contracts.record import Record
+from sagas.participant import Context, Handler, Participant, Rejected
+from services.messages.payments import (
     AuthorizePayment,
     CapturePayment,
     DeclineReason,
@@ -42,8 +44,6 @@ from sagas.contracts.messages.payments import (
     PaymentVoided,
     VoidPayment,
 )
-from sagas.contracts.record import Record
-from sagas.participant import Context, Handler, Participant, Rejected
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS accounts (
@@ -273,6 +273,7 @@ def participant() -> Participant:
 
 
 if __name__ == "__main__":
-    from sagas.participant.main import serve
+    from sagas.participant import serve
+    from services.app import app
 
-    serve(participant())
+    serve(app.participant("payments"), app)

@@ -22,15 +22,15 @@ from typing import Any
 
 import aiosqlite
 
-from sagas.contracts.messages.shipping import (
+from sagas.contracts.record import Record
+from sagas.participant import Context, Handler, Participant
+from services.messages.shipping import (
     CancelShipment,
     ScheduleShipment,
     ShipmentCancelled,
     ShipmentFailed,
     ShipmentScheduled,
 )
-from sagas.contracts.record import Record
-from sagas.participant import Context, Handler, Participant
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS carriers (
@@ -164,6 +164,7 @@ def participant() -> Participant:
 
 
 if __name__ == "__main__":
-    from sagas.participant.main import serve
+    from sagas.participant import serve
+    from services.app import app
 
-    serve(participant())
+    serve(app.participant("shipping"), app)

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from sagas.contracts.schemas import default_schemas_dir
+from services.app import SCHEMAS
 
 TUTORIAL = Path(__file__).resolve().parents[1] / "docs" / "tutorial.md"
 PACKAGE = "tutorial"
@@ -78,7 +78,7 @@ def write(root: Path, text: str | None = None) -> Path:
     package = root / PACKAGE
     package.mkdir(parents=True)
     (package / "__init__.py").write_text("")
-    shutil.copytree(default_schemas_dir(), package / "schemas")
+    shutil.copytree(SCHEMAS, package / "schemas")
     for title, body in files(text).items():
         path = root / title
         assert path.resolve().is_relative_to(package.resolve()), title

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from sagas.bench.harness import BenchError, Phase
 from sagas.bench.load import ORDERS, Generator, Observer
-from sagas.contracts.factory import build_codec
+from services.app import app as examples
 
 
 @dataclass(frozen=True)
@@ -53,7 +53,7 @@ async def sweep(
     progress: Callable[[str], None] = print,
 ) -> list[Step]:
     """Run the sweep over ``rates`` (sagas per second, ascending)."""
-    codec = build_codec()
+    codec = examples.codec()
     windows: list[tuple[float, float, float, int, int]] = []
     with Phase(bootstrap, workdir, "latency") as phase:
         await phase.start()

@@ -21,8 +21,8 @@ from decimal import Decimal
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from sagas.contracts.codec import Codec
-from sagas.contracts.messages.orders import Address, OrderLine, OrderPlaced
 from sagas.contracts.record import Envelope
+from services.messages.orders import Address, OrderLine, OrderPlaced
 
 ORDERS = "orders.events"
 FULFILLED_TYPE = b"orders.OrderFulfilled"

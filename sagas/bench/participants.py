@@ -19,14 +19,15 @@ from datetime import UTC, datetime
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from sagas.contracts.codec import Codec
-from sagas.contracts.factory import build_codec
-from sagas.contracts.messages.inventory import (
+from sagas.contracts.record import Envelope, Record
+from services.app import app as examples
+from services.messages.inventory import (
     ReleaseStock,
     ReserveStock,
     StockReleased,
     StockReserved,
 )
-from sagas.contracts.messages.payments import (
+from services.messages.payments import (
     AuthorizePayment,
     CapturePayment,
     PaymentAuthorized,
@@ -34,13 +35,12 @@ from sagas.contracts.messages.payments import (
     PaymentVoided,
     VoidPayment,
 )
-from sagas.contracts.messages.shipping import (
+from services.messages.shipping import (
     CancelShipment,
     ScheduleShipment,
     ShipmentCancelled,
     ShipmentScheduled,
 )
-from sagas.contracts.record import Envelope, Record
 
 SERVICES = ("inventory", "payments", "shipping")
 
@@ -87,7 +87,7 @@ def reply(codec: Codec, command: Envelope) -> tuple[str, bytes, list[tuple[str, 
 
 async def serve(bootstrap: str, prefix: str, stop: asyncio.Event) -> None:
     """Answer commands until ``stop`` is set."""
-    codec = build_codec()
+    codec = examples.codec()
     consumer = AIOKafkaConsumer(
         *(f"{prefix}{s}.commands" for s in SERVICES),
         bootstrap_servers=bootstrap,

@@ -24,10 +24,10 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPa
 
 from sagas.bench.harness import BenchError, Phase
 from sagas.bench.load import Generator, Observer
-from sagas.contracts.factory import build_codec
 from sagas.runtime.loop import DEFAULT_IDLE_TICK, LINGER_MS, TXN_RETRY_BACKOFF_MS
 from sagas.runtime.topics import TopicSpec, ensure_topics
 from sagas.settings import EngineSettings
+from services.app import app as examples
 
 IDLE_MS = int(DEFAULT_IDLE_TICK.total_seconds() * 1000)  # the engine's poll timeout
 
@@ -110,7 +110,7 @@ async def run_relay(
     progress: Callable[[str], None] = print,
 ) -> float:
     """Relayed records per second at saturation, fed by the bench's load generator."""
-    codec = build_codec()
+    codec = examples.codec()
     with Phase(bootstrap, workdir, "relay", partitions) as phase:
         source, target = phase.topic("relay.in"), phase.topic("relay.out")
         specs = [TopicSpec(source, partitions), TopicSpec(target, partitions)]

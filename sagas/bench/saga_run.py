@@ -24,7 +24,7 @@ from pathlib import Path
 from sagas.bench.count import MessageCount, count_records, engine_messages
 from sagas.bench.harness import BenchError, Phase
 from sagas.bench.load import ORDERS, Generator, Observer
-from sagas.contracts.factory import build_codec
+from services.app import app as examples
 
 Progress = Callable[[str], None]
 
@@ -78,7 +78,7 @@ async def run_saturated(
     progress: Progress = print,
 ) -> SagaRun:
     """Run one saturation phase; see the module docstring."""
-    codec = build_codec()
+    codec = examples.codec()
     with Phase(bootstrap, workdir, name, partitions, engines, env or {}) as phase:
         await phase.start()
         observer = Observer(bootstrap, phase.topic(ORDERS))

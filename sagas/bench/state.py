@@ -36,13 +36,13 @@ from sagas.bench.stored_sagas import (
     fill_store,
     order,
 )
-from sagas.contracts.factory import build_codec
-from sagas.contracts.messages.inventory import StockReserved
 from sagas.contracts.record import Envelope, Record
 from sagas.dev.processes import ManagedProcess, Supervisor
 from sagas.dev.system import LocalSystem, SystemLayout
 from sagas.errors import SagasError
 from sagas.runtime import topics
+from services.app import app as examples
+from services.messages.inventory import StockReserved
 
 __all__ = [
     "BenchError",
@@ -186,7 +186,7 @@ async def _send_work(bootstrap: str, prefix: str, n: int, work: int) -> tuple[in
 
     Returns the inbox offset of the last reply and the number of new orders.
     """
-    codec = build_codec()
+    codec = examples.codec()
     rng = random.Random(n)
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True, linger_ms=5)
     await producer.start()

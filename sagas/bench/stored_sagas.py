@@ -21,14 +21,21 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from sagas.contracts.messages.inventory import (
+from sagas.contracts.record import Record
+from sagas.machine import SagaInstance
+from sagas.runtime import changelog, store
+from sagas.runtime.store import Changes, Store, StoredInstance
+from sagas.runtime.worker import stored_row
+from sagas.testing import Handler, Harness, reply, silent
+from services.definitions.order_fulfilment import ORDER_FULFILMENT
+from services.messages.inventory import (
     ReleaseStock,
     ReserveStock,
     StockReleased,
     StockReserved,
 )
-from sagas.contracts.messages.orders import Address, OrderLine, OrderPlaced
-from sagas.contracts.messages.payments import (
+from services.messages.orders import Address, OrderLine, OrderPlaced
+from services.messages.payments import (
     AuthorizePayment,
     CapturePayment,
     DeclineReason,
@@ -38,20 +45,13 @@ from sagas.contracts.messages.payments import (
     PaymentVoided,
     VoidPayment,
 )
-from sagas.contracts.messages.shipping import (
+from services.messages.shipping import (
     CancelShipment,
     ScheduleShipment,
     ShipmentCancelled,
     ShipmentFailed,
     ShipmentScheduled,
 )
-from sagas.contracts.record import Record
-from sagas.machine import SagaInstance
-from sagas.runtime import changelog, store
-from sagas.runtime.store import Changes, Store, StoredInstance
-from sagas.runtime.worker import stored_row
-from sagas.testing import Handler, Harness, reply, silent
-from services.definitions.order_fulfilment import ORDER_FULFILMENT
 
 SAGA = ORDER_FULFILMENT.name
 TOKEN = "BENCHTEMPLATE0"

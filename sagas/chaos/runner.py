@@ -32,13 +32,13 @@ from sagas.chaos.faults.registry import FAULTS
 from sagas.chaos.final import final_instances, read_changelogs
 from sagas.chaos.placement import PlacementError, Placer
 from sagas.chaos.schedule import PlannedFault, draw
-from sagas.contracts.factory import build_codec
 from sagas.dev.broker import DevKafka, free_port
 from sagas.dev.outcomes import OutcomeWatcher
 from sagas.dev.processes import Supervisor
 from sagas.dev.system import LocalSystem, SystemLayout
 from sagas.runtime import topics
 from sagas.settings import DevKafkaSettings
+from services.app import app as examples
 from services.definitions import all_definitions
 from services.workload import HIRES, ORDERS, Workload
 
@@ -172,7 +172,7 @@ PAYLOAD_LIMIT = 256 * 1024
 async def _system(plan: ChaosPlan, log: Callable[[str], None]) -> AsyncIterator[RunContext]:
     async with contextlib.AsyncExitStack() as stack:
         broker, proxy = await _start_broker(plan, stack)
-        codec = build_codec()
+        codec = examples.codec()
         stack.callback(codec.close)
         prefix = f"chaos{uuid.uuid4().hex[:6]}."
         layout = SystemLayout(

@@ -13,7 +13,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,7 +24,7 @@ from sagas.contracts.codegen import generate
 from sagas.contracts.codegen.files import changes
 from sagas.contracts.compat import Mode, check_mode
 from sagas.contracts.errors import SchemaError
-from sagas.contracts.schemas import SchemaTree, load_tree
+from sagas.contracts.schemas import SchemaFile, SchemaTree, load_tree
 from sagas.contracts.usages import Usage, check_usages
 
 
@@ -73,9 +73,13 @@ def run_check(
     mode: Mode = Mode.BACKWARD,
     usages: Iterable[Usage] = (),
     generated: Path | None = None,
+    known: Mapping[str, SchemaFile] | None = None,
 ) -> tuple[Report, SchemaTree]:
     """Check the schemas under ``root`` against ``classes`` and ``usages``, and against
     the folder of generated modules ``generated`` when given.
+
+    ``known``: schemas defined elsewhere (the framework's own) that usages may name;
+    they are not checked here.
 
     Returns the report and the loaded tree (for `sagas.contracts.schemas.release`).
     """
@@ -89,7 +93,7 @@ def run_check(
     report.problems += _compatibility(tree, mode, report)
     usage_list = list(usages)
     report.usages = len(usage_list)
-    for problem in check_usages(usage_list, tree.current):
+    for problem in check_usages(usage_list, {**(known or {}), **tree.current}):
         where = f" (read by {problem.usage.where})" if problem.usage.where else ""
         report.problems.append(
             Problem("usage", problem.usage.type, problem.field, problem.message + where)

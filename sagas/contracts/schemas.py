@@ -33,11 +33,6 @@ _VERSION_FILE = re.compile(r"^v([1-9][0-9]*)\.avsc$")
 JsonSchema = dict[str, Any]
 
 
-def default_schemas_dir() -> Path:
-    """The repository's ``schemas/`` folder (next to the ``sagas`` package)."""
-    return Path(__file__).resolve().parents[2] / "schemas"
-
-
 def canonical_json(schema: Mapping[str, Any]) -> str:
     """The schema as compact JSON with sorted keys: equal schemas give equal strings."""
     return json.dumps(schema, sort_keys=True, separators=(",", ":"))
@@ -203,3 +198,35 @@ def release(tree: SchemaTree) -> list[Path]:
         path.write_text(json.dumps(schema.raw, indent=2) + "\n", encoding="utf-8")
         written.append(path)
     return written
+
+
+def merge(base: SchemaTree, extra: SchemaTree) -> SchemaTree:
+    """One tree holding both: ``extra``'s root, every schema and released version of each.
+
+    A record defined in both is an error of the merged tree (an app's schemas must not
+    redefine the framework's own).
+    """
+    merged = SchemaTree(
+        root=extra.root,
+        current={**base.current},
+        kinds={**base.kinds},
+        history={**base.history},
+        errors=[*base.errors, *extra.errors],
+    )
+    for name, schema in extra.current.items():
+        if name in merged.current:
+            other = merged.current[name].origin
+            merged.errors.append(
+                SchemaError(f"{schema.origin}: {name} is already defined by {other}")
+            )
+            continue
+        merged.current[name] = schema
+        merged.kinds[name] = extra.kinds[name]
+    for name, versions in extra.history.items():
+        if name in base.history:
+            merged.errors.append(
+                SchemaError(f"{extra.root}/history/{name}: {name} is the framework's own")
+            )
+            continue
+        merged.history[name] = versions
+    return merged

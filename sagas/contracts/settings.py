@@ -3,19 +3,16 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from pathlib import Path
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from sagas.contracts.schemas import default_schemas_dir
-
 
 class ContractSettings(BaseSettings):
-    """Where schemas come from and how big a message may be.
+    """Which schema registry ids are resolved with, and how big a message may be.
 
-    Environment variables: ``SCHEMA_REGISTRY_URL``, ``SAGAS_SCHEMAS_DIR``,
-    ``SAGAS_MAX_PAYLOAD_BYTES``, ``SAGAS_SCHEMA_REGISTRY_TIMEOUT``.
+    The schemas themselves come from the app (`sagas.App`). Environment variables:
+    ``SCHEMA_REGISTRY_URL``, ``SAGAS_MAX_PAYLOAD_BYTES``, ``SAGAS_SCHEMA_REGISTRY_TIMEOUT``.
     """
 
     model_config = SettingsConfigDict(frozen=True, populate_by_name=True)
@@ -24,11 +21,6 @@ class ContractSettings(BaseSettings):
         None,
         validation_alias="SCHEMA_REGISTRY_URL",
         description="Confluent-compatible registry to use; unset means the embedded one.",
-    )
-    schemas_dir: Path = Field(
-        default_factory=default_schemas_dir,
-        validation_alias="SAGAS_SCHEMAS_DIR",
-        description="Root of the Avro schemas (events/, commands/, replies/, history/).",
     )
     max_payload_bytes: int = Field(
         1024 * 1024,

@@ -14,12 +14,15 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from enum import IntEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sagas.definition import Saga, Step
 from sagas.runtime import topics
 from sagas.runtime.engine import output_topics
 from sagas.runtime.router import event_topics
+
+if TYPE_CHECKING:
+    from sagas.app import App
 
 
 class Resource(IntEnum):
@@ -189,9 +192,6 @@ def all_acls(
     return table
 
 
-def shipped_acls(prefix: str = "") -> dict[str, list[Acl]]:
-    """`all_acls` of the shipped sagas and services."""
-    from services.definitions import all_definitions
-    from services.shipped import all_participants
-
-    return all_acls(prefix, all_definitions(), all_participants())
+def app_acls(app: App, prefix: str = "") -> dict[str, list[Acl]]:
+    """`all_acls` of an app's sagas and participants."""
+    return all_acls(prefix, app.sagas, app.participants)

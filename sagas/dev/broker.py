@@ -312,10 +312,12 @@ class DevKafka:
         return f"127.0.0.1:{self.mtls_port}"
 
     def _acls(self) -> dict[str, list[Acl]]:
-        # Imported here: the ACLs come from the definitions, which need the runtime.
-        from sagas.dev.acls import shipped_acls
+        # Imported here: the ACLs come from the app's definitions and participants (the
+        # app named by SAGAS_APP or the project's [tool.sagas]).
+        from sagas.app import load_app
+        from sagas.dev.acls import app_acls
 
-        return shipped_acls(self.topic_prefix)
+        return app_acls(load_app(), self.topic_prefix)
 
     def _secure_clients(self) -> None:
         """Create every component's ACLs and write the client env files."""

@@ -41,6 +41,9 @@ class SystemLayout:
     component_env: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
     """More variables per component ("engine" or a service name), after ``extra_env``:
     e.g. each component's own Kafka user (`sagas.dev.secure.SecureSetup.client_env`)."""
+    app: str | None = None
+    """The app every process runs (``SAGAS_APP``); None: the processes find it as the
+    ``sagas`` command would (``[tool.sagas]`` of the project they run in)."""
 
     def service_db(self, name: str) -> Path:
         return self.workdir / "services" / f"{name}.sqlite3"
@@ -66,6 +69,7 @@ class LocalSystem:
             "KAFKA_BOOTSTRAP_SERVERS": self.layout.bootstrap_servers,
             "SAGAS_TOPIC_PREFIX": self.layout.prefix,
             "SERVICE_TOPIC_PREFIX": self.layout.prefix,
+            **({"SAGAS_APP": self.layout.app} if self.layout.app else {}),
             **self.layout.extra_env,
         }
 
@@ -109,7 +113,7 @@ class LocalSystem:
             env["SERVICE_SEED_FILE"] = str(seed_file)
         for knob, value in (faults or {}).items():
             env[f"SERVICE_FAULT_{knob.upper()}"] = value
-        return ProcessSpec(name, ("python", "-m", f"services.{name}"), env)
+        return ProcessSpec(name, ("python", "-m", "sagas.ops.cli", "serve", name), env)
 
     def start(self, spec: ProcessSpec) -> ManagedProcess:
         return self.supervisor.start(spec)

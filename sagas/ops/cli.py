@@ -7,6 +7,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from sagas.errors import SagasError
+from sagas.project import find_project
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -56,16 +57,53 @@ def _add_dev(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     compat.set_defaults(handler=dev_commands.kafka_compat)
 
 
-def _add_demo(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    from sagas.ops import demo
+def _examples_only(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser], name: str, text: str
+) -> Callable[[BaseException], None]:
+    """Register ``name`` as a command that explains why it cannot run here."""
 
+    def register(exc: BaseException) -> None:
+        def explain(args: argparse.Namespace) -> int:
+            print(
+                f"error: sagas {name} drives the example app of the kafka-sagas repository "
+                f"(services/, not part of the installed package: {exc}); run it from a "
+                "checkout, e.g. `make demo`",
+                file=sys.stderr,
+            )
+            return 2
+
+        sub.add_parser(name, help=text + " (in a checkout of the repository)").set_defaults(
+            handler=explain
+        )
+
+    return register
+
+
+def _add_demo(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    try:
+        from sagas.ops import demo
+    except ModuleNotFoundError as exc:
+        if not _is_examples(exc):
+            raise
+        _examples_only(sub, "demo", "run the example system end to end")(exc)
+        return
     demo.add_parser(sub)
 
 
 def _add_chaos(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    from sagas.chaos import command
-
+    try:
+        from sagas.chaos import command
+    except ModuleNotFoundError as exc:
+        if not _is_examples(exc):
+            raise
+        _examples_only(sub, "chaos", "the example sagas under faults")(exc)
+        return
     command.add_parser(sub)
+
+
+def _is_examples(exc: ModuleNotFoundError) -> bool:
+    """Whether ``exc`` is the example app (``services``) missing: a wheel install."""
+    return exc.name is not None and exc.name.split(".")[0] == "services"
 
 
 def _add_check(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -86,9 +124,20 @@ def _add_run(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     run_command.add_parser(sub)
 
 
-def _add_bench(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    from sagas.bench import command
+def _add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from sagas.ops import serve_command
 
+    serve_command.add_parser(sub)
+
+
+def _add_bench(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    try:
+        from sagas.bench import command
+    except ModuleNotFoundError as exc:
+        if not _is_examples(exc):
+            raise
+        _examples_only(sub, "bench", "benchmark the example order saga")(exc)
+        return
     command.add_parser(sub)
 
 
@@ -104,11 +153,34 @@ def _add_ops(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 _STANDALONE = {"codegen": _add_codegen}
 
 
+APP_HELP = (
+    "the project's sagas.App as package.module:attribute (default: the SAGAS_APP variable, "
+    "else [tool.sagas] app in the nearest pyproject.toml)"
+)
+
+# Commands that work without an app: the dev broker, code generation, scaffolding.
+_NO_APP = {"dev", "codegen", "init"}
+
+
+def _app_options(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``--app`` on every command that uses the app, wherever it is given."""
+    for name, command in sub.choices.items():
+        if name in _NO_APP:
+            continue
+        nested = [a for a in command._actions if isinstance(a, argparse._SubParsersAction)]
+        for inner in nested:
+            _app_options(inner)
+        if not nested:
+            # SUPPRESS: not given here, the top-level `sagas --app X` value stands.
+            command.add_argument("--app", default=argparse.SUPPRESS, help=APP_HELP)
+
+
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     """The parser of every command; of ``command`` alone when it is a standalone one."""
     parser = argparse.ArgumentParser(
         prog="sagas", description="Event-driven sagas on Apache Kafka."
     )
+    parser.add_argument("--app", default=None, help=APP_HELP)
     sub = parser.add_subparsers(dest="command", required=True)
     if command in _STANDALONE:
         _STANDALONE[command](sub)
@@ -119,13 +191,27 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     _add_check(sub)
     _add_codegen(sub)
     _add_run(sub)
+    _add_serve(sub)
     _add_bench(sub)
     _add_ops(sub)
+    _app_options(sub)
     return parser
+
+
+def _project_importable() -> None:
+    """Put the nearest ``[tool.sagas]`` project's folder on ``sys.path`` (as ``python -m``
+    run there would), so its packages import without being installed."""
+    try:
+        project = find_project()
+    except SagasError:
+        return  # reported by the command that needs the project
+    if project is not None and str(project.root) not in sys.path:
+        sys.path.insert(0, str(project.root))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `sagas` console script."""
+    _project_importable()
     words = list(sys.argv[1:] if argv is None else argv)
     args = build_parser(words[0] if words else None).parse_args(words)
     handler: Handler = args.handler

@@ -8,8 +8,7 @@ import logging
 import signal
 from typing import Any
 
-from sagas.contracts.factory import build_codec
-from sagas.contracts.messages import default_class_map
+from sagas.app import App, load_app
 from sagas.definition import Saga
 from sagas.errors import ConfigurationError
 from sagas.kafka_security import checked_options, describe
@@ -27,22 +26,6 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     run.set_defaults(handler=main)
 
 
-def select(names: list[str]) -> list[Saga[Any]]:
-    """The shipped definitions named (all of them when none is named)."""
-    from services.definitions import all_definitions
-
-    shipped = list(all_definitions())
-    if not names:
-        return shipped
-    known = {d.name for d in shipped}
-    unknown = sorted(set(names) - known)
-    if unknown:
-        raise ConfigurationError(
-            f"unknown saga(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}"
-        )
-    return [d for d in shipped if d.name in names]
-
-
 def chaos_options(settings: EngineSettings, store: Store) -> dict[str, Any]:
     """The engine's clock and companions under ``SAGAS_CHAOS_CONTROL``; none without it."""
     if settings.chaos_control is None:  # a testing knob: nothing of it runs otherwise
@@ -54,6 +37,7 @@ def chaos_options(settings: EngineSettings, store: Store) -> dict[str, Any]:
 
 
 async def serve(
+    app: App,
     definitions: list[Saga[Any]],
     settings: EngineSettings,
     bootstrap: str,
@@ -65,7 +49,7 @@ async def serve(
     ``kafka``: the security settings (none: PLAINTEXT); a refused login stops here.
     """
     options = await checked_options(kafka, bootstrap) if kafka is not None else {}
-    codec = build_codec()
+    codec = app.codec()
     store = await Store.open(settings.engine_db)
     hooks = None
     if telemetry is not None and telemetry.enabled:
@@ -75,7 +59,7 @@ async def serve(
         settings,
         bootstrap,
         codec,
-        default_class_map(),
+        app.classes,
         store,
         client_options=options,
         telemetry=hooks,
@@ -102,12 +86,13 @@ def main(args: argparse.Namespace) -> int:
             "(e.g. `sagas dev kafka start`, then KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:9092)"
         )
     settings = EngineSettings()
-    definitions = select(list(args.sagas))
+    app = load_app(args.app)
+    definitions = app.select(list(args.sagas))
     log.info("engine db %s, bootstrap %s, %s", settings.engine_db, bootstrap, describe(kafka))
     telemetry = setup("sagas-engine", telemetry_settings)
     telemetry.install_global()
     try:
-        asyncio.run(serve(definitions, settings, bootstrap, telemetry, kafka))
+        asyncio.run(serve(app, definitions, settings, bootstrap, telemetry, kafka))
     finally:
         telemetry.shutdown()
     return 0

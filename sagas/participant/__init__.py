@@ -1,40 +1,36 @@
-"""The framework every participant service is written with.
+"""Participant services: the public API for writing and running one.
 
-A service is a `Participant` (data: handlers per command type, followed events, the
-SQL of its store, seed data, invariants), run by `ParticipantService` on faust-streaming
-with read_committed consumption, ``ce_id`` deduplication in the same SQLite transaction
-as the side effects, stored replies, a dead-letter topic and a health endpoint. See
-docs/services.md.
+A service is a `Participant` (data: its name, one `Handler` per command type, the
+events it follows as `Subscription`\\ s, the SQL of its own store, seed data,
+invariants), run by `serve` (``sagas serve NAME``) or in-process by
+`ParticipantService`. The framework consumes its commands with read_committed, applies
+each once (``ce_id`` deduplication in the same SQLite transaction as the handler's
+writes), replays the stored reply for a duplicate, dead-letters bad input and serves a
+health endpoint. `sagas.participant.testing` drives one in tests. See docs/services.md.
 """
 
 from __future__ import annotations
 
 from sagas.participant.definition import Context, Handler, Participant, Subscription
-from sagas.participant.errors import (
-    InjectedFault,
-    Rejected,
-    ServiceError,
-    Unavailable,
-    is_retryable,
-)
-from sagas.participant.processor import Faults, Incoming, Processor
+from sagas.participant.errors import Rejected, ServiceError, Unavailable
+from sagas.participant.main import serve
+from sagas.participant.outbox import Outbox
 from sagas.participant.service import ParticipantService
+from sagas.participant.settings import ServiceSettings
 from sagas.participant.store import Outbound, Store
 
 __all__ = [
     "Context",
-    "Faults",
     "Handler",
-    "Incoming",
-    "InjectedFault",
     "Outbound",
+    "Outbox",
     "Participant",
     "ParticipantService",
-    "Processor",
     "Rejected",
     "ServiceError",
+    "ServiceSettings",
     "Store",
     "Subscription",
     "Unavailable",
-    "is_retryable",
+    "serve",
 ]

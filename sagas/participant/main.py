@@ -1,4 +1,8 @@
-"""``python -m services.<name>``: run one participant until SIGTERM or SIGINT."""
+"""`serve`: run one participant in this process until SIGTERM or SIGINT.
+
+``sagas serve NAME`` (the app's participant NAME) calls it; so may a project's own
+``__main__`` block: ``serve(app.participant("billing"), app)``.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,7 @@ import sys
 
 from pydantic import ValidationError
 
+from sagas.app import App
 from sagas.errors import SagasError
 from sagas.participant.definition import Participant
 from sagas.participant.service import ParticipantService
@@ -16,8 +21,12 @@ from sagas.settings import KafkaSettings, TelemetrySettings
 from sagas.telemetry import ParticipantTelemetry, configure_logging, setup
 
 
-def serve(participant: Participant) -> None:
-    """Run ``participant`` in this process with the settings from the environment."""
+def serve(participant: Participant, app: App) -> None:
+    """Run ``participant`` in this process with the settings from the environment.
+
+    ``app`` gives the message contracts (the framework's and the project's schemas and
+    classes): the participant decodes its commands and encodes its replies with them.
+    """
     try:
         settings = ServiceSettings()
         kafka = KafkaSettings()
@@ -29,7 +38,7 @@ def serve(participant: Participant) -> None:
     telemetry.install_global()
     hooks = ParticipantTelemetry(telemetry, participant.name) if telemetry.enabled else None
     try:
-        asyncio.run(_serve(participant, settings, kafka.bootstrap_servers, hooks, kafka))
+        asyncio.run(_serve(participant, app, settings, kafka.bootstrap_servers, hooks, kafka))
     except SagasError as exc:  # e.g. the broker refused our login: one line, no traceback
         sys.exit(f"error: {participant.name}: {exc}")
     finally:
@@ -38,15 +47,22 @@ def serve(participant: Participant) -> None:
 
 async def _serve(
     participant: Participant,
+    app: App,
     settings: ServiceSettings,
     bootstrap: str | None,
     telemetry: ParticipantTelemetry | None = None,
     kafka: KafkaSettings | None = None,
 ) -> None:
-    service = ParticipantService(
-        participant, settings, bootstrap=bootstrap, telemetry=telemetry, kafka=kafka
-    )
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, service.request_stop)
-    await service.run()
+    with app.codec() as codec:
+        service = ParticipantService(
+            participant,
+            settings,
+            codec=codec,
+            bootstrap=bootstrap,
+            telemetry=telemetry,
+            kafka=kafka,
+        )
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, service.request_stop)
+        await service.run()

@@ -37,7 +37,6 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
 from sagas.contracts.codec import Codec
-from sagas.contracts.factory import build_codec
 from sagas.contracts.record import Envelope, Record
 from sagas.kafka_security import checked_options
 from sagas.participant.definition import JSONObject, Participant
@@ -84,7 +83,7 @@ class ParticipantService:
         participant: the service definition.
         settings: the service settings (``ServiceSettings()`` reads the environment).
         bootstrap: Kafka bootstrap servers, comma-separated.
-        codec: the message codec; built from the environment when not given.
+        codec: the message codec (`sagas.App.codec`); the caller closes it.
         crash: what the crash fault knob calls (default: exit the process at once).
         telemetry: spans and metrics (None when telemetry is off).
         kafka: TLS/SASL settings of every Kafka client (None: PLAINTEXT); a refused
@@ -97,7 +96,7 @@ class ParticipantService:
         settings: ServiceSettings,
         *,
         bootstrap: str | None = None,
-        codec: Codec | None = None,
+        codec: Codec,
         crash: Callable[[int], None] | None = None,
         telemetry: ParticipantTelemetry | None = None,
         kafka: KafkaSettings | None = None,
@@ -108,8 +107,7 @@ class ParticipantService:
         self.telemetry = telemetry
         self.settings = settings
         self.bootstrap = bootstrap or DEFAULT_BOOTSTRAP
-        self.codec = codec or build_codec()
-        self._own_codec = codec is None
+        self.codec = codec
         self.store = Store(settings.database(participant.name))
         self.processor = Processor(
             participant,
@@ -179,8 +177,6 @@ class ParticipantService:
                 await asyncio.wait_for(app.stop(), grace.total_seconds())
         finally:
             await self.store.close()
-            if self._own_codec:
-                self.codec.close()
 
     async def run(self) -> None:
         """Start, serve until `stop` is requested or faust stops, then stop."""

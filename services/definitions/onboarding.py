@@ -42,14 +42,14 @@ from sagas import (
     Step,
     StepKind,
 )
-from sagas.contracts.messages.access import (
+from services.messages.access import (
     CloudAccessDenied,
     CloudAccessGranted,
     CloudAccessRevoked,
     GrantCloudAccess,
     RevokeCloudAccess,
 )
-from sagas.contracts.messages.assets import (
+from services.messages.assets import (
     LaptopDelivered,
     LaptopProvisioned,
     LaptopReclaimed,
@@ -57,22 +57,22 @@ from sagas.contracts.messages.assets import (
     ProvisionLaptop,
     ReclaimLaptop,
 )
-from sagas.contracts.messages.directory import (
+from services.messages.directory import (
     AccountCreated,
     AccountDisabled,
     AccountRejected,
     CreateAccount,
     DisableAccount,
 )
-from sagas.contracts.messages.hr import EmployeeHired, EmployeeOnboarded, OnboardingCancelled, Role
-from sagas.contracts.messages.licensing import (
+from services.messages.hr import EmployeeHired, EmployeeOnboarded, OnboardingCancelled, Role
+from services.messages.licensing import (
     AssignLicences,
     LicencesAssigned,
     LicencesUnassigned,
     LicencesUnavailable,
     UnassignLicences,
 )
-from sagas.contracts.messages.mail import (
+from services.messages.mail import (
     CreateMailbox,
     DeleteMailbox,
     MailboxCreated,

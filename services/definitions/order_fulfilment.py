@@ -22,7 +22,7 @@ from decimal import Decimal
 from typing import Any
 
 from sagas import Command, Compensation, Emit, On, RetryPolicy, Saga, Start, Step, StepKind
-from sagas.contracts.messages.inventory import (
+from services.messages.inventory import (
     ReleaseStock,
     ReserveStock,
     StockItem,
@@ -30,8 +30,8 @@ from sagas.contracts.messages.inventory import (
     StockReserved,
     StockUnavailable,
 )
-from sagas.contracts.messages.orders import OrderCancelled, OrderFulfilled, OrderPlaced
-from sagas.contracts.messages.payments import (
+from services.messages.orders import OrderCancelled, OrderFulfilled, OrderPlaced
+from services.messages.payments import (
     AuthorizePayment,
     CapturePayment,
     PaymentAuthorized,
@@ -41,7 +41,7 @@ from sagas.contracts.messages.payments import (
     PaymentVoided,
     VoidPayment,
 )
-from sagas.contracts.messages.shipping import (
+from services.messages.shipping import (
     Address,
     CancelShipment,
     ScheduleShipment,

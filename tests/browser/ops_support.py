@@ -13,9 +13,9 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from sagas import RetryPolicy, Saga, Step
 from sagas.contracts.codec import Codec
-from sagas.contracts.messages.payments import AuthorizePayment
 from sagas.contracts.messages.sagas import CommandFailed
 from sagas.contracts.record import Envelope, Record
+from services.messages.payments import AuthorizePayment
 from tests.integration.engine_support import Order, reply_for, two_step_saga
 
 STALL = "stall"

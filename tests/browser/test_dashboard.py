@@ -22,11 +22,12 @@ import pytest
 from aiokafka import AIOKafkaProducer
 from playwright.async_api import Browser, Page, expect
 
-from sagas.contracts.factory import build_codec
 from sagas.ops.web import Dashboard, WebConfig
 from sagas.runtime.store import Store
+from services.app import app as examples
 from tests.browser.ops_support import STALL, StallingParticipants, ops_saga
 from tests.integration.engine_support import (
+    app_of,
     engine_settings,
     order_placed,
     publish,
@@ -55,7 +56,7 @@ async def world(bootstrap: str, tmp: Path) -> AsyncIterator[World]:
     """An engine with three sagas settled: completed, compensated, stalled (RUNNING)."""
     prefix = f"t{uuid.uuid4().hex[:8]}."
     saga = ops_saga(SAGA)
-    codec = build_codec()
+    codec = examples.codec()
     participants = StallingParticipants(bootstrap, prefix, codec)
     async with (
         running_engine(bootstrap, [saga], engine_settings(tmp, prefix)) as (_engine, store),
@@ -99,7 +100,7 @@ def dashboard(w: World, name: str, token: str | None) -> Dashboard:
         ops_db=w.tmp / f"{name}.db",
         bootstrap_servers=w.bootstrap,
         topic_prefix=w.prefix,
-        definitions=[ops_saga(SAGA)],
+        app=app_of(ops_saga(SAGA)),
         admin_token=token,
         jaeger_url="http://127.0.0.1:16686",
     )

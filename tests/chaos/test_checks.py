@@ -22,11 +22,11 @@ from sagas.chaos.checks.sagas import (
     transition_problems,
 )
 from sagas.chaos.final import SagaRecords, snapshot
-from sagas.contracts.messages.orders import Address, OrderLine, OrderPlaced
-from sagas.contracts.messages.payments import PaymentCaptureFailed
 from sagas.machine import SagaInstance, SagaState, StepStatus, instance_to_dict
 from sagas.testing import Harness, script
 from services.definitions.order_fulfilment import ORDER_FULFILMENT
+from services.messages.orders import Address, OrderLine, OrderPlaced
+from services.messages.payments import PaymentCaptureFailed
 from tests.unit.test_order_fulfilment import participants
 
 

@@ -26,8 +26,6 @@ from aiokafka.structs import RecordMetadata
 
 from sagas.chaos.checks.timers import instance_violations
 from sagas.contracts.codec import Codec
-from sagas.contracts.factory import build_codec
-from sagas.contracts.messages import default_class_map
 from sagas.contracts.record import Envelope
 from sagas.machine import SagaInstance, SagaState
 from sagas.machine.instance import HistoryEntry
@@ -38,6 +36,7 @@ from sagas.runtime.loop import Batch
 from sagas.runtime.store import Store
 from sagas.runtime.worker import SagaWorker
 from sagas.testing import Faults, Harness
+from services.app import app as examples
 from services.definitions.order_fulfilment import ORDER_FULFILMENT
 from tests.integration.engine_support import order_placed, two_step_saga
 from tests.unit.test_order_fulfilment import order, participants
@@ -126,13 +125,13 @@ class Rig:
 
 @pytest_asyncio.fixture
 async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
-    codec = build_codec()
+    codec = examples.codec()
     store = await Store.open(tmp_path / "engine.db")
     wall = WallClock()
     worker = SagaWorker(
         {SAGA.name: {1: SAGA}},
         codec,
-        default_class_map(),
+        examples.classes,
         store,
         wall,
         timedelta(seconds=60),

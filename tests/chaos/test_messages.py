@@ -26,10 +26,10 @@ from aiokafka.admin import AIOKafkaAdminClient
 from sagas.chaos.checks import dlq
 from sagas.chaos.faults import messages, poison
 from sagas.chaos.faults.base import ChaosContext
-from sagas.contracts.factory import build_codec
 from sagas.dev.outcomes import OutcomeWatcher
 from sagas.dev.processes import Supervisor
 from sagas.dev.system import LocalSystem, SystemLayout
+from services.app import app as examples
 from services.audit import audit_orders
 from services.workload import ORDERS
 from tests.reliability.order_run import OrderRun
@@ -78,7 +78,7 @@ async def run(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) ->
         partitions=3,
         extra_env={"SAGAS_MAX_PAYLOAD_BYTES": str(LIMIT)},
     )
-    codec = build_codec()
+    codec = examples.codec()
     with Supervisor(workdir / "logs") as supervisor:
         system = LocalSystem(layout, supervisor)
         for name in SERVICES:

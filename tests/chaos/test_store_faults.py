@@ -21,14 +21,13 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from sagas.chaos.checks.timers import instance_violations
 from sagas.chaos.control import ChaosControl, StoreMode, write_control
-from sagas.contracts.factory import build_codec
-from sagas.contracts.messages import default_class_map
 from sagas.machine.serialize import instance_from_dict
 from sagas.ops.run_command import chaos_options
 from sagas.runtime import topics
 from sagas.runtime.engine import Engine
 from sagas.runtime.store import Store
 from sagas.settings import EngineSettings
+from services.app import app as examples
 from tests.integration.engine_support import (
     Participants,
     engine_settings,
@@ -96,12 +95,12 @@ async def test_full_then_readonly_store_loses_nothing(
     monkeypatch.setenv("SAGAS_CHAOS_CONTROL", str(control_file))
     settings = EngineSettings(**engine_settings(tmp_path, prefix).model_dump())
     assert settings.chaos_control == control_file
-    codec = build_codec()
+    codec = examples.codec()
     participants = Participants(kafka_bootstrap, prefix, codec)
     store = await Store.open(settings.engine_db)
     options = chaos_options(settings, store)
     control: ChaosControl = options["companions"][0]
-    engine = Engine([saga], settings, kafka_bootstrap, codec, default_class_map(), store, **options)
+    engine = Engine([saga], settings, kafka_bootstrap, codec, examples.classes, store, **options)
     writer = engine.worker.writer
     orders: list[str] = []
 

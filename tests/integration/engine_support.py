@@ -14,11 +14,14 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from sagas import Command, Compensation, On, RetryPolicy, Saga, Start, Step
+from sagas import App, Command, Compensation, On, RetryPolicy, Saga, Start, Step
 from sagas.contracts.codec import Codec
-from sagas.contracts.factory import build_codec
-from sagas.contracts.messages import default_class_map
-from sagas.contracts.messages.inventory import (
+from sagas.contracts.record import Envelope, Record
+from sagas.runtime.engine import Engine
+from sagas.runtime.store import Store
+from sagas.settings import EngineSettings
+from services.app import app as examples
+from services.messages.inventory import (
     ReleaseStock,
     ReserveStock,
     StockItem,
@@ -26,8 +29,8 @@ from sagas.contracts.messages.inventory import (
     StockReserved,
     StockUnavailable,
 )
-from sagas.contracts.messages.orders import Address, OrderLine, OrderPlaced
-from sagas.contracts.messages.payments import (
+from services.messages.orders import Address, OrderLine, OrderPlaced
+from services.messages.payments import (
     AuthorizePayment,
     DeclineReason,
     PaymentAuthorized,
@@ -35,10 +38,6 @@ from sagas.contracts.messages.payments import (
     PaymentVoided,
     VoidPayment,
 )
-from sagas.contracts.record import Envelope, Record
-from sagas.runtime.engine import Engine
-from sagas.runtime.store import Store
-from sagas.settings import EngineSettings
 
 
 @dataclass(frozen=True)
@@ -122,6 +121,11 @@ def two_step_saga(name: str) -> Saga[Order]:
             ),
         ),
     )
+
+
+def app_of(*sagas: Saga[Any]) -> App:
+    """The example app's contracts with these sagas only (and no participants)."""
+    return replace(examples, name="tests", sagas=sagas, participants=())
 
 
 def order_placed(order_id: str) -> OrderPlaced:
@@ -252,9 +256,9 @@ def engine_settings(tmp: Path, prefix: str, **overrides: Any) -> EngineSettings:
 async def running_engine(
     bootstrap: str, definitions: list[Saga[Any]], settings: EngineSettings
 ) -> AsyncIterator[tuple[Engine, Store]]:
-    codec = build_codec()
+    codec = examples.codec()
     store = await Store.open(settings.engine_db)
-    engine = Engine(definitions, settings, bootstrap, codec, default_class_map(), store)
+    engine = Engine(definitions, settings, bootstrap, codec, examples.classes, store)
     try:
         async with asyncio.TaskGroup() as tg:
             tg.create_task(engine.run())

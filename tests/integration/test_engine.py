@@ -8,7 +8,7 @@ from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from sagas.contracts.factory import build_codec
+from services.app import app as examples
 from tests.integration.engine_support import (
     Participants,
     engine_settings,
@@ -24,7 +24,7 @@ async def test_orders_complete_or_compensate(kafka_bootstrap: str, tmp_path: Pat
     prefix = f"t{uuid.uuid4().hex[:8]}."
     saga = two_step_saga("orders_test")
     settings = engine_settings(tmp_path, prefix)
-    codec = build_codec()
+    codec = examples.codec()
     participants = Participants(kafka_bootstrap, prefix, codec)
     ids = {"ok": "o1", "nostock": "o2-nostock", "declined": "o3-declined"}
     async with running_engine(kafka_bootstrap, [saga], settings) as (_engine, store):
@@ -68,7 +68,7 @@ async def test_poison_message_goes_to_dlq_and_partition_goes_on(
     prefix = f"t{uuid.uuid4().hex[:8]}."
     saga = two_step_saga("poison_test")
     settings = engine_settings(tmp_path, prefix, partitions=1)
-    codec = build_codec()
+    codec = examples.codec()
     participants = Participants(kafka_bootstrap, prefix, codec)
     async with (
         running_engine(kafka_bootstrap, [saga], settings) as (_engine, store),

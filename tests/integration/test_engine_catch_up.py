@@ -23,11 +23,11 @@ from typing import Any
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from sagas.contracts.factory import build_codec
 from sagas.machine import SagaInstance
 from sagas.runtime import topics
 from sagas.runtime.changelog import HELD_PREFIX, ChangelogReader, instance_of
 from sagas.runtime.store import Store
+from services.app import app as examples
 from tests.integration.engine_support import (
     Participants,
     engine_settings,
@@ -100,7 +100,7 @@ async def test_catch_up_rebuilds_the_live_store(kafka_bootstrap: str, tmp_path: 
         hold_unknown_for=timedelta(minutes=30),
         instance_cache=CACHE,
     )
-    codec = build_codec()
+    codec = examples.codec()
     participants = Participants(kafka_bootstrap, prefix, codec)
     inbox = f"{prefix}{saga.inbox}"
     suffixes = ("", "", "-declined", "-nostock")

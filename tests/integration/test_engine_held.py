@@ -10,9 +10,9 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
 
-from sagas.contracts.factory import build_codec
-from sagas.contracts.messages.inventory import StockReserved
 from sagas.contracts.record import Envelope
+from services.app import app as examples
+from services.messages.inventory import StockReserved
 from tests.integration.engine_support import (
     Participants,
     engine_settings,
@@ -26,7 +26,7 @@ from tests.integration.engine_support import (
 
 async def _reply_before_start(bootstrap: str, inbox: str, order_id: str) -> None:
     """A StockReserved for ``order:<order_id>`` that reaches the inbox first."""
-    codec = build_codec()
+    codec = examples.codec()
     envelope = Envelope(
         id=f"order:{order_id}:reserve_stock:1:reply",
         type=StockReserved.SCHEMA,
@@ -55,7 +55,7 @@ async def test_early_reply_is_held_then_applied_or_dead_lettered(
     settings = engine_settings(
         tmp_path, prefix, partitions=1, hold_unknown_for=timedelta(seconds=3)
     )
-    codec = build_codec()
+    codec = examples.codec()
     participants = Participants(kafka_bootstrap, prefix, codec)
     inbox = f"{prefix}{saga.inbox}"
     async with (

@@ -19,9 +19,6 @@ import pytest
 from aiokafka import AIOKafkaProducer
 
 from sagas.contracts.codec import Codec
-from sagas.contracts.factory import build_codec
-from sagas.contracts.messages.inventory import ReserveStock, StockItem, StockReserved
-from sagas.contracts.messages.orders import OrderFulfilled
 from sagas.contracts.messages.sagas import SagaStarted
 from sagas.contracts.record import Envelope, Record
 from sagas.ops.readmodel import Follower, OpsStore
@@ -29,6 +26,9 @@ from sagas.participant.testing import Wire, read_all, running
 from sagas.runtime import topics
 from sagas.runtime.topics import TopicSpec, ensure_topics
 from services import inventory
+from services.app import app as examples
+from services.messages.inventory import ReserveStock, StockItem, StockReserved
+from services.messages.orders import OrderFulfilled
 from tests.conftest import MakeTopic
 from tests.integration.engine_support import (
     Participants,
@@ -97,7 +97,7 @@ async def test_the_engine_inbox_dead_letters_bad_input_and_goes_on(
     prefix = f"t{uuid.uuid4().hex[:8]}."
     saga = two_step_saga("limits_test")
     settings = engine_settings(tmp_path, prefix, partitions=1)
-    with build_codec() as codec:
+    with examples.codec() as codec:
         assert codec.max_payload_bytes == LIMIT
         participants = Participants(kafka_bootstrap, prefix, codec)
         good = codec.encode(envelope(order_placed("o-bad"), saga_id="order:o-bad"))
@@ -128,7 +128,7 @@ async def test_a_participant_dead_letters_bad_commands_and_goes_on(
     prefix = f"t{uuid.uuid4().hex[:8]}."
     commands = f"{prefix}inventory.commands"
     replies = await make_topic("replies")
-    with build_codec() as codec:
+    with examples.codec() as codec:
         async with (
             running(inventory.participant(), kafka_bootstrap, tmp_path, codec, prefix),
             Wire(kafka_bootstrap, codec, replies) as wire,
@@ -162,7 +162,7 @@ async def test_the_read_model_dead_letters_what_it_cannot_read_and_goes_on(
         at=datetime.now(UTC),
         trigger="orders.OrderPlaced",
     )
-    with build_codec() as codec:
+    with examples.codec() as codec:
         good = codec.encode(envelope(started))
         await send_all(kafka_bootstrap, outcomes, bad_copies(*good))
         await send_all(kafka_bootstrap, changelog, [([], b"{not json")])

@@ -17,13 +17,14 @@ from typing import Any
 import httpx
 import pytest
 
-from sagas.contracts.factory import build_codec
 from sagas.ops.cli import main
 from sagas.ops.web import Dashboard, WebConfig
 from sagas.runtime.engine import Engine
 from sagas.runtime.store import Store
+from services.app import app as examples
 from tests.browser.ops_support import STALL, StallingParticipants, cli_environment, ops_saga
 from tests.integration.engine_support import (
+    app_of,
     engine_settings,
     order_placed,
     publish,
@@ -57,7 +58,7 @@ async def test_cli_and_api_see_the_sagas_of_both_engines(
     settings_a = engine_settings(tmp_path / "a", prefix)
     settings_b = engine_settings(tmp_path / "b", prefix)
     cli_environment(monkeypatch, kafka_bootstrap, prefix, tmp_path / "ops.db")
-    codec = build_codec()
+    codec = examples.codec()
     participants = StallingParticipants(kafka_bootstrap, prefix, codec)
     async with (
         running_engine(kafka_bootstrap, [saga], settings_a) as (engine_a, store_a),
@@ -132,7 +133,10 @@ async def _show_agrees_with_the_engine(
 
 async def _dashboard_lists_everything(tmp_path: Path, bootstrap: str, prefix: str) -> None:
     config = WebConfig(
-        ops_db=tmp_path / "web-ops.db", bootstrap_servers=bootstrap, topic_prefix=prefix
+        ops_db=tmp_path / "web-ops.db",
+        bootstrap_servers=bootstrap,
+        app=app_of(ops_saga("ops_orders")),
+        topic_prefix=prefix,
     )
     async with Dashboard(config, port=0) as dash, httpx.AsyncClient(base_url=dash.url) as http:
 

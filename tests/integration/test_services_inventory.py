@@ -11,16 +11,16 @@ import pytest
 from aiokafka import AIOKafkaProducer
 
 from sagas.contracts.codec import Codec
-from sagas.contracts.factory import build_codec
-from sagas.contracts.messages.inventory import (
+from sagas.dev.broker import free_port
+from sagas.participant.testing import Wire, new_prefix, read_all, running
+from services import inventory
+from services.app import app as examples
+from services.messages.inventory import (
     ReserveStock,
     StockItem,
     StockReserved,
     StockUnavailable,
 )
-from sagas.dev.broker import free_port
-from sagas.participant.testing import Wire, new_prefix, read_all, running
-from services import inventory
 from tests.conftest import MakeTopic
 
 pytestmark = pytest.mark.kafka
@@ -28,7 +28,7 @@ pytestmark = pytest.mark.kafka
 
 @pytest.fixture(scope="module")
 def codec() -> Iterator[Codec]:
-    with build_codec() as codec:
+    with examples.codec() as codec:
         yield codec
 
 

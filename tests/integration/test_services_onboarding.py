@@ -15,39 +15,39 @@ from typing import Any
 import pytest
 
 from sagas.contracts.codec import Codec
-from sagas.contracts.factory import build_codec
-from sagas.contracts.messages.access import (
+from sagas.contracts.record import Record
+from sagas.participant import Participant, ParticipantService
+from sagas.participant.testing import Wire, new_prefix, running
+from services import access, directory, licensing, mail
+from services.app import app as examples
+from services.messages.access import (
     CloudAccessDenied,
     CloudAccessGranted,
     CloudAccessRevoked,
     GrantCloudAccess,
     RevokeCloudAccess,
 )
-from sagas.contracts.messages.directory import (
+from services.messages.directory import (
     AccountCreated,
     AccountDisabled,
     CreateAccount,
     DisableAccount,
 )
-from sagas.contracts.messages.hr import Role
-from sagas.contracts.messages.licensing import (
+from services.messages.hr import Role
+from services.messages.licensing import (
     AssignLicences,
     LicencesAssigned,
     LicencesUnassigned,
     LicencesUnavailable,
     UnassignLicences,
 )
-from sagas.contracts.messages.mail import (
+from services.messages.mail import (
     CreateMailbox,
     DeleteMailbox,
     MailboxCreated,
     MailboxDeleted,
     MailboxRejected,
 )
-from sagas.contracts.record import Record
-from sagas.participant import Participant, ParticipantService
-from sagas.participant.testing import Wire, new_prefix, running
-from services import access, directory, licensing, mail
 from tests.conftest import MakeTopic
 
 pytestmark = pytest.mark.kafka
@@ -55,7 +55,7 @@ pytestmark = pytest.mark.kafka
 
 @pytest.fixture(scope="module")
 def codec() -> Iterator[Codec]:
-    with build_codec() as codec:
+    with examples.codec() as codec:
         yield codec
 
 

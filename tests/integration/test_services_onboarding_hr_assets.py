@@ -16,8 +16,13 @@ import httpx
 import pytest
 
 from sagas.contracts.codec import Codec
-from sagas.contracts.factory import build_codec
-from sagas.contracts.messages.assets import (
+from sagas.contracts.record import Envelope, Record
+from sagas.dev.broker import free_port
+from sagas.participant import Outbound, ParticipantService
+from sagas.participant.testing import Wire, new_prefix, read_all, running, until
+from services import assets, hr
+from services.app import app as examples
+from services.messages.assets import (
     LaptopDelivered,
     LaptopProvisioned,
     LaptopReclaimed,
@@ -25,12 +30,7 @@ from sagas.contracts.messages.assets import (
     ProvisionLaptop,
     ReclaimLaptop,
 )
-from sagas.contracts.messages.hr import EmployeeHired, EmployeeOnboarded, OnboardingCancelled, Role
-from sagas.contracts.record import Envelope, Record
-from sagas.dev.broker import free_port
-from sagas.participant import Outbound, ParticipantService
-from sagas.participant.testing import Wire, new_prefix, read_all, running, until
-from services import assets, hr
+from services.messages.hr import EmployeeHired, EmployeeOnboarded, OnboardingCancelled, Role
 from tests.conftest import MakeTopic
 from tests.integration.test_services_onboarding import assert_duplicate_identical, exchange
 
@@ -41,7 +41,7 @@ HIRE = {"full_name": "Ada Lovelace", "role": "ENGINEER", "start_date": "2030-02-
 
 @pytest.fixture(scope="module")
 def codec() -> Iterator[Codec]:
-    with build_codec() as codec:
+    with examples.codec() as codec:
         yield codec
 
 

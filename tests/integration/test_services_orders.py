@@ -16,13 +16,13 @@ import httpx
 import pytest
 
 from sagas.contracts.codec import Codec
-from sagas.contracts.factory import build_codec
-from sagas.contracts.messages.orders import OrderCancelled, OrderFulfilled, OrderPlaced
 from sagas.contracts.record import Envelope
 from sagas.dev.broker import free_port
 from sagas.participant import Outbound
 from sagas.participant.testing import new_prefix, read_all, running, until
 from services import orders
+from services.app import app as examples
+from services.messages.orders import OrderCancelled, OrderFulfilled, OrderPlaced
 
 pytestmark = pytest.mark.kafka
 
@@ -42,7 +42,7 @@ REQUEST = {
 
 @pytest.fixture(scope="module")
 def codec() -> Iterator[Codec]:
-    with build_codec() as codec:
+    with examples.codec() as codec:
         yield codec
 
 

@@ -10,8 +10,10 @@ from pathlib import Path
 import pytest
 
 from sagas.contracts.codec import Codec
-from sagas.contracts.factory import build_codec
-from sagas.contracts.messages.payments import (
+from sagas.participant.testing import Wire, new_prefix, running
+from services import payments
+from services.app import app as examples
+from services.messages.payments import (
     AuthorizePayment,
     CapturePayment,
     DeclineReason,
@@ -21,8 +23,6 @@ from sagas.contracts.messages.payments import (
     PaymentVoided,
     VoidPayment,
 )
-from sagas.participant.testing import Wire, new_prefix, running
-from services import payments
 from tests.conftest import MakeTopic
 
 pytestmark = pytest.mark.kafka
@@ -30,7 +30,7 @@ pytestmark = pytest.mark.kafka
 
 @pytest.fixture(scope="module")
 def codec() -> Iterator[Codec]:
-    with build_codec() as codec:
+    with examples.codec() as codec:
         yield codec
 
 

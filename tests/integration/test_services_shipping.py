@@ -9,8 +9,10 @@ from pathlib import Path
 import pytest
 
 from sagas.contracts.codec import Codec
-from sagas.contracts.factory import build_codec
-from sagas.contracts.messages.shipping import (
+from sagas.participant.testing import Wire, new_prefix, running
+from services import shipping
+from services.app import app as examples
+from services.messages.shipping import (
     Address,
     CancelShipment,
     ScheduleShipment,
@@ -19,8 +21,6 @@ from sagas.contracts.messages.shipping import (
     ShipmentItem,
     ShipmentScheduled,
 )
-from sagas.participant.testing import Wire, new_prefix, running
-from services import shipping
 from tests.conftest import MakeTopic
 
 pytestmark = pytest.mark.kafka
@@ -28,7 +28,7 @@ pytestmark = pytest.mark.kafka
 
 @pytest.fixture(scope="module")
 def codec() -> Iterator[Codec]:
-    with build_codec() as codec:
+    with examples.codec() as codec:
         yield codec
 
 

@@ -13,8 +13,6 @@ from typing import Any
 from opentelemetry.sdk.metrics.export import HistogramDataPoint, InMemoryMetricReader
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from sagas.contracts.factory import build_codec
-from sagas.contracts.messages import default_class_map
 from sagas.definition import Saga
 from sagas.runtime.engine import Engine
 from sagas.runtime.store import Store
@@ -22,6 +20,7 @@ from sagas.settings import EngineSettings, TelemetrySettings
 from sagas.telemetry import EngineTelemetry, setup
 from sagas.telemetry.files import span_line
 from sagas.telemetry.traces import group
+from services.app import app as examples
 from tests.integration.engine_support import (
     Participants,
     engine_settings,
@@ -40,10 +39,10 @@ async def traced_engine(
     telemetry = setup(
         "sagas-engine", TelemetrySettings(), span_exporters=[spans], metric_readers=[reader]
     )
-    codec = build_codec()
+    codec = examples.codec()
     store = await Store.open(settings.engine_db)
     hooks = EngineTelemetry(telemetry, settings.topic_prefix, settings.engine_db)
-    engine = Engine([saga], settings, bootstrap, codec, default_class_map(), store, telemetry=hooks)
+    engine = Engine([saga], settings, bootstrap, codec, examples.classes, store, telemetry=hooks)
     try:
         async with asyncio.TaskGroup() as tg:
             tg.create_task(engine.run())
@@ -82,7 +81,7 @@ async def test_metrics_count_the_sagas_run_and_spans_form_one_tree_each(
     prefix = f"tm{uuid.uuid4().hex[:8]}."
     saga = two_step_saga("telemetry_test")
     settings = engine_settings(tmp_path, prefix)
-    codec = build_codec()
+    codec = examples.codec()
     participants = Participants(kafka_bootstrap, prefix, codec)
     ids = ["o1", "o2", "o3-nostock", "o4-declined", "o5-declined"]
     async with traced_engine(kafka_bootstrap, saga, settings) as (store, spans, reader):

@@ -22,11 +22,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-from sagas.contracts.factory import build_codec
 from sagas.dev.outcomes import OutcomeWatcher
 from sagas.dev.processes import Supervisor
 from sagas.dev.system import LocalSystem, SystemLayout
 from sagas.telemetry.traces import Trace, load_spans, saga_traces
+from services.app import app as examples
 from services.workload import HIRES, ORDERS, Request, Workload
 
 pytestmark = [pytest.mark.kafka, pytest.mark.timeout(480)]
@@ -87,7 +87,7 @@ async def _run(
             "SAGAS_TELEMETRY_FILE": str(spans_dir / "{service}-{pid}.jsonl"),
         },
     )
-    codec = build_codec()
+    codec = examples.codec()
     expected: dict[str, tuple[Scenario, Request]] = {}
     with Supervisor(workdir / "logs") as supervisor:
         system = LocalSystem(layout, supervisor)

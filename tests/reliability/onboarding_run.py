@@ -17,10 +17,10 @@ from typing import Any
 
 import httpx
 
-from sagas.contracts.factory import build_codec
 from sagas.dev.outcomes import OutcomeWatcher
 from sagas.dev.processes import Supervisor
 from sagas.dev.system import LocalSystem, SystemLayout
+from services.app import app as examples
 from services.audit import Violations, audit_onboarding
 from services.workload import HIRES
 
@@ -100,7 +100,7 @@ async def onboarding_system(bootstrap: str, workdir: Path) -> AsyncIterator[Onbo
         partitions=PARTITIONS,
         extra_env={"SERVICE_TOPIC_PARTITIONS": str(PARTITIONS)},
     )
-    with build_codec() as codec, Supervisor(workdir / "logs") as supervisor:
+    with examples.codec() as codec, Supervisor(workdir / "logs") as supervisor:
         system = LocalSystem(layout, supervisor)
         for name in SERVICES:
             system.start(system.service_spec(name, SEEDS[name], web=name == "hr"))

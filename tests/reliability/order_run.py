@@ -19,10 +19,10 @@ import httpx
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from sagas.contracts.codec import Codec
-from sagas.contracts.factory import build_codec
 from sagas.dev.outcomes import OutcomeWatcher
 from sagas.dev.processes import Supervisor
 from sagas.dev.system import LocalSystem, SystemLayout
+from services.app import app as examples
 from services.audit import Violations, audit_orders, broken_invariants
 from services.workload import ORDERS
 
@@ -153,7 +153,7 @@ async def order_system(
 ) -> AsyncIterator[OrderRun]:
     """Services and ``engines`` engine processes; everything stopped at the end."""
     layout = SystemLayout(bootstrap, workdir, prefix=f"r{uuid.uuid4().hex[:8]}.")
-    codec = build_codec()
+    codec = examples.codec()
     with Supervisor(workdir / "logs") as supervisor:
         system = LocalSystem(layout, supervisor)
         for name in SERVICES:

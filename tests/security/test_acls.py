@@ -10,8 +10,9 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAuthorizationFailedError
 
-from sagas.dev.acls import shipped_acls
+from sagas.dev.acls import app_acls
 from sagas.dev.broker import DevKafka
+from services.app import app
 from tests.security.conftest import PREFIX, cert_options, ensure_topics, user_options
 
 pytestmark = [pytest.mark.kafka, pytest.mark.security, pytest.mark.timeout(420)]
@@ -46,7 +47,7 @@ async def subscribe(bootstrap: str, options: dict[str, Any], topic: str, group: 
 
 
 def test_every_component_has_its_own_user_and_least_privilege() -> None:
-    table = shipped_acls(PREFIX)
+    table = app_acls(app, PREFIX)
     assert {"engine", "ops", "dashboard", "inventory", "payments"} <= set(table)
     inventory = {(a.name, a.operation.name) for a in table["inventory"]}
     assert (ORDER_INBOX, "WRITE") in inventory

@@ -19,11 +19,11 @@ import httpx
 import pytest
 import pytest_asyncio
 
-from sagas.contracts.factory import build_codec
 from sagas.dev.broker import DevKafka
 from sagas.dev.outcomes import OutcomeWatcher
 from sagas.dev.processes import Supervisor
 from sagas.dev.system import LocalSystem, SystemLayout
+from services.app import app as examples
 from services.workload import ORDERS
 from tests.reliability.order_run import OrderRun
 from tests.security.conftest import (
@@ -66,7 +66,7 @@ async def run(
         partitions=3,
         component_env=component_env(secure_kafka),
     )
-    codec = build_codec()
+    codec = examples.codec()
     watcher = OutcomeWatcher(
         secure_kafka.bootstrap_servers,
         codec,
@@ -129,7 +129,7 @@ async def test_the_dashboard_follows_every_saga_as_user_dashboard(
 ) -> None:
     from sagas.ops.web.server import Dashboard
     from sagas.ops.web.state import WebConfig
-    from services.definitions import all_definitions
+    from services.app import app as examples
 
     orders, _ = run
     env = setup_of(secure_kafka).client_env("dashboard", secure_kafka.bootstrap_servers)
@@ -137,7 +137,7 @@ async def test_the_dashboard_follows_every_saga_as_user_dashboard(
         ops_db=tmp_path / "ops.sqlite3",
         bootstrap_servers=secure_kafka.bootstrap_servers,
         topic_prefix=PREFIX,
-        definitions=all_definitions(),
+        app=examples,
         client_options=user_options(secure_kafka, "dashboard"),
         kafka=settings_from(env),
     )

@@ -14,7 +14,7 @@ from sagas.chaos.faults.base import ChaosContext
 from sagas.chaos.faults.poison import PoisonMaker, consumed_topics, poison_key
 from sagas.contracts.codec import Codec
 from sagas.contracts.errors import MessageError
-from sagas.contracts.factory import build_codec
+from services.app import app as examples
 
 REASONS = {
     "random_bytes": "bad-magic-byte",
@@ -28,7 +28,7 @@ REASONS = {
 
 @pytest.fixture
 def codec() -> Iterator[Codec]:
-    with build_codec() as built:
+    with examples.codec() as built:
         yield built
 
 

@@ -7,12 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from sagas.contracts.factory import build_codec
-from sagas.contracts.messages import default_class_map
 from sagas.errors import ConfigurationError
 from sagas.runtime.engine import Engine, by_name
 from sagas.runtime.store import Changes, Store, StoredInstance
 from sagas.settings import EngineSettings
+from services.app import app as examples
 from tests.integration.engine_support import two_step_saga
 
 
@@ -33,13 +32,13 @@ async def test_removing_a_version_with_running_sagas_is_refused(tmp_path: Path) 
     v1 = two_step_saga("versioned")
     v2 = dataclasses.replace(v1, version=2)
     store = await Store.open(tmp_path / "engine.db")
-    codec = build_codec()
+    codec = examples.codec()
     try:
         await store.apply(
             Changes("versioned", 0, instances=[_row("a", 1, None), _row("b", 2, None)])
         )
         settings = EngineSettings(engine_db=tmp_path / "engine.db")
-        engine = Engine([v2], settings, "127.0.0.1:1", codec, default_class_map(), store)
+        engine = Engine([v2], settings, "127.0.0.1:1", codec, examples.classes, store)
         with pytest.raises(
             ConfigurationError, match=r"'versioned': versions \[1\] still have running"
         ):

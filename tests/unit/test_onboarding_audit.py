@@ -9,19 +9,20 @@ from pathlib import Path
 import pytest
 
 from sagas.contracts.codec import Codec
-from sagas.contracts.factory import build_codec
-from sagas.contracts.messages.access import GrantCloudAccess
-from sagas.contracts.messages.assets import ProvisionLaptop, ReclaimLaptop
-from sagas.contracts.messages.directory import CreateAccount, DisableAccount
-from sagas.contracts.messages.hr import EmployeeOnboarded, OnboardingCancelled, Role
-from sagas.contracts.messages.licensing import AssignLicences
-from sagas.contracts.messages.mail import CreateMailbox
 from sagas.contracts.record import Envelope, Record
-from sagas.participant import Participant, Processor
+from sagas.participant import Participant
+from sagas.participant.processor import Processor
 from sagas.participant.testing import command_record, incoming, open_processor
 from services import access, assets, directory, hr, licensing, mail
+from services.app import app as examples
 from services.audit import audit_onboarding
 from services.definitions.onboarding import CLOUD_ROLES, PRODUCTS
+from services.messages.access import GrantCloudAccess
+from services.messages.assets import ProvisionLaptop, ReclaimLaptop
+from services.messages.directory import CreateAccount, DisableAccount
+from services.messages.hr import EmployeeOnboarded, OnboardingCancelled, Role
+from services.messages.licensing import AssignLicences
+from services.messages.mail import CreateMailbox
 
 NOW = datetime(2030, 1, 1, tzinfo=UTC)
 SERVICES: dict[str, Participant] = {
@@ -39,7 +40,7 @@ SERVICES: dict[str, Participant] = {
 
 @pytest.fixture(scope="module")
 def codec() -> Iterator[Codec]:
-    with build_codec() as codec:
+    with examples.codec() as codec:
         yield codec
 
 

@@ -9,14 +9,19 @@ from typing import Any
 import pytest
 
 from sagas import SagaState, StepStatus
-from sagas.contracts.messages.access import (
+from sagas.contracts.record import Record
+from sagas.machine import OutgoingKind
+from sagas.testing import EPOCH, Delivery, Faults, Handler, Harness, reply, script
+from services.definitions import all_definitions
+from services.definitions.onboarding import CLOUD_ROLES, ONBOARDING, PRODUCTS
+from services.messages.access import (
     CloudAccessDenied,
     CloudAccessGranted,
     CloudAccessRevoked,
     GrantCloudAccess,
     RevokeCloudAccess,
 )
-from sagas.contracts.messages.assets import (
+from services.messages.assets import (
     LaptopDelivered,
     LaptopProvisioned,
     LaptopReclaimed,
@@ -24,31 +29,26 @@ from sagas.contracts.messages.assets import (
     ProvisionLaptop,
     ReclaimLaptop,
 )
-from sagas.contracts.messages.directory import (
+from services.messages.directory import (
     AccountCreated,
     AccountDisabled,
     CreateAccount,
     DisableAccount,
 )
-from sagas.contracts.messages.hr import EmployeeHired, EmployeeOnboarded, OnboardingCancelled, Role
-from sagas.contracts.messages.licensing import (
+from services.messages.hr import EmployeeHired, EmployeeOnboarded, OnboardingCancelled, Role
+from services.messages.licensing import (
     AssignLicences,
     LicencesAssigned,
     LicencesUnassigned,
     LicencesUnavailable,
     UnassignLicences,
 )
-from sagas.contracts.messages.mail import (
+from services.messages.mail import (
     CreateMailbox,
     DeleteMailbox,
     MailboxCreated,
     MailboxDeleted,
 )
-from sagas.contracts.record import Record
-from sagas.machine import OutgoingKind
-from sagas.testing import EPOCH, Delivery, Faults, Handler, Harness, reply, script
-from services.definitions import all_definitions
-from services.definitions.onboarding import CLOUD_ROLES, ONBOARDING, PRODUCTS
 
 HIRED_AT = datetime(2030, 1, 1, 9, tzinfo=UTC)
 DELIVERED_AT = datetime(2030, 1, 2, 15, tzinfo=UTC)

@@ -10,52 +10,53 @@ from typing import Any
 import pytest
 
 from sagas.contracts.codec import Codec
-from sagas.contracts.factory import build_codec
-from sagas.contracts.messages.access import (
+from sagas.contracts.messages.sagas import CommandFailed
+from sagas.contracts.record import Envelope, Record
+from sagas.participant import Participant, Store
+from sagas.participant.processor import Processor
+from sagas.participant.testing import command_record, decode, incoming, open_processor
+from services import access, assets, directory, hr, licensing, mail
+from services.app import app as examples
+from services.messages.access import (
     CloudAccessDenied,
     CloudAccessGranted,
     GrantCloudAccess,
     RevokeCloudAccess,
 )
-from sagas.contracts.messages.assets import (
+from services.messages.assets import (
     LaptopProvisioned,
     LaptopUnavailable,
     ProvisionLaptop,
     ReclaimLaptop,
 )
-from sagas.contracts.messages.directory import (
+from services.messages.directory import (
     AccountDisabled,
     AccountRejected,
     CreateAccount,
     DisableAccount,
 )
-from sagas.contracts.messages.hr import EmployeeOnboarded, OnboardingCancelled, Role
-from sagas.contracts.messages.licensing import (
+from services.messages.hr import EmployeeOnboarded, OnboardingCancelled, Role
+from services.messages.licensing import (
     AssignLicences,
     LicencesAssigned,
     LicencesUnassigned,
     LicencesUnavailable,
     UnassignLicences,
 )
-from sagas.contracts.messages.mail import (
+from services.messages.mail import (
     CreateMailbox,
     DeleteMailbox,
     MailboxCreated,
     MailboxDeleted,
     MailboxRejected,
 )
-from sagas.contracts.messages.sagas import CommandFailed
-from sagas.contracts.record import Envelope, Record
-from sagas.participant import Participant, Processor, Store
-from sagas.participant.testing import command_record, decode, incoming, open_processor
-from services import access, assets, directory, hr, licensing, mail
 
 NOW = datetime(2030, 1, 1, 12, tzinfo=UTC)
 
 
 @pytest.fixture(scope="module")
 def codec() -> Iterator[Codec]:
-    with build_codec() as codec:
+    with examples.codec() as codec:
         yield codec
 
 

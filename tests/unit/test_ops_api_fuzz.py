@@ -31,7 +31,7 @@ from schemathesis.specs.openapi.checks import (
 
 from sagas.ops.web import WebConfig
 from sagas.ops.web.server import Dashboard
-from tests.integration.engine_support import two_step_saga
+from tests.integration.engine_support import app_of, two_step_saga
 from tests.unit.test_ops_web import fill
 
 TOKEN = "fuzz-token"
@@ -60,7 +60,7 @@ def _served(tmp: Path, token: str | None) -> Iterator[Any]:
     config = WebConfig(
         ops_db=tmp / "ops.db",
         bootstrap_servers=None,
-        definitions=[two_step_saga("views")],
+        app=app_of(two_step_saga("views")),
         admin_token=token,
     )
     ready = threading.Event()

@@ -7,9 +7,6 @@ from typing import Any
 
 import pytest
 
-from sagas.contracts.factory import build_codec
-from sagas.contracts.messages.inventory import ReleaseStock, ReserveStock
-from sagas.contracts.messages.payments import AuthorizePayment, VoidPayment
 from sagas.contracts.messages.sagas import OperatorActionKind
 from sagas.machine.serialize import instance_to_dict
 from sagas.ops.actions import ActionRequest, check_result, requested_now, result_in
@@ -22,7 +19,10 @@ from sagas.ops.views.diagram import diagram, mermaid
 from sagas.ops.views.svg import diagram_svg, gantt_svg, line_chart
 from sagas.ops.views.timeline import instance_view
 from sagas.testing import Harness, reply
+from services.app import app as examples
 from services.definitions.order_fulfilment import ORDER_FULFILMENT
+from services.messages.inventory import ReleaseStock, ReserveStock
+from services.messages.payments import AuthorizePayment, VoidPayment
 from tests.integration.engine_support import order_placed, reply_for, two_step_saga
 
 
@@ -122,7 +122,7 @@ def test_an_action_id_survives_the_round_trip_through_the_codec() -> None:
     request = ActionRequest(
         "order_fulfilment", "order:1", OperatorActionKind.ABORT, "alice", "why", requested_now()
     )
-    with build_codec() as codec:
+    with examples.codec() as codec:
         headers, value = codec.encode(request.envelope())
         decoded = codec.decode(headers, value)
     payload = decoded.payload
@@ -144,7 +144,7 @@ def test_the_action_result_is_read_from_the_history() -> None:
 
 
 def test_a_skip_result_must_name_a_known_type() -> None:
-    with build_codec() as codec:
+    with examples.codec() as codec:
         good = '{"$type": "inventory.StockReserved", "order_id": "1", "reservation_id": "r"}'
         assert check_result(good, codec.classes).startswith('{"$type"')
         with pytest.raises(OpsError):

@@ -13,7 +13,7 @@ from sagas.ops.readmodel import OpsStore
 from sagas.ops.readmodel.store import Batch
 from sagas.ops.web import WebConfig, create_app
 from sagas.runtime.store import StoredInstance
-from tests.integration.engine_support import two_step_saga
+from tests.integration.engine_support import app_of, two_step_saga
 from tests.unit.test_ops_views import compensated_body
 
 XSS = "<script>alert(1)</script>"
@@ -54,7 +54,7 @@ async def client_for(
     config = WebConfig(
         ops_db=tmp_path / "ops.db",
         bootstrap_servers=None,
-        definitions=[two_step_saga("views")],
+        app=app_of(two_step_saga("views")),
         admin_token=token,
         cors_origins=cors,
     )

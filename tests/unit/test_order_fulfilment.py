@@ -8,21 +8,26 @@ from decimal import Decimal
 from typing import Any
 
 from sagas import SagaState
-from sagas.contracts.messages.inventory import (
+from sagas.contracts.record import Record
+from sagas.machine import OutgoingKind
+from sagas.testing import Faults, Handler, Harness, reply, script
+from services.definitions import all_definitions
+from services.definitions.order_fulfilment import ORDER_FULFILMENT
+from services.messages.inventory import (
     ReleaseStock,
     ReserveStock,
     StockReleased,
     StockReserved,
     StockUnavailable,
 )
-from sagas.contracts.messages.orders import (
+from services.messages.orders import (
     Address,
     OrderCancelled,
     OrderFulfilled,
     OrderLine,
     OrderPlaced,
 )
-from sagas.contracts.messages.payments import (
+from services.messages.payments import (
     AuthorizePayment,
     CapturePayment,
     DeclineReason,
@@ -33,18 +38,13 @@ from sagas.contracts.messages.payments import (
     PaymentVoided,
     VoidPayment,
 )
-from sagas.contracts.messages.shipping import (
+from services.messages.shipping import (
     CancelShipment,
     ScheduleShipment,
     ShipmentCancelled,
     ShipmentFailed,
     ShipmentScheduled,
 )
-from sagas.contracts.record import Record
-from sagas.machine import OutgoingKind
-from sagas.testing import Faults, Handler, Harness, reply, script
-from services.definitions import all_definitions
-from services.definitions.order_fulfilment import ORDER_FULFILMENT
 
 PLACED_AT = datetime(2030, 1, 1, 12, tzinfo=UTC)
 

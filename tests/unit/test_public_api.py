@@ -11,6 +11,8 @@ import sagas.testing
 
 PINNED = [
     "Abort",
+    "App",
+    "AppError",
     "Await",
     "Command",
     "Compensation",
@@ -37,6 +39,7 @@ PINNED = [
     "Unpause",
     "Usage",
     "decide",
+    "load_app",
 ]
 
 

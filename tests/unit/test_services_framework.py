@@ -8,20 +8,10 @@ from pathlib import Path
 import pytest
 
 from sagas.contracts.codec import Codec
-from sagas.contracts.factory import build_codec
-from sagas.contracts.messages.inventory import ReserveStock, StockItem, StockReserved
 from sagas.contracts.messages.sagas import CommandFailed
 from sagas.contracts.record import Record
-from sagas.participant import (
-    Context,
-    Faults,
-    Handler,
-    Participant,
-    Processor,
-    Rejected,
-    Unavailable,
-)
-from sagas.participant.processor import Incoming
+from sagas.participant import Context, Handler, Participant, Rejected, Unavailable
+from sagas.participant.processor import Faults, Incoming, Processor
 from sagas.participant.testing import (
     REPLY_TO,
     command_envelope,
@@ -31,14 +21,16 @@ from sagas.participant.testing import (
     open_processor,
 )
 from services import inventory
+from services.app import app as examples
 from services.inventory import stock_of
+from services.messages.inventory import ReserveStock, StockItem, StockReserved
 
 TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 
 
 @pytest.fixture(scope="module")
 def codec() -> Iterator[Codec]:
-    with build_codec() as codec:
+    with examples.codec() as codec:
         yield codec
 
 

@@ -11,8 +11,14 @@ from typing import Any
 import pytest
 
 from sagas.contracts.codec import Codec
-from sagas.contracts.factory import build_codec
-from sagas.contracts.messages.inventory import (
+from sagas.contracts.messages.sagas import CommandFailed
+from sagas.contracts.record import Envelope, Record
+from sagas.participant import Participant
+from sagas.participant.processor import Processor
+from sagas.participant.testing import command_record, decode, incoming, open_processor
+from services import inventory, orders, payments, shipping
+from services.app import app as examples
+from services.messages.inventory import (
     ReleaseStock,
     ReserveStock,
     StockItem,
@@ -20,8 +26,8 @@ from sagas.contracts.messages.inventory import (
     StockReserved,
     StockUnavailable,
 )
-from sagas.contracts.messages.orders import OrderCancelled, OrderFulfilled
-from sagas.contracts.messages.payments import (
+from services.messages.orders import OrderCancelled, OrderFulfilled
+from services.messages.payments import (
     AuthorizePayment,
     CapturePayment,
     DeclineReason,
@@ -32,8 +38,7 @@ from sagas.contracts.messages.payments import (
     PaymentVoided,
     VoidPayment,
 )
-from sagas.contracts.messages.sagas import CommandFailed
-from sagas.contracts.messages.shipping import (
+from services.messages.shipping import (
     Address,
     CancelShipment,
     ScheduleShipment,
@@ -42,17 +47,13 @@ from sagas.contracts.messages.shipping import (
     ShipmentItem,
     ShipmentScheduled,
 )
-from sagas.contracts.record import Envelope, Record
-from sagas.participant import Participant, Processor
-from sagas.participant.testing import command_record, decode, incoming, open_processor
-from services import inventory, orders, payments, shipping
 
 NOW = datetime(2030, 1, 1, 12, tzinfo=UTC)
 
 
 @pytest.fixture(scope="module")
 def codec() -> Iterator[Codec]:
-    with build_codec() as codec:
+    with examples.codec() as codec:
         yield codec
 
 

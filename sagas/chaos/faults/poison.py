@@ -40,13 +40,13 @@ from sagas.chaos.faults.base import ChaosContext, Fault
 from sagas.chaos.faults.messages import list_topics
 from sagas.contracts.codec import PREFIX_BYTES
 from sagas.contracts.headers import Headers
-from sagas.contracts.messages.inventory import StockReleased
-from sagas.contracts.messages.payments import PaymentVoided
 from sagas.contracts.record import Envelope
 from sagas.runtime import topics
 from sagas.runtime.router import event_topics
+from services.app import app as examples
 from services.definitions import all_definitions
-from services.shipped import all_participants
+from services.messages.inventory import StockReleased
+from services.messages.payments import PaymentVoided
 
 KEY_PREFIX = "chaos-poison"
 DEFAULT_LIMIT = 1024 * 1024
@@ -76,7 +76,7 @@ def consumed_topics(ctx: ChaosContext, existing: set[str]) -> list[str]:
         logical.update(event_topics(running))
     if ctx.notes.get("read_model"):
         logical.add(topics.OUTCOMES)
-    for participant in all_participants():
+    for participant in examples.participants:
         if participant.name not in ctx.services:
             continue
         if participant.handlers:

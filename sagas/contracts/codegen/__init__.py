@@ -36,20 +36,13 @@ defaults, Python keywords as names, a namespace that is not a module name.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from sagas.contracts.codegen.collect import Named, collect
 from sagas.contracts.codegen.module import HEADER, render_init, render_module
 from sagas.contracts.schemas import SchemaTree
 
-__all__ = ["HEADER", "INIT", "default_output_dir", "generate"]
+__all__ = ["HEADER", "INIT", "generate"]
 
 INIT = "__init__.py"
-
-
-def default_output_dir() -> Path:
-    """The repository's generated package, ``sagas/contracts/messages``."""
-    return Path(__file__).resolve().parents[1] / "messages"
 
 
 def generate(tree: SchemaTree) -> dict[str, str]:

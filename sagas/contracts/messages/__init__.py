@@ -11,33 +11,9 @@ from __future__ import annotations
 from sagas.contracts.classmap import ClassMap
 from sagas.contracts.record import Record
 
-from . import (
-    access,
-    assets,
-    directory,
-    hr,
-    inventory,
-    licensing,
-    mail,
-    orders,
-    payments,
-    sagas,
-    shipping,
-)
+from . import sagas
 
-ALL_MESSAGES: tuple[type[Record], ...] = (
-    *access.MESSAGES,
-    *assets.MESSAGES,
-    *directory.MESSAGES,
-    *hr.MESSAGES,
-    *inventory.MESSAGES,
-    *licensing.MESSAGES,
-    *mail.MESSAGES,
-    *orders.MESSAGES,
-    *payments.MESSAGES,
-    *sagas.MESSAGES,
-    *shipping.MESSAGES,
-)
+ALL_MESSAGES: tuple[type[Record], ...] = (*sagas.MESSAGES,)
 """Every message class, by namespace (domain), then by name."""
 
 

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 from rich.table import Table
 from rich.text import Text
 
+from sagas.app import load_app
 from sagas.contracts.messages.sagas import OperatorActionKind
 from sagas.ops.actions import (
     ActionRequest,
@@ -27,7 +28,7 @@ from sagas.ops.actions import (
     requested_now,
     wait_applied,
 )
-from sagas.ops.commands.context import Ops, definitions, out, parse_duration, print_json
+from sagas.ops.commands.context import Ops, out, parse_duration, print_json
 from sagas.ops.commands.context import ops_context as open_ops
 from sagas.ops.commands.query import STATE_STYLE, resolve, rows_table
 from sagas.ops.errors import OpsError
@@ -141,7 +142,7 @@ def _requests(
     step = args.action_step if kind is OperatorActionKind.SKIP else getattr(args, "step", None)
     result = None
     if kind is OperatorActionKind.SKIP and args.result:
-        known = definitions()
+        known = ops.app.latest
         names = {r.saga_name for r in rows}
         definition = known.get(next(iter(names))) if len(names) == 1 else None
         result = check_result(args.result, ops.codec.classes, definition)
@@ -159,7 +160,7 @@ def run(args: argparse.Namespace, kind: OperatorActionKind) -> int:
 async def act(args: argparse.Namespace, kind: OperatorActionKind) -> int:
     if kind is OperatorActionKind.SKIP:
         _split_skip(args)
-    async with open_ops() as ops:
+    async with open_ops(load_app(args.app)) as ops:
         rows = await _targets(ops, args, kind)
         if args.dry_run or not rows:
             return _dry_run(args, kind, rows)

@@ -15,9 +15,8 @@ from typing import Any
 from rich.console import Console
 from rich.progress import Progress, TaskID
 
+from sagas.app import App
 from sagas.contracts.codec import Codec
-from sagas.contracts.factory import build_codec
-from sagas.definition import Saga
 from sagas.kafka_security import checked_options
 from sagas.ops.errors import OpsError
 from sagas.ops.readmodel import Follower, OpsStore
@@ -31,6 +30,7 @@ SHOW_PROGRESS_AFTER = 1.0
 class Ops:
     """The settings and clients a command works with."""
 
+    app: App
     settings: OpsSettings
     prefix: str
     bootstrap: str | None
@@ -76,7 +76,7 @@ class _Bar:
 
 
 @asynccontextmanager
-async def ops_context(catch_up: bool = True) -> AsyncIterator[Ops]:
+async def ops_context(app: App, catch_up: bool = True) -> AsyncIterator[Ops]:
     """Open the read model and, when Kafka is configured, catch it up (bounded)."""
     settings = OpsSettings()
     prefix = EngineSettings().topic_prefix
@@ -85,7 +85,7 @@ async def ops_context(catch_up: bool = True) -> AsyncIterator[Ops]:
     options = await checked_options(kafka, bootstrap) if bootstrap else {}
     err = Console(stderr=True)
     store = await OpsStore.open(settings.ops_db)
-    codec = build_codec()
+    codec = app.codec()
     follower = None
     try:
         if bootstrap:
@@ -100,7 +100,7 @@ async def ops_context(catch_up: bool = True) -> AsyncIterator[Ops]:
                 f"[yellow]KAFKA_BOOTSTRAP_SERVERS is not set: answering from {settings.ops_db} "
                 "as it is[/yellow]"
             )
-        yield Ops(settings, prefix, bootstrap, store, codec, follower, err, options)
+        yield Ops(app, settings, prefix, bootstrap, store, codec, follower, err, options)
     finally:
         if follower is not None:
             await follower.stop()
@@ -144,17 +144,6 @@ def parse_since(text: str) -> datetime:
     except ValueError as exc:
         raise OpsError(f"--since: not a duration or ISO date/time: {text!r}") from exc
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-
-
-def definitions() -> dict[str, Saga[Any]]:
-    """The shipped definitions by name (the latest version of each)."""
-    from services.definitions import all_definitions
-
-    found: dict[str, Saga[Any]] = {}
-    for d in all_definitions():
-        if d.name not in found or found[d.name].version < d.version:
-            found[d.name] = d
-    return found
 
 
 def fail(message: str) -> int:

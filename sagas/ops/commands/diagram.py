@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from sagas.ops.commands.context import definitions
+from sagas.app import load_app
 from sagas.ops.errors import NotFoundError
 from sagas.ops.views.diagram import diagram, mermaid
 from sagas.ops.views.svg import diagram_svg
@@ -24,7 +24,7 @@ def add_parsers(sub: Sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    known = definitions()
+    known = load_app(args.app).latest
     definition = known.get(args.saga)
     if definition is None:
         raise NotFoundError(f"no saga definition {args.saga!r}; known: {', '.join(sorted(known))}")

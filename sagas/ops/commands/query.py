@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from rich.table import Table
 from rich.text import Text
 
+from sagas.app import load_app
 from sagas.ops.commands.context import (
     ops_context,
     out,
@@ -98,7 +99,7 @@ def rows_table(rows: list[InstanceRow], title: str | None = None) -> Table:
 
 
 async def list_command(args: argparse.Namespace) -> int:
-    async with ops_context() as ops:
+    async with ops_context(load_app(args.app)) as ops:
         rows, total = await ops.store.select(query_of(args))
     if args.json:
         print_json({"total": total, "items": [asdict(r) for r in rows]})
@@ -119,7 +120,7 @@ async def resolve(store: OpsStore, saga_id: str, saga: str | None) -> InstanceRo
 
 
 async def show_command(args: argparse.Namespace) -> int:
-    async with ops_context() as ops:
+    async with ops_context(load_app(args.app)) as ops:
         row = await resolve(ops.store, args.saga_id, args.saga)
         body = await ops.store.body(row.saga_name, row.saga_id)
     view = instance_view(body or {})
@@ -177,7 +178,7 @@ def print_view(view: dict[str, Any]) -> None:
 
 
 async def stuck_command(args: argparse.Namespace) -> int:
-    async with ops_context() as ops:
+    async with ops_context(load_app(args.app)) as ops:
         rows = await ops.store.stuck(args.saga, args.limit)
     if args.json:
         print_json([asdict(r) for r in rows])
@@ -188,7 +189,7 @@ async def stuck_command(args: argparse.Namespace) -> int:
 
 async def stats_command(args: argparse.Namespace) -> int:
     window = parse_duration(args.window)
-    async with ops_context() as ops:
+    async with ops_context(load_app(args.app)) as ops:
         doc = await stats(ops.store, window, args.saga)
     if args.json:
         print_json(doc)

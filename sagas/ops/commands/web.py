@@ -19,10 +19,11 @@ def add_parsers(sub: Sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from sagas.app import load_app
     from sagas.ops.web import WebConfig, serve
 
     logging.basicConfig(level=logging.INFO, stream=sys.stderr)
-    config = WebConfig.from_env()
+    config = WebConfig.from_env(load_app(args.app))
     print(
         f"dashboard on http://{args.host}:{args.port} "
         f"({'read-only' if config.admin_token is None else 'actions need the admin token'})",

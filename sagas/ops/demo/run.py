@@ -16,7 +16,6 @@ from rich.live import Live
 from rich.table import Table
 
 from sagas.contracts.codec import Codec
-from sagas.contracts.factory import build_codec
 from sagas.dev.outcomes import OutcomeWatcher
 from sagas.dev.processes import Supervisor
 from sagas.dev.system import LocalSystem, SystemLayout
@@ -25,6 +24,7 @@ from sagas.ops.demo.summary import saga_summary
 from sagas.ops.web.server import Dashboard
 from sagas.ops.web.state import WebConfig
 from sagas.settings import KafkaSettings, OpsSettings
+from services.app import app as examples
 from services.workload import Request, Workload
 
 
@@ -100,14 +100,12 @@ def _security() -> tuple[KafkaSettings | None, dict[str, Any]]:
 
 
 def _dashboard(plan: DemoPlan, layout: SystemLayout) -> Dashboard:
-    from services.definitions import all_definitions
-
     token = OpsSettings().admin_token
     config = WebConfig(
         ops_db=layout.workdir / "ops.sqlite3",
         bootstrap_servers=layout.bootstrap_servers,
         topic_prefix=layout.prefix,
-        definitions=all_definitions(),
+        app=examples,
         admin_token=token.get_secret_value() if token else None,
         kafka=_security()[0],
         client_options=_security()[1],
@@ -127,7 +125,7 @@ async def run_demo(
     With a dashboard port, ``on_summary`` is called with the summary and everything
     keeps running until the task is cancelled (Ctrl-C).
     """
-    codec = build_codec()
+    codec = examples.codec()
     async with contextlib.AsyncExitStack() as stack:
         if plan.dashboard_port is not None:
             dash = await stack.enter_async_context(_dashboard(plan, layout))

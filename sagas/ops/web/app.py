@@ -13,7 +13,6 @@ from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from sagas.contracts.factory import build_codec
 from sagas.kafka_security import check_access
 from sagas.ops.actions import Sender
 from sagas.ops.errors import AmbiguousError, KafkaUnavailableError, NotFoundError, OpsError
@@ -62,7 +61,7 @@ def _lifespan(config: WebConfig) -> Callable[[FastAPI], AbstractAsyncContextMana
         async with AsyncExitStack() as stack:
             store = await OpsStore.open(config.ops_db)
             stack.push_async_callback(store.close)
-            codec = build_codec()
+            codec = config.app.codec()
             stack.callback(codec.close)
             follower = sender = None
             if config.bootstrap_servers:

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import HTTPException, Request, status
 
@@ -28,6 +28,9 @@ from sagas.ops.errors import NotFoundError, OpsError
 from sagas.ops.readmodel import Follower, InstanceRow, OpsStore
 from sagas.settings import EngineSettings, KafkaSettings, OpsSettings
 
+if TYPE_CHECKING:
+    from sagas.app import App
+
 
 @dataclass(frozen=True)
 class WebConfig:
@@ -37,7 +40,8 @@ class WebConfig:
         ops_db: the read model's SQLite file.
         bootstrap_servers: Kafka; ``None`` serves the read model as it is, read-only.
         topic_prefix: ``SAGAS_TOPIC_PREFIX``.
-        definitions: the saga definitions to draw (by default the shipped ones).
+        app: the project's app: its saga definitions (drawn, named in actions) and
+            message contracts (the codec of the follower and of operator actions).
         admin_token: the bearer token actions need; ``None``: read-only.
         jaeger_url: base URL of Jaeger's UI, for trace links.
         action_timeout: how long an action waits for the engine to apply it.
@@ -48,8 +52,8 @@ class WebConfig:
 
     ops_db: Path
     bootstrap_servers: str | None
+    app: App
     topic_prefix: str = ""
-    definitions: Sequence[Saga[Any]] = ()
     admin_token: str | None = None
     jaeger_url: str | None = None
     action_timeout: timedelta = timedelta(seconds=30)
@@ -59,9 +63,7 @@ class WebConfig:
     cors_origins: tuple[str, ...] = ()
 
     @classmethod
-    def from_env(cls, definitions: Sequence[Saga[Any]] | None = None) -> WebConfig:
-        from services.definitions import all_definitions
-
+    def from_env(cls, app: App) -> WebConfig:
         ops = OpsSettings()
         token = ops.admin_token.get_secret_value() if ops.admin_token else None
         kafka = KafkaSettings()
@@ -71,7 +73,7 @@ class WebConfig:
             client_options=client_options(kafka),
             kafka=kafka,
             topic_prefix=EngineSettings().topic_prefix,
-            definitions=tuple(definitions if definitions is not None else all_definitions()),
+            app=app,
             admin_token=token or None,
             jaeger_url=ops.jaeger_url,
             action_timeout=ops.ops_action_timeout,
@@ -92,15 +94,11 @@ class WebState:
 
     @property
     def definitions(self) -> dict[str, Saga[Any]]:
-        found: dict[str, Saga[Any]] = {}
-        for d in self.config.definitions:
-            if d.name not in found or found[d.name].version < d.version:
-                found[d.name] = d
-        return found
+        return dict(self.config.app.latest)
 
     def definition(self, saga: str, version: int | None = None) -> Saga[Any] | None:
         """The definition of that version, else the latest one of that name."""
-        exact = [d for d in self.config.definitions if d.name == saga and d.version == version]
+        exact = [d for d in self.config.app.sagas if d.name == saga and d.version == version]
         return exact[0] if exact else self.definitions.get(saga)
 
     @property

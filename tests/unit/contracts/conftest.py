@@ -6,19 +6,20 @@ import pytest
 
 from sagas.contracts.classmap import ClassMap
 from sagas.contracts.codec import Codec
-from sagas.contracts.messages import default_class_map
 from sagas.contracts.registry import EmbeddedRegistry
-from sagas.contracts.schemas import SchemaTree, default_schemas_dir, load_tree
+from sagas.contracts.schemas import SchemaTree
+from services.app import app as examples
 
 
 @pytest.fixture(scope="session")
 def tree() -> SchemaTree:
-    return load_tree(default_schemas_dir()).raise_errors()
+    """The example app's schemas and the framework's own, as one tree."""
+    return examples.schema_tree
 
 
 @pytest.fixture(scope="session")
 def classes() -> ClassMap:
-    return default_class_map()
+    return examples.classes
 
 
 @pytest.fixture(scope="session")

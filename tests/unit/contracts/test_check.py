@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,14 +15,20 @@ import pytest
 from sagas.contracts.agreement import disagreements
 from sagas.contracts.avro_types import normalize
 from sagas.contracts.check import Problem, run_check
+from sagas.contracts.classmap import ClassMap
 from sagas.contracts.codegen import generate
 from sagas.contracts.codegen.files import apply, changes
 from sagas.contracts.compat import Mode
-from sagas.contracts.messages import ALL_MESSAGES, default_class_map
 from sagas.contracts.record import Record
-from sagas.contracts.schemas import SchemaTree, default_schemas_dir, load_tree
+from sagas.contracts.schemas import SchemaTree, load_tree
 from sagas.contracts.usages import Usage
 from sagas.ops.cli import main
+from services.app import SCHEMAS
+from services.app import app as examples
+
+ALL_MESSAGES = tuple(cls for _, cls in examples.classes.items())
+OWN = ClassMap(examples.message_classes)
+"""The example app's own classes: what `sagas check` checks against its schemas."""
 
 Edit = Callable[[dict[str, Any]], None]
 
@@ -29,7 +36,7 @@ Edit = Callable[[dict[str, Any]], None]
 @pytest.fixture
 def copy(tmp_path: Path) -> Path:
     root = tmp_path / "schemas"
-    shutil.copytree(default_schemas_dir(), root)
+    shutil.copytree(SCHEMAS, root)
     return root
 
 
@@ -48,15 +55,39 @@ def field(schema: dict[str, Any], name: str) -> dict[str, Any]:
 
 
 def cli(
-    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, *args: str
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    *args: str,
+    schemas: Path | None = None,
+    messages: Path | None = None,
 ) -> tuple[int, str]:
+    """`sagas check ARGS` on the example app, or on a copy of it whose schemas are
+    ``schemas`` and whose generated package is ``messages`` (none: the example classes,
+    so no generated package is compared)."""
     monkeypatch.setenv("COLUMNS", "250")
-    code = main(["check", *args])
+    app: list[str] = []
+    if schemas is not None:
+        folder = schemas.parent
+        module = f"check_app_{uuid.uuid4().hex[:8]}"
+        classes = (
+            f"importlib.import_module({messages.name!r})"
+            if messages is not None
+            else "examples.message_classes"
+        )
+        (folder / f"{module}.py").write_text(
+            "import dataclasses, importlib\nfrom pathlib import Path\n"
+            "from services.app import app as examples\n"
+            f"app = dataclasses.replace(examples, schemas=Path({str(schemas)!r}), "
+            f"messages={classes})\n"
+        )
+        monkeypatch.syspath_prepend(str(folder))
+        app = ["--app", f"{module}:app"]
+    code = main(["check", *app, *args])
     return code, capsys.readouterr().out
 
 
 def compat(root: Path, mode: Mode = Mode.BACKWARD) -> list[Problem]:
-    report, _ = run_check(root, default_class_map(), mode)
+    report, _ = run_check(root, OWN, mode)
     return [p for p in report.problems if p.check == "compatibility"]
 
 
@@ -66,8 +97,8 @@ def test_repository_passes(
     code, out = cli(capsys, monkeypatch)
     assert code == 0, out
     assert "OK" in out
-    assert "58 schemas, 58 message classes, 59 released versions" in out
-    assert "97 usages, 12 generated files" in out  # the repository's package is compared
+    assert "50 schemas, 50 message classes, 51 released versions" in out
+    assert "97 usages, 11 generated files" in out  # the app's generated package is compared
 
 
 def test_every_class_agrees_with_its_schema(tree: SchemaTree) -> None:
@@ -102,7 +133,7 @@ def test_added_field_without_default_fails_backward(
         "orders.OrderCancelled",
         lambda s: s["fields"].append({"name": "refund_id", "type": "string", "doc": "The refund."}),
     )
-    code, out = cli(capsys, monkeypatch, "--schemas", str(copy))
+    code, out = cli(capsys, monkeypatch, schemas=copy)
     assert code == 1
     assert "orders.OrderCancelled" in out
     assert "refund_id" in out
@@ -126,7 +157,7 @@ def test_incompatible_type_change_fails(
     copy: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     edit(copy, "inventory.StockUnavailable", lambda s: field(s, "sku").update(type="int"))
-    code, out = cli(capsys, monkeypatch, "--schemas", str(copy))
+    code, out = cli(capsys, monkeypatch, schemas=copy)
     assert code == 1
     [problem] = compat(copy)
     assert (problem.schema, problem.field) == ("inventory.StockUnavailable", "sku")
@@ -148,7 +179,7 @@ def test_removed_enum_symbol_fails_backward(
         field(schema, "reason")["type"]["symbols"].remove("FRAUD_SUSPECTED")
 
     edit(copy, "payments.PaymentDeclined", drop)
-    code, out = cli(capsys, monkeypatch, "--schemas", str(copy))
+    code, out = cli(capsys, monkeypatch, schemas=copy)
     assert code == 1
     [problem] = compat(copy)
     assert (problem.schema, problem.field) == ("payments.PaymentDeclined", "reason")
@@ -192,11 +223,11 @@ def test_usages_naming_missing_fields_or_types_fail(
             ]
         )
     )
-    code, out = cli(capsys, monkeypatch, "--schemas", str(copy), "--usages", str(usages))
+    code, out = cli(capsys, monkeypatch, "--usages", str(usages), schemas=copy)
     assert code == 1
     report, _ = run_check(
         copy,
-        default_class_map(),
+        OWN,
         usages=[
             Usage("orders.OrderPlaced", ("items.sku", "shipping_address.zip"), "definition"),
             Usage("inventory.StockReservd"),
@@ -214,7 +245,7 @@ def test_usages_naming_missing_fields_or_types_fail(
 def test_unparsable_schema_and_missing_doc_are_reported(copy: Path) -> None:
     (copy / "events" / "orders.Broken.avsc").write_text('{"type": "record", "name": ')
     edit(copy, "orders.OrderCancelled", lambda s: field(s, "reason").pop("doc"))
-    report, _ = run_check(copy, default_class_map())
+    report, _ = run_check(copy, OWN)
     checks = {(p.check, p.field) for p in report.problems}
     assert ("docs", "reason") in checks
     assert any(p.check == "schema" and "orders.Broken.avsc" in p.message for p in report.problems)
@@ -224,10 +255,10 @@ def test_release_records_changed_schemas(
     copy: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     edit(copy, "orders.OrderCancelled", lambda s: s.update(doc="Changed doc."))
-    code, out = cli(capsys, monkeypatch, "--schemas", str(copy), "--release")
+    code, out = cli(capsys, monkeypatch, "--release", schemas=copy)
     assert code == 0, out
     assert (copy / "history" / "orders.OrderCancelled" / "v2.avsc").exists()
-    code, out = cli(capsys, monkeypatch, "--schemas", str(copy), "--release")
+    code, out = cli(capsys, monkeypatch, "--release", schemas=copy)
     assert "nothing to release" in out
 
 
@@ -237,34 +268,34 @@ def test_generated_modules_that_disagree_with_the_schemas_fail(
     out = tmp_path / "messages"
     sources = generate(load_tree(copy))
     apply(sources, changes(out, sources))
-    code, text = cli(capsys, monkeypatch, "--schemas", str(copy), "--generated", str(out))
+    code, text = cli(capsys, monkeypatch, schemas=copy, messages=out)
     assert code == 0, text
-    assert "12 generated files" in text
+    assert "11 generated files" in text
 
     orders = out / "orders.py"
     orders.write_text(orders.read_text().replace("reason: str", "reason: str | None = None"))
     edit(copy, "shipping.ShipmentFailed", lambda s: s.update(doc="Changed doc."))
-    report, _ = run_check(copy, default_class_map(), generated=out)
+    report, _ = run_check(copy, OWN, generated=out)
     assert {(p.check, p.schema) for p in report.problems} == {
         ("generated", str(orders)),
         ("generated", str(out / "shipping.py")),
     }
-    code, text = cli(capsys, monkeypatch, "--schemas", str(copy), "--generated", str(out))
+    code, text = cli(capsys, monkeypatch, schemas=copy, messages=out)
     assert code == 1
     assert "run `sagas codegen`" in text
 
 
 def test_a_schema_codegen_refuses_is_reported(copy: Path, tmp_path: Path) -> None:
     edit(copy, "orders.OrderCancelled", lambda s: field(s, "reason").update(name="class"))
-    report, _ = run_check(copy, default_class_map(), generated=tmp_path)
+    report, _ = run_check(copy, OWN, generated=tmp_path)
     [problem] = [p for p in report.problems if p.check == "generated"]
     assert "cannot generate the classes: orders.OrderCancelled: field 'class'" in problem.message
 
 
-def test_another_schemas_folder_is_not_compared_with_the_repositorys_package(
+def test_an_app_whose_messages_are_not_a_generated_package_is_not_compared(
     copy: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     edit(copy, "orders.OrderCancelled", lambda s: s.update(doc="Changed doc."))
-    code, out = cli(capsys, monkeypatch, "--schemas", str(copy))
+    code, out = cli(capsys, monkeypatch, schemas=copy)
     assert code == 0, out
     assert "generated files" not in out

@@ -14,16 +14,18 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 
+from sagas.contracts import framework
 from sagas.contracts.agreement import disagreements
 from sagas.contracts.avro_types import normalize
 from sagas.contracts.classmap import ClassMap
 from sagas.contracts.codec import Codec
-from sagas.contracts.codegen import HEADER, default_output_dir, generate
+from sagas.contracts.codegen import HEADER, generate
 from sagas.contracts.codegen.files import changes
 from sagas.contracts.errors import SchemaError
 from sagas.contracts.record import Envelope, Record
 from sagas.contracts.registry import EmbeddedRegistry
-from sagas.contracts.schemas import SchemaTree, default_schemas_dir, load_tree
+from sagas.contracts.schemas import SchemaTree, load_tree
+from services.app import SCHEMAS
 from tests.unit.contracts.codegen_support import (
     field,
     imported,
@@ -405,5 +407,6 @@ def test_generation_is_deterministic(shop: SchemaTree, tmp_path: Path) -> None:
 
 
 def test_the_repositorys_generated_modules_are_up_to_date() -> None:
-    tree = load_tree(default_schemas_dir())
-    assert changes(default_output_dir(), generate(tree)) == []
+    assert changes(framework.messages_dir(), generate(framework.schema_tree())) == []
+    examples_dir = SCHEMAS.parent / "services" / "messages"
+    assert changes(examples_dir, generate(load_tree(SCHEMAS))) == []

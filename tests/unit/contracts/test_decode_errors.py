@@ -9,11 +9,11 @@ import pytest
 from sagas.contracts import errors
 from sagas.contracts.codec import Codec
 from sagas.contracts.headers import MAX_HEADERS, MAX_HEADERS_BYTES, Headers
-from sagas.contracts.messages.orders import OrderCancelled, OrderFulfilled
-from sagas.contracts.messages.payments import PaymentDeclined
 from sagas.contracts.record import Envelope
 from sagas.contracts.schemas import SchemaTree
 from sagas.errors import SagasError
+from services.messages.orders import OrderCancelled, OrderFulfilled
+from services.messages.payments import PaymentDeclined
 from tests.unit.contracts.strategies import sample
 
 NOW = datetime(2024, 5, 1, tzinfo=UTC)

@@ -16,11 +16,13 @@ from hypothesis import strategies as st
 from sagas.contracts.codec import Codec
 from sagas.contracts.errors import MessageError
 from sagas.contracts.headers import Headers
-from sagas.contracts.messages import ALL_MESSAGES, default_class_map
 from sagas.contracts.record import Envelope, Record
 from sagas.contracts.registry import EmbeddedRegistry
-from sagas.contracts.schemas import default_schemas_dir, load_tree
+from services.app import app as _examples_app
+from services.app import app as examples
 from tests.unit.contracts.strategies import sample
+
+ALL_MESSAGES = tuple(cls for _, cls in _examples_app.classes.items())
 
 LIMIT = 2048
 FUZZ = settings(
@@ -46,9 +48,9 @@ NAMES = [
 @functools.cache
 def codec_and_pool() -> tuple[Codec, list[tuple[Headers, bytes]]]:
     """A codec with a small size limit, and two valid messages of every type."""
-    tree = load_tree(default_schemas_dir()).raise_errors()
+    tree = examples.schema_tree
     small = Codec(
-        EmbeddedRegistry.from_tree(tree), tree.current, default_class_map(), max_payload_bytes=LIMIT
+        EmbeddedRegistry.from_tree(tree), tree.current, examples.classes, max_payload_bytes=LIMIT
     )
     messages = []
     for seed in range(2):

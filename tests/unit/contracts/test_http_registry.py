@@ -7,13 +7,13 @@ from datetime import UTC, datetime
 import pytest
 
 from sagas.contracts import errors
-from sagas.contracts.factory import build_codec
 from sagas.contracts.fake_registry import FakeRegistry
 from sagas.contracts.http_registry import HttpRegistry
-from sagas.contracts.messages.orders import OrderCancelled
 from sagas.contracts.record import Envelope
 from sagas.contracts.schemas import SchemaTree
 from sagas.contracts.settings import ContractSettings
+from services.app import app as examples
+from services.messages.orders import OrderCancelled
 from tests.unit.contracts.strategies import sample
 
 
@@ -54,10 +54,10 @@ def test_codec_over_http_registry_round_trips(monkeypatch: pytest.MonkeyPatch) -
         time=datetime(2024, 1, 1, tzinfo=UTC),
         payload=payload,
     )
-    with build_codec(ContractSettings(), transport=fake.transport()) as codec:
+    with examples.codec(ContractSettings(), transport=fake.transport()) as codec:
         headers, value = codec.encode(sent)
         assert int.from_bytes(value[1:5], "big") == 100
     # A second process (fresh caches) reads it through the registry.
-    with build_codec(ContractSettings(), transport=fake.transport()) as reader:
+    with examples.codec(ContractSettings(), transport=fake.transport()) as reader:
         assert reader.decode(headers, value) == sent
     assert "GET /schemas/ids/100" in fake.requests

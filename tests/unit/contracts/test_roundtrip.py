@@ -17,13 +17,15 @@ from sagas.contracts.classmap import ClassMap
 from sagas.contracts.codec import Codec
 from sagas.contracts.errors import EncodeError
 from sagas.contracts.headers import to_headers
-from sagas.contracts.messages import ALL_MESSAGES
-from sagas.contracts.messages.orders import OrderCancelled
-from sagas.contracts.messages.shipping import ShipmentScheduled
 from sagas.contracts.record import Envelope, Record
 from sagas.contracts.registry import EmbeddedRegistry
 from sagas.contracts.schemas import SchemaFile, SchemaTree
+from services.app import app as _examples_app
+from services.messages.orders import OrderCancelled
+from services.messages.shipping import ShipmentScheduled
 from tests.unit.contracts.strategies import instances, sample
+
+ALL_MESSAGES = tuple(cls for _, cls in _examples_app.classes.items())
 
 NOW = datetime(2024, 5, 1, 12, 0, 0, 123456, tzinfo=UTC)
 
@@ -107,7 +109,7 @@ def test_older_writer_is_read_by_the_newer_reader(codec: Codec, tree: SchemaTree
 
 def test_int_written_is_promoted_for_a_long_reader(tree: SchemaTree) -> None:
     # A reader schema that widened StockUnavailable.requested from int to long.
-    from sagas.contracts.messages.inventory import StockUnavailable
+    from services.messages.inventory import StockUnavailable
 
     reader = json.loads(json.dumps(tree.current["inventory.StockUnavailable"].raw))
     writer = tree.current["inventory.StockUnavailable"]
@@ -125,7 +127,7 @@ def test_int_written_is_promoted_for_a_long_reader(tree: SchemaTree) -> None:
 
 @given(st.integers(min_value=2**31, max_value=2**40))
 def test_out_of_range_int_is_an_encode_error(codec: Codec, requested: int) -> None:
-    from sagas.contracts.messages.inventory import StockUnavailable
+    from services.messages.inventory import StockUnavailable
 
     payload = StockUnavailable(order_id="o", sku="s", requested=requested, available=0)
     with pytest.raises(EncodeError):
