@@ -20,6 +20,10 @@ D = TypeVar("D")
 R = TypeVar("R", bound=Record)
 
 DEFAULT_TIMEOUT = timedelta(seconds=30)
+SEND_ONCE = RetryPolicy()
+"""The default policy of a compensatable or pivot step: one send."""
+RETRY_FOREVER = RetryPolicy(max_attempts=None)
+"""The default policy of a retriable step: retried until it succeeds."""
 
 
 def template_fields(template: str) -> tuple[str, ...]:
@@ -103,7 +107,8 @@ class Step(Generic[D]):
         kind: compensatable, pivot or retriable. ``None`` means compensatable when there
             is a compensation; a step without one must say what it is.
         timeout: how long one send waits for a reply; ``None`` waits forever.
-        retry: when and how the command is sent again.
+        retry: when and how the command is sent again; ``None`` means the kind's default
+            (see `effective_retry`).
         when: a condition on the data, evaluated when the step is reached; the step is
             skipped when it returns False.
     """
@@ -115,7 +120,7 @@ class Step(Generic[D]):
     compensation: Compensation[D] | None = None
     kind: StepKind | None = None
     timeout: timedelta | None = DEFAULT_TIMEOUT
-    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    retry: RetryPolicy | None = None
     when: Callable[[D], bool] | None = None
 
     @property
@@ -124,6 +129,21 @@ class Step(Generic[D]):
         if self.kind is not None:
             return self.kind
         return StepKind.COMPENSATABLE if self.compensation is not None else None
+
+    @property
+    def effective_retry(self) -> RetryPolicy:
+        """The declared policy, or the kind's default.
+
+        A retriable step (after the point of no return) is retried until it succeeds:
+        ``RetryPolicy(max_attempts=None)``, every failure and timeout retried with
+        exponential backoff. A compensatable step or the pivot is sent once:
+        ``RetryPolicy()`` (a timeout or failure fails it, and the saga compensates).
+        """
+        if self.retry is not None:
+            return self.retry
+        if self.effective_kind is StepKind.RETRIABLE:
+            return RETRY_FOREVER
+        return SEND_ONCE
 
 
 @dataclass(frozen=True, kw_only=True)

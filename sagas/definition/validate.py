@@ -209,9 +209,9 @@ def _leaf_problems(leaf: Step[Any] | Await[Any]) -> list[str]:
         if not leaf.success:
             found.append("no success reply")
         found += _ons_problems(leaf.success, "success reply")
-        found += leaf.retry.problems()
+        found += leaf.effective_retry.problems()
         failure_types = {on.type for on in leaf.failure}
-        for t in leaf.retry.retry_on:
+        for t in leaf.effective_retry.retry_on:
             if t not in failure_types:
                 found.append(f"retry_on {t!r} is not one of the step's failure replies")
     else:

@@ -115,7 +115,7 @@ def on_message(w: Work[Any], leaf: Leaf, record: Record) -> str | None:
             w.data = on.apply(w.data, record)
         except Exception as exc:  # an author's function: note it, the step fails anyway
             w.note(f"failure update raised {exc!r}")
-        retryable = isinstance(leaf, Step) and record.__class__ in leaf.retry.retry_on
+        retryable = isinstance(leaf, Step) and record.__class__ in leaf.effective_retry.retry_on
         step_failure(w, leaf, f"{record.SCHEMA} received", retryable=retryable, bump=True)
     return None
 
@@ -154,10 +154,11 @@ def step_failure(w: Work[Any], leaf: Leaf, reason: str, *, retryable: bool, bump
     state = w.st(leaf.name)
     if isinstance(leaf, Step) and w.phase is SagaState.RUNNING:
         retryable = retryable or leaf.effective_kind is StepKind.RETRIABLE
-        if retryable and leaf.retry.allows(state.sends):
+        policy = leaf.effective_retry
+        if retryable and policy.allows(state.sends):
             attempt = state.attempt + 1 if bump else state.attempt
             unit = jitter_unit(w.saga_id, leaf.name, attempt, state.sends)
-            delay = leaf.retry.delay(state.sends, unit)
+            delay = policy.delay(state.sends, unit)
             w.put(leaf.name, status=StepStatus.RETRYING, error=reason)
             w.arm(TimerKind.RETRY, leaf.name, attempt, delay)
             w.note(f"{leaf.name}: {reason}; retry in {delay}")

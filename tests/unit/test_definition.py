@@ -218,3 +218,26 @@ def test_policies_timeouts_and_names_are_checked() -> None:
 def test_no_steps_and_no_starts_are_rejected() -> None:
     assert "no steps" in rejected(steps=())
     assert "no start event" in rejected(starts=())
+
+
+def test_a_step_without_a_policy_gets_its_kinds_default() -> None:
+    retriable = Step(
+        name="notify",
+        kind=StepKind.RETRIABLE,
+        command=notify_step().command,
+        success=(On(CustomerNotified),),
+    )
+    assert retriable.retry is None
+    assert retriable.effective_retry == RetryPolicy(max_attempts=None)
+    assert retriable.effective_retry.allows(10**6)
+    pivot = Step(
+        name="ship",
+        kind=StepKind.PIVOT,
+        command=shipment_step().command,
+        success=shipment_step().success,
+    )
+    assert pivot.effective_retry == RetryPolicy()
+    assert pivot.effective_retry.max_attempts == 1
+    explicit = notify_step()  # retriable, with an explicit bounded policy: allowed
+    assert explicit.effective_retry is explicit.retry
+    assert explicit.effective_retry.max_attempts == 4

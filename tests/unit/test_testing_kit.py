@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import itertools
 from datetime import timedelta
 from decimal import Decimal
 
-from sagas import Resume, SagaState
+from sagas import Resume, SagaState, Step, StepStatus
 from sagas.machine import OutgoingKind
 from sagas.testing import Faults, Handler, Harness, reply, script, silent
 from tests.unit.saga_fixtures import (
     AuthorizePayment,
     CustomerNotified,
     NotifyCustomer,
+    NotifyFailed,
+    OrderData,
     OrderPlaced,
     ParcelDelivered,
     PaymentAuthorized,
@@ -25,8 +28,12 @@ from tests.unit.saga_fixtures import (
     StockReleased,
     StockReserved,
     VoidPayment,
+    notify_step,
     order_saga,
     parallel_saga,
+    payment_step,
+    reserve_step,
+    shipment_step,
 )
 
 
@@ -127,3 +134,48 @@ def test_run_until_stops_the_clock() -> None:
     saga_id = harness.start(order())
     harness.run(until=timedelta(seconds=1))
     assert harness.state(saga_id) is SagaState.RUNNING
+
+
+def notify_without_policy() -> Step[OrderData]:
+    """`notify_step` without its explicit policy: the retriable kind's default applies."""
+    step = notify_step()
+    return Step(
+        name=step.name,
+        kind=step.kind,
+        command=step.command,
+        success=step.success,
+        failure=step.failure,
+    )
+
+
+def test_a_retriable_step_without_a_policy_is_retried_until_it_succeeds() -> None:
+    saga = order_saga(
+        steps=(reserve_step(), payment_step(), shipment_step(), notify_without_policy())
+    )
+    failures = [NotifyFailed(order_id="o-1")] * 6
+    participants = {**happy(), NotifyCustomer: script(*failures, CustomerNotified(order_id="o-1"))}
+    harness = Harness(saga, participants)
+    saga_id = harness.start(order())
+    harness.run()
+    harness.assert_completed(saga_id)
+    sends = [m.id for m in harness.messages(saga_id, OutgoingKind.COMMAND)]
+    assert sends[-7:] == [f"order:o-1:notify_customer:{n}" for n in range(1, 8)]
+
+
+def test_a_retriable_step_that_times_out_keeps_resending_with_backoff() -> None:
+    saga = order_saga(
+        steps=(reserve_step(), payment_step(), shipment_step(), notify_without_policy()),
+        deadline=None,
+    )
+    harness = Harness(saga, {**happy(), NotifyCustomer: silent()})
+    saga_id = harness.start(order())
+    harness.run(until=timedelta(hours=2))
+    instance = harness.instance(saga_id)
+    assert instance.state is SagaState.RUNNING
+    assert instance.step("notify_customer").status in (StepStatus.RUNNING, StepStatus.RETRYING)
+    sent = [h for h in instance.history if "order:o-1:notify_customer:1" in h.sent]
+    assert len(sent) > 10  # a timeout resends the same command id, again and again
+    gaps = [b.at - a.at for a, b in itertools.pairwise(sent)]
+    timeout = timedelta(seconds=30)
+    assert gaps[0] < gaps[4]  # exponential backoff...
+    assert max(gaps) <= timeout + timedelta(minutes=5)  # ...capped at max_backoff
