@@ -190,7 +190,8 @@ class Parallel(Generic[D]):
     """Steps started together; all must succeed.
 
     When one fails, the branches not yet done are stopped (no further sends; a reply
-    still in flight is waited for) and every branch that succeeded is compensated.
+    still in flight is waited for) and every branch that succeeded is compensated, all
+    of them at once (they are independent), before the stages before the group.
     Branches are compensatable, or all retriable; a pivot cannot be parallel.
     """
 

@@ -18,7 +18,8 @@
 
 What a role gets is data (`PRODUCTS`, `CLOUD_ROLES`, `LAPTOPS`): a role without
 products or cloud roles skips that branch. Every step can be undone, so any failure
-undoes the completed steps in reverse order and publishes ``OnboardingCancelled``; when
+undoes the completed steps in reverse order (the ``equip`` branches together) and
+publishes ``OnboardingCancelled``; when
 every step succeeds, ``EmployeeOnboarded`` is published. Both go to ``hr.events``.
 """
 

@@ -22,11 +22,16 @@ from sagas.chaos.checks.sagas import (
     transition_problems,
 )
 from sagas.chaos.final import SagaRecords, snapshot
+from sagas.contracts.messages.hr import Role
+from sagas.contracts.messages.licensing import LicencesUnavailable
 from sagas.contracts.messages.orders import Address, OrderLine, OrderPlaced
 from sagas.contracts.messages.payments import PaymentCaptureFailed
+from sagas.definitions.onboarding import ONBOARDING
 from sagas.definitions.order_fulfilment import ORDER_FULFILMENT
 from sagas.machine import SagaInstance, SagaState, StepStatus, instance_to_dict
 from sagas.testing import Harness, script
+from tests.unit.test_onboarding_saga import harness_for as onboarding_harness
+from tests.unit.test_onboarding_saga import hired
 from tests.unit.test_order_fulfilment import participants
 
 
@@ -76,6 +81,18 @@ def test_a_real_compensated_run_passes_every_saga_check() -> None:
     assert compensation_problems(ORDER_FULFILMENT, final) == []
 
 
+def test_a_parallel_stage_undone_together_passes_the_compensation_check() -> None:
+    short = LicencesUnavailable(employee_id="e-1", product="GITHUB")
+    harness = onboarding_harness(AssignLicences=script(short))
+    saga_id = harness.start(hired(role=Role.ENGINEER))
+    harness.run()
+    final = harness.instance(saga_id)
+    assert final.state is SagaState.COMPENSATED
+    assert compensation_problems(ONBOARDING, final) == []
+    states = [d.instance for _, d in harness.decisions if d.instance is not None]
+    assert transition_problems(saga_id, records_of(states)) == {}
+
+
 def test_a_completed_saga_that_runs_again_is_an_illegal_transition() -> None:
     final, states = compensated_run()
     back = dataclasses.replace(final, state=SagaState.RUNNING)
@@ -98,11 +115,16 @@ def test_a_step_that_jumps_back_and_a_shrinking_history_are_caught() -> None:
 
 def test_compensations_in_the_wrong_order_or_of_a_step_that_never_succeeded() -> None:
     final, _ = compensated_run()
-    # Completion order swapped: the compensations sent no longer run in reverse of it.
-    swapped = dataclasses.replace(
-        final, completed=("authorize_payment", "reserve_stock", "schedule_shipment")
+    # The first and the last compensation swapped: stages no longer undone in reverse.
+    first, last = "compensate schedule_shipment", "compensate reserve_stock"
+    history = tuple(
+        dataclasses.replace(
+            h, note=h.note.replace(first, "*").replace(last, first).replace("*", last)
+        )
+        for h in final.history
     )
-    assert any("reverse completion" in p for p in compensation_problems(ORDER_FULFILMENT, swapped))
+    swapped = dataclasses.replace(final, history=history)
+    assert any("stages in reverse" in p for p in compensation_problems(ORDER_FULFILMENT, swapped))
     # A step compensated although it never succeeded.
     never = dataclasses.replace(final, completed=("reserve_stock", "authorize_payment"))
     assert any("never succeeded" in p for p in compensation_problems(ORDER_FULFILMENT, never))

@@ -15,6 +15,7 @@ from sagas import (
     Resume,
     Retry,
     RetryNow,
+    Saga,
     SagaState,
     SkipStep,
     StepStatus,
@@ -41,6 +42,7 @@ from tests.unit.saga_fixtures import (
     StockReserved,
     envelope,
     order_saga,
+    parallel_saga,
     placed,
 )
 
@@ -51,10 +53,11 @@ Inst = SagaInstance[OrderData]
 class Driver:
     """Feeds inputs one by one, keeping the latest instance and decision."""
 
-    def __init__(self) -> None:
+    def __init__(self, saga: Saga[OrderData] = SAGA) -> None:
+        self.saga = saga
         self.now = T0
         self.n = 0
-        first = decide(SAGA, None, placed(), self.now)
+        first = decide(saga, None, placed(), self.now)
         assert first.instance is not None
         self.instance: Inst = first.instance
         self.last: Decision[OrderData] = first
@@ -64,7 +67,7 @@ class Driver:
         if isinstance(item, Record):
             self.n += 1
             item = envelope(item, f"m{self.n}", at=self.now)
-        decision = decide(SAGA, self.instance, item, self.now)
+        decision = decide(self.saga, self.instance, item, self.now)
         assert decision.instance is not None
         self.instance, self.last = decision.instance, decision
         return decision
@@ -358,3 +361,41 @@ def test_history_records_every_input() -> None:
     d.give(reserved())
     assert [h.seq for h in d.instance.history] == [0, 1, 2]
     assert d.instance.history[0].sent == ("order:o-1:0.0:SagaStarted", "order:o-1:reserve_stock:1")
+
+
+def test_the_branches_of_a_parallel_stage_are_compensated_together() -> None:
+    d = Driver(parallel_saga())
+    d.give(reserved())
+    d.give(PaymentAuthorized(order_id="o-1", authorization_id="a-1"))
+    assert d.status("delivered") is StepStatus.RUNNING
+    d.give(Abort(id="op-1"))
+    assert d.sent(OutgoingKind.COMPENSATION) == [
+        "order:o-1:reserve_stock:compensate:1",
+        "order:o-1:authorize_payment:compensate:1",
+    ]
+    d.give(PaymentVoided(authorization_id="a-1"))
+    assert d.sent() == []
+    assert d.instance.state is SagaState.COMPENSATING  # the stage waits for every branch
+    d.give(StockReleased(reservation_id="r-1"))
+    assert d.instance.state is SagaState.COMPENSATED
+
+
+def test_a_branch_compensation_failing_for_good_lets_its_sibling_finish() -> None:
+    d = Driver(parallel_saga())
+    d.give(reserved())
+    d.give(PaymentAuthorized(order_id="o-1", authorization_id="a-1"))
+    d.give(Abort(id="op-1"))
+    for _ in range(2):
+        d.give(ReleaseRefused(reservation_id="r-1"))
+        d.fire(TimerKind.COMPENSATION_RETRY, "reserve_stock")
+    d.fire(TimerKind.COMPENSATION_TIMEOUT, "authorize_payment")  # its retry is armed
+    d.give(ReleaseRefused(reservation_id="r-1"))
+    assert d.instance.state is SagaState.FAILED
+    assert d.status("authorize_payment") is StepStatus.COMPENSATION_RETRYING
+    d.fire(TimerKind.COMPENSATION_RETRY, "authorize_payment")  # carries on meanwhile
+    assert d.sent(OutgoingKind.COMPENSATION) == ["order:o-1:authorize_payment:compensate:1"]
+    d.give(PaymentVoided(authorization_id="a-1"))
+    assert d.status("authorize_payment") is StepStatus.COMPENSATED
+    d.give(Resume(id="op-2"))
+    d.give(StockReleased(reservation_id="r-1"))
+    assert d.instance.state is SagaState.COMPENSATED

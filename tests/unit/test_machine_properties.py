@@ -6,8 +6,9 @@ earlier messages, and operator actions. Then the clock runs on (timers only, nob
 answers) until nothing is pending. The properties:
 
 - every saga ends (COMPLETED, COMPENSATED or FAILED);
-- compensations are sent only for steps that succeeded, in reverse order of completion,
-  each at most ``max_attempts`` times per round; a COMPENSATED saga undid them all;
+- compensations are sent only for steps that succeeded, stage by stage in reverse
+  order, every branch of a parallel stage at once, each at most ``max_attempts`` times
+  per round; a COMPENSATED saga undid them all;
 - a duplicate changes nothing but the history;
 - the same inputs give the same outputs; every instance survives a JSON round trip.
 """
@@ -202,14 +203,20 @@ def run(name: str, script: list[Move]) -> Run:
     return r
 
 
-def compensation_order(r: Run) -> list[str]:
-    steps: list[str] = []
+def compensation_rounds(r: Run) -> list[list[str]]:
+    """Per decision that sent a step's first compensation, the steps it did so for."""
+    seen: set[str] = set()
+    rounds: list[list[str]] = []
     for _, decision in r.decisions:
+        new: list[str] = []
         for m in decision.outgoing:
-            if m.kind is OutgoingKind.COMPENSATION and m.step not in steps:
+            if m.kind is OutgoingKind.COMPENSATION and m.step not in seen:
                 assert m.step is not None
-                steps.append(m.step)
-    return steps
+                seen.add(m.step)
+                new.append(m.step)
+        if new:
+            rounds.append(new)
+    return rounds
 
 
 PROPERTY = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -226,20 +233,26 @@ def test_every_saga_ends(name: str, script: list[Move]) -> None:
 
 @PROPERTY
 @given(st.sampled_from(sorted(SAGAS)), moves)
-def test_compensations_undo_exactly_the_completed_steps_in_reverse(
+def test_compensations_undo_the_completed_steps_stage_by_stage_in_reverse(
     name: str, script: list[Move]
 ) -> None:
     r = run(name, script)
     saga, instance = r.saga, r.instance
-    undoable = [s for s in instance.completed if saga.step(s).compensation is not None]
-    order = compensation_order(r)
-    assert order == list(reversed(undoable))[: len(order)]
+    undoable = {s for s in instance.completed if saga.step(s).compensation is not None}
+    rounds = compensation_rounds(r)
+    stages = [{saga.stage_of(step) for step in steps} for steps in rounds]
+    assert all(len(stage) == 1 for stage in stages)  # a round undoes one stage...
+    order = [min(stage) for stage in stages]
+    assert order == sorted(set(order), reverse=True)  # ...in reverse, each stage once
+    for steps, stage in zip(rounds, order, strict=True):  # every branch of it at once
+        assert set(steps) == {s for s in undoable if saga.stage_of(s) == stage}
+    compensated = [step for steps in rounds for step in steps]
     if instance.state is SagaState.COMPENSATED:
-        assert order == list(reversed(undoable))
+        assert set(compensated) == undoable
         assert all(instance.step(s).status is StepStatus.COMPENSATED for s in undoable)
     if instance.state is SagaState.COMPLETED:
-        assert order == []
-    for step in order:
+        assert compensated == []
+    for step in compensated:
         comp = saga.step(step).compensation
         assert comp is not None
         assert comp.retry.max_attempts is not None

@@ -6,8 +6,9 @@
 * every change between two committed states of a saga is a legal transition of the
   state machine (``illegal_transition``), and the history only grows
   (``history_rewritten``);
-* a compensated saga compensated exactly the steps that succeeded, in reverse order
-  of completion, and a completed one compensated nothing (``bad_compensation``).
+* a compensated saga compensated exactly the steps that succeeded, stage by stage in
+  reverse order (the branches of a parallel stage together), and a completed one
+  compensated nothing (``bad_compensation``).
 
 The transition tables below are read off `sagas.machine` (forward.py, backward.py,
 timers.py, operate.py). One changelog record holds the state after a whole batch, so
@@ -148,10 +149,12 @@ def compensation_problems(definition: Saga[Any], inst: SagaInstance[Any]) -> lis
         for name in _COMPENSATE.findall(entry.note):
             if name not in sent:
                 sent.append(name)
-    undoable = [n for n in reversed(completed) if definition.step(n).compensation is not None]
+    undoable = [n for n in completed if definition.step(n).compensation is not None]
     for name, st in status.items():
         if st in _COMPENSATION_STATUSES and name not in completed:
             problems.append(f"{name} is {st} but never succeeded")
+    expected = _by_stage(definition, undoable)
+    done = _by_stage(definition, sent)
     if inst.state is S.COMPLETED:
         if sent:
             problems.append(f"completed, yet compensated {sent}")
@@ -159,14 +162,30 @@ def compensation_problems(definition: Saga[Any], inst: SagaInstance[Any]) -> lis
         if left:
             problems.append(f"completed with steps {[(n, status[n]) for n in left]}")
     elif inst.state is S.COMPENSATED:
-        if sent != undoable:
-            problems.append(f"compensated {sent}, expected {undoable} (reverse completion)")
+        if done != expected or not _stage_order(definition, sent):
+            problems.append(f"compensated {sent}, expected {undoable} (stages in reverse)")
         still = [n for n in undoable if status[n] is not P.COMPENSATED]
         if still:
             problems.append(f"compensated, yet {[(n, status[n]) for n in still]}")
-    elif inst.state is S.FAILED and sent and sent != undoable[: len(sent)]:
-        problems.append(f"compensated {sent}, expected a prefix of {undoable}")
+    elif inst.state is S.FAILED and sent:
+        whole = done[:-1] == expected[: len(done) - 1]
+        if not (whole and set(done[-1]) <= set(expected[len(done) - 1])):
+            problems.append(f"compensated {sent}, expected the last stages of {undoable}")
+        elif not _stage_order(definition, sent):
+            problems.append(f"compensated {sent}: stages not in reverse")
     return problems
+
+
+def _by_stage(definition: Saga[Any], steps: Sequence[str]) -> list[list[str]]:
+    """``steps`` grouped by stage, last stage first, sorted within a stage."""
+    stages = sorted({definition.stage_of(n) for n in steps}, reverse=True)
+    return [sorted(n for n in steps if definition.stage_of(n) == i) for i in stages]
+
+
+def _stage_order(definition: Saga[Any], sent: Sequence[str]) -> bool:
+    """Whether ``sent`` (in order of sending) undid stage after stage, in reverse."""
+    stages = [definition.stage_of(n) for n in sent]
+    return stages == sorted(stages, reverse=True)
 
 
 async def sagas_ended(
@@ -210,7 +229,7 @@ async def legal_transitions(
 async def compensations(
     ctx: ChaosContext, final: Sequence[SagaInstance[Any]]
 ) -> dict[str, list[str]]:
-    """Exactly the succeeded steps compensated, in reverse order of completion."""
+    """Exactly the succeeded steps compensated, stage by stage in reverse."""
     definitions = {(d.name, d.version): d for d in all_definitions()}
     found: list[str] = []
     for inst in final:
