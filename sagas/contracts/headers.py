@@ -12,6 +12,12 @@ The payload stays the Avro value; the event attributes travel as headers::
     reply_to        where replies to this command go (optional)
     traceparent     W3C trace context (optional); tracestate goes with it
 
+A saga's compensation also carries (written by ``sagas.runtime.wire``, not read into
+the envelope here)::
+
+    compensates     the ids of the commands it undoes, comma-separated
+                    ("order:o-1:reserve_stock:1,order:o-1:reserve_stock:2")
+
 Written by hand rather than with the ``cloudevents`` SDK: its Kafka binding takes a
 ``dict`` of headers, which would silently merge a forged duplicate ``ce_type`` that we
 must reject, and its errors would need translating anyway.

@@ -191,8 +191,12 @@ def assign_licences(d: OnboardingData) -> AssignLicences:
     return AssignLicences(employee_id=d.employee_id, role=d.role, products=PRODUCTS[d.role])
 
 
+# A compensation also runs for a step that may have been applied without a reply (it
+# timed out): then the data lacks the reply, so undo what the command asked for.
+
+
 def unassign_licences(d: OnboardingData) -> UnassignLicences:
-    return UnassignLicences(employee_id=d.employee_id, products=d.products)
+    return UnassignLicences(employee_id=d.employee_id, products=d.products or PRODUCTS[d.role])
 
 
 def grant_access(d: OnboardingData) -> GrantCloudAccess:
@@ -200,7 +204,7 @@ def grant_access(d: OnboardingData) -> GrantCloudAccess:
 
 
 def revoke_access(d: OnboardingData) -> RevokeCloudAccess:
-    return RevokeCloudAccess(employee_id=d.employee_id, roles=d.cloud_roles)
+    return RevokeCloudAccess(employee_id=d.employee_id, roles=d.cloud_roles or CLOUD_ROLES[d.role])
 
 
 # -- replies and events --------------------------------------------------------------

@@ -39,8 +39,12 @@ def begin_compensation(w: Work[Any], step: str | None, reason: str) -> None:
 
 
 def to_undo(w: Work[Any], leaf: Leaf) -> bool:
-    """Whether ``leaf`` is still to be compensated: it has a compensation and succeeded."""
-    return leaf.compensation is not None and w.st(leaf.name).status is StepStatus.SUCCEEDED
+    """Whether ``leaf`` is still to be compensated: it has a compensation, and it
+    succeeded or may have been applied (it failed or was cancelled with its last command
+    unanswered: a participant that was slow may have done the work)."""
+    state = w.st(leaf.name)
+    done = state.status is StepStatus.SUCCEEDED or state.maybe_applied
+    return leaf.compensation is not None and done
 
 
 def advance_compensation(w: Work[Any]) -> None:

@@ -97,8 +97,9 @@ class Outgoing:
     """A message to produce, in the transaction that stores the decision.
 
     Header mapping (CloudEvents Kafka binding): ``ce_id`` = ``id``, ``ce_type`` =
-    `type`, ``ce_source`` = ``source``, ``saga_id``, ``reply_to`` (commands only), and
-    the instance's ``traceparent`` / ``tracestate``; ``ce_time`` is the decision's now.
+    `type`, ``ce_source`` = ``source``, ``saga_id``, ``reply_to`` (commands only),
+    ``compensates`` (compensations only, the ids joined by commas), and the instance's
+    ``traceparent`` / ``tracestate``; ``ce_time`` is the decision's now.
 
     Attributes:
         kind: command, compensation, domain event or saga outcome event.
@@ -111,6 +112,10 @@ class Outgoing:
         source: ``/sagas/<saga name>``.
         reply_to: the saga's inbox, for commands and compensations.
         step, attempt: for commands and compensations.
+        compensates: for compensations, the ids of every command sent for the step
+            (``<saga_id>:<step>:1`` to ``<saga_id>:<step>:<attempt>``), so that a
+            participant can tell which commands it undoes, including one it has not
+            received yet (a slow one the saga gave up on).
     """
 
     kind: OutgoingKind
@@ -123,6 +128,7 @@ class Outgoing:
     reply_to: str | None = None
     step: str | None = None
     attempt: int | None = None
+    compensates: tuple[str, ...] = ()
 
     @property
     def type(self) -> str:

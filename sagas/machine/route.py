@@ -64,5 +64,6 @@ def on_generic_failure(w: Work[Any], record: Record) -> str | None:
     ):
         return f"late {record.SCHEMA} for {command_id}"
     retryable = getattr(record, "retryable", False) is True
+    w.put(step, unanswered=False)  # the participant answered: it did not apply it
     step_failure(w, leaf, reason, retryable=retryable, bump=True)
     return None

@@ -129,7 +129,9 @@ class Work(Generic[D]):
         topic = leaf.compensation.command.topic
         mid = f"{self.saga_id}:{leaf.name}:compensate:{attempt}"
         self._message(OutgoingKind.COMPENSATION, topic, self.saga_id, mid, command)
-        self.out[-1] = replace(self.out[-1], step=leaf.name, attempt=attempt)
+        sent = range(1, self.st(leaf.name).attempt + 1) if isinstance(leaf, Step) else ()
+        undoes = tuple(f"{self.saga_id}:{leaf.name}:{n}" for n in sent)
+        self.out[-1] = replace(self.out[-1], step=leaf.name, attempt=attempt, compensates=undoes)
 
     def emit(self, event_type: type[SagaEvent], **fields: Any) -> None:
         event = event_type(

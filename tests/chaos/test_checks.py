@@ -22,14 +22,16 @@ from sagas.chaos.checks.sagas import (
     transition_problems,
 )
 from sagas.chaos.final import SagaRecords, snapshot
+from sagas.contracts.messages.access import CloudAccessDenied, CloudAccessGranted
 from sagas.contracts.messages.hr import Role
 from sagas.contracts.messages.licensing import LicencesUnavailable
 from sagas.contracts.messages.orders import Address, OrderLine, OrderPlaced
 from sagas.contracts.messages.payments import PaymentCaptureFailed
+from sagas.contracts.record import Envelope
 from sagas.definitions.onboarding import ONBOARDING
 from sagas.definitions.order_fulfilment import ORDER_FULFILMENT
 from sagas.machine import SagaInstance, SagaState, StepStatus, instance_to_dict
-from sagas.testing import Harness, script
+from sagas.testing import Harness, script, silent
 from tests.unit.test_onboarding_saga import harness_for as onboarding_harness
 from tests.unit.test_onboarding_saga import hired
 from tests.unit.test_order_fulfilment import participants
@@ -91,6 +93,61 @@ def test_a_parallel_stage_undone_together_passes_the_compensation_check() -> Non
     assert compensation_problems(ONBOARDING, final) == []
     states = [d.instance for _, d in harness.decisions if d.instance is not None]
     assert transition_problems(saga_id, records_of(states)) == {}
+
+
+def test_a_branch_compensated_unanswered_and_a_late_success_pass_the_checks() -> None:
+    # grant_access times out unanswered during the compensation: it is undone in turn.
+    short = LicencesUnavailable(employee_id="e-1", product="GITHUB")
+    harness = onboarding_harness(AssignLicences=script(short), GrantCloudAccess=silent())
+    saga_id = harness.start(hired(role=Role.ENGINEER))
+    harness.run()
+    final = harness.instance(saga_id)
+    assert "grant_access" not in final.completed
+    assert final.step("grant_access").status is StepStatus.COMPENSATED
+    assert compensation_problems(ONBOARDING, final) == []
+    states = [d.instance for _, d in harness.decisions if d.instance is not None]
+    assert transition_problems(saga_id, records_of(states)) == {}
+    # Then its success arrives after the end: recorded, nothing more to undo.
+    late = granted_envelope(saga_id, harness.now)
+    harness.send(saga_id, late)
+    harness.run()
+    assert compensation_problems(ONBOARDING, harness.instance(saga_id)) == []
+    # Had it been compensated without being unanswered, that would be a violation.
+    steps = tuple(dataclasses.replace(s, unanswered=False) for s in final.steps)
+    blind = dataclasses.replace(final, steps=steps)
+    assert any("never succeeded" in p for p in compensation_problems(ONBOARDING, blind))
+
+
+def test_a_late_success_compensated_after_the_end_passes_the_checks() -> None:
+    # Licences short while the access service answers a definitive-looking failure
+    # first; its success comes after the saga ended COMPENSATED and is undone then.
+    short = LicencesUnavailable(employee_id="e-1", product="GITHUB")
+    denied = CloudAccessDenied(employee_id="e-1", reason="busy")
+    harness = onboarding_harness(AssignLicences=script(short), GrantCloudAccess=script(denied))
+    saga_id = harness.start(hired(role=Role.ENGINEER))
+    harness.run()
+    assert harness.state(saga_id) is SagaState.COMPENSATED
+    assert harness.instance(saga_id).step("grant_access").status is StepStatus.FAILED
+    harness.send(saga_id, granted_envelope(saga_id, harness.now))
+    harness.run()
+    final = harness.instance(saga_id)
+    assert final.state is SagaState.COMPENSATED
+    assert final.step("grant_access").status is StepStatus.COMPENSATED
+    assert compensation_problems(ONBOARDING, final) == []
+    states = [d.instance for _, d in harness.decisions if d.instance is not None]
+    assert transition_problems(saga_id, records_of(states)) == {}
+
+
+def granted_envelope(saga_id: str, at: datetime) -> Envelope:
+    granted = CloudAccessGranted(employee_id="e-1", roles=("developer", "log-reader"))
+    return Envelope(
+        id=f"{saga_id}:grant_access:1:reply:late",
+        type=granted.SCHEMA,
+        source="/services/access",
+        time=at,
+        payload=granted,
+        saga_id=saga_id,
+    )
 
 
 def test_a_completed_saga_that_runs_again_is_an_illegal_transition() -> None:

@@ -40,6 +40,7 @@ from tests.unit.saga_fixtures import (
     ShipmentScheduled,
     StockReleased,
     StockReserved,
+    StockUnavailable,
     envelope,
     order_saga,
     parallel_saga,
@@ -174,17 +175,47 @@ def test_backoff_is_exponential_capped_and_deterministic() -> None:
     assert d1.instance == d2.instance
 
 
-def test_timeout_resends_the_same_command_id_then_fails() -> None:
+def test_timeout_resends_the_same_command_id_then_fails_and_compensates_it() -> None:
     d = Driver()
     d.fire(TimerKind.TIMEOUT, "reserve_stock")
+    assert d.instance.step("reserve_stock").unanswered
     resend = d.fire(TimerKind.RETRY, "reserve_stock")
     assert d.sent(OutgoingKind.COMMAND) == ["order:o-1:reserve_stock:1"]
     assert resend.instance is not None
     assert resend.instance.step("reserve_stock").sends == 2
     d.fire(TimerKind.TIMEOUT, "reserve_stock")
-    assert d.status("reserve_stock") is StepStatus.FAILED
-    assert d.instance.state is SagaState.COMPENSATED  # nothing had completed
+    # Failed, but the participant may have reserved after all: it is undone.
+    [release] = [m for m in d.last.outgoing if m.kind is OutgoingKind.COMPENSATION]
+    assert release.id == "order:o-1:reserve_stock:compensate:1"
+    assert release.compensates == ("order:o-1:reserve_stock:1",)
+    assert d.instance.state is SagaState.COMPENSATING
+    d.give(StockReleased(reservation_id="?"))
+    assert d.instance.state is SagaState.COMPENSATED
+    assert d.instance.completed == ()  # it never succeeded
+
+
+def test_a_step_failed_by_its_participant_is_not_compensated() -> None:
+    d = Driver()
+    d.fire(TimerKind.TIMEOUT, "reserve_stock")
+    d.fire(TimerKind.RETRY, "reserve_stock")
+    d.give(StockUnavailable(order_id="o-1"))  # a definitive answer to the resent command
+    assert not d.instance.step("reserve_stock").unanswered
+    assert d.instance.state is SagaState.COMPENSATED
     assert d.sent(OutgoingKind.COMPENSATION) == []
+
+
+def test_compensation_names_every_command_sent_for_the_step() -> None:
+    d = Driver()
+    d.give(reserved())
+    d.give(GatewayBusy(order_id="o-1"))
+    d.fire(TimerKind.RETRY, "authorize_payment")
+    d.give(PaymentAuthorized(order_id="o-1", authorization_id="a-1"))
+    d.give(ShipmentRejected(order_id="o-1"))
+    [void] = [m for m in d.last.outgoing if m.kind is OutgoingKind.COMPENSATION]
+    assert void.compensates == (
+        "order:o-1:authorize_payment:1",
+        "order:o-1:authorize_payment:2",
+    )
 
 
 def test_reply_to_an_earlier_send_while_waiting_to_retry_counts() -> None:
@@ -398,4 +429,44 @@ def test_a_branch_compensation_failing_for_good_lets_its_sibling_finish() -> Non
     assert d.status("authorize_payment") is StepStatus.COMPENSATED
     d.give(Resume(id="op-2"))
     d.give(StockReleased(reservation_id="r-1"))
+    assert d.instance.state is SagaState.COMPENSATED
+
+
+def aborted_while_the_payment_waits_for_its_retry() -> Driver:
+    d = Driver()
+    d.give(reserved())
+    d.give(GatewayBusy(order_id="o-1"))
+    d.give(Abort(id="op-1"))
+    d.give(StockReleased(reservation_id="r-1"))
+    assert d.instance.state is SagaState.COMPENSATED
+    assert d.status("authorize_payment") is StepStatus.CANCELLED
+    return d
+
+
+def test_a_late_success_after_the_end_is_compensated_and_tracked() -> None:
+    d = aborted_while_the_payment_waits_for_its_retry()
+    late = d.give(PaymentAuthorized(order_id="o-1", authorization_id="a-1"), after=timedelta(1))
+    assert late.ignored is None
+    assert d.instance.state is SagaState.COMPENSATED
+    assert d.status("authorize_payment") is StepStatus.COMPENSATING
+    assert d.sent(OutgoingKind.COMPENSATION) == ["order:o-1:authorize_payment:compensate:1"]
+    assert [t.kind for t in d.instance.timers] == [TimerKind.COMPENSATION_TIMEOUT]
+    d.give(PaymentVoided(authorization_id="a-1"))
+    assert d.status("authorize_payment") is StepStatus.COMPENSATED
+    assert d.instance.state is SagaState.COMPENSATED
+    assert d.last.outgoing == ()  # no second end event
+    assert d.instance.timers == ()
+
+
+def test_a_late_compensation_that_keeps_failing_leaves_the_saga_failed() -> None:
+    d = aborted_while_the_payment_waits_for_its_retry()
+    d.give(PaymentAuthorized(order_id="o-1", authorization_id="a-1"))
+    for _ in range(3):
+        d.fire(TimerKind.COMPENSATION_TIMEOUT, "authorize_payment")
+        d.fire(TimerKind.COMPENSATION_RETRY, "authorize_payment")
+    d.fire(TimerKind.COMPENSATION_TIMEOUT, "authorize_payment")
+    assert d.instance.state is SagaState.FAILED  # a person must look: the payment is held
+    assert d.instance.failed_in_compensation
+    d.give(Resume(id="op-2"))
+    d.give(PaymentVoided(authorization_id="a-1"))
     assert d.instance.state is SagaState.COMPENSATED

@@ -6,9 +6,11 @@ earlier messages, and operator actions. Then the clock runs on (timers only, nob
 answers) until nothing is pending. The properties:
 
 - every saga ends (COMPLETED, COMPENSATED or FAILED);
-- compensations are sent only for steps that succeeded, stage by stage in reverse
-  order, every branch of a parallel stage at once, each at most ``max_attempts`` times
-  per round; a COMPENSATED saga undid them all;
+- compensations are sent only for steps that succeeded or may have been applied (they
+  failed or were cancelled with their command unanswered), once each, stage by stage in
+  reverse order, every branch of a parallel stage at once (a success arriving after its
+  step failed is undone when it arrives), each at most ``max_attempts`` times per
+  round; a COMPENSATED saga undid them all;
 - a duplicate changes nothing but the history;
 - the same inputs give the same outputs; every instance survives a JSON round trip.
 """
@@ -88,6 +90,7 @@ class Run:
         self.decisions: list[tuple[Input, Decision[OrderData]]] = []
         self.old_timers: list[TimerFired] = []
         self.resumes = 0
+        self.late: set[str] = set()
         first = decide(saga, None, placed(), self.now)
         assert first.instance is not None
         self.instance: SagaInstance[OrderData] = first.instance
@@ -108,7 +111,12 @@ class Run:
         assert after is not None
         for message in decision.outgoing:
             if message.kind is OutgoingKind.COMPENSATION:
-                assert message.step in after.completed  # only steps that succeeded
+                assert message.step is not None
+                # only steps that succeeded, or may have been applied (no reply)
+                assert message.step in after.completed or after.step(message.step).unanswered
+        for name in after.completed[len(self.instance.completed) :]:
+            if self.instance.step(name).status in (StepStatus.FAILED, StepStatus.CANCELLED):
+                self.late.add(name)  # a success after the step had failed or was cancelled
         if decision.ignored == "duplicate":
             assert decision.outgoing == ()
             assert (
@@ -140,7 +148,8 @@ class Run:
             self.give(self.old_timers[pick % len(self.old_timers)])
 
     def expected_reply(self, pick: int) -> None:
-        """A reply some step is waiting for: mostly successes, sometimes failures."""
+        """A reply some step is waiting for: mostly successes, sometimes failures, and
+        now and then the success of a step that failed or was cancelled."""
         choices: list[type[Record]] = []
         for state in self.instance.steps:
             leaf = self.saga.step(state.name)
@@ -148,6 +157,9 @@ class Run:
                 good, bad = [o.type for o in leaf.success], [o.type for o in leaf.failure]
             elif state.status is StepStatus.COMPENSATING and leaf.compensation is not None:
                 good, bad = list(leaf.compensation.success), list(leaf.compensation.failure)
+            elif state.status in (StepStatus.FAILED, StepStatus.CANCELLED):
+                choices += [o.type for o in leaf.success]  # a success after all, late
+                continue
             else:
                 continue
             choices += good * 3 + bad
@@ -238,15 +250,25 @@ def test_compensations_undo_the_completed_steps_stage_by_stage_in_reverse(
 ) -> None:
     r = run(name, script)
     saga, instance = r.saga, r.instance
-    undoable = {s for s in instance.completed if saga.step(s).compensation is not None}
+    undoable = {  # succeeded, or may have been applied (its command was never answered)
+        s.name
+        for s in instance.steps
+        if saga.step(s.name).compensation is not None
+        and (s.name in instance.completed or s.unanswered)
+    }
     rounds = compensation_rounds(r)
-    stages = [{saga.stage_of(step) for step in steps} for steps in rounds]
-    assert all(len(stage) == 1 for stage in stages)  # a round undoes one stage...
+    compensated = [step for steps in rounds for step in steps]
+    assert set(compensated) <= undoable
+    # A success that came after its step had failed is undone when it comes; the other
+    # steps are undone in rounds: a round undoes one stage...
+    in_order = [[s for s in steps if s not in r.late] for steps in rounds]
+    in_order = [steps for steps in in_order if steps]
+    stages = [{saga.stage_of(step) for step in steps} for steps in in_order]
+    assert all(len(stage) == 1 for stage in stages)
     order = [min(stage) for stage in stages]
     assert order == sorted(set(order), reverse=True)  # ...in reverse, each stage once
-    for steps, stage in zip(rounds, order, strict=True):  # every branch of it at once
-        assert set(steps) == {s for s in undoable if saga.stage_of(s) == stage}
-    compensated = [step for steps in rounds for step in steps]
+    for steps, stage in zip(in_order, order, strict=True):  # every branch of it at once
+        assert set(steps) == {s for s in undoable - r.late if saga.stage_of(s) == stage}
     if instance.state is SagaState.COMPENSATED:
         assert set(compensated) == undoable
         assert all(instance.step(s).status is StepStatus.COMPENSATED for s in undoable)

@@ -6,12 +6,14 @@ import itertools
 from datetime import timedelta
 from decimal import Decimal
 
-from sagas import Resume, SagaState, Step, StepStatus
+from sagas import Abort, Resume, SagaState, Step, StepStatus
+from sagas.contracts.record import Envelope
 from sagas.machine import OutgoingKind
 from sagas.testing import Faults, Handler, Harness, reply, script, silent
 from tests.unit.saga_fixtures import (
     AuthorizePayment,
     CustomerNotified,
+    GatewayBusy,
     NotifyCustomer,
     NotifyFailed,
     OrderData,
@@ -75,9 +77,12 @@ def test_silent_participant_times_out_and_compensates() -> None:
     harness = Harness(order_saga(), {**happy(), AuthorizePayment: silent()})
     saga_id = harness.start(order())
     harness.run()
-    harness.assert_compensated(saga_id, ["reserve_stock"])
+    # The payment may have been authorized without a word: it is voided too.
+    harness.assert_compensated(saga_id, ["authorize_payment", "reserve_stock"])
     sends = harness.messages(saga_id, OutgoingKind.COMMAND)
     assert [m.id for m in sends].count("order:o-1:authorize_payment:1") == 3  # timeouts resend
+    void = harness.messages(saga_id, OutgoingKind.COMPENSATION)[0]
+    assert void.compensates == ("order:o-1:authorize_payment:1",)
 
 
 def test_parallel_branch_failure_waits_for_the_sibling_then_undoes_it() -> None:
@@ -179,3 +184,37 @@ def test_a_retriable_step_that_times_out_keeps_resending_with_backoff() -> None:
     timeout = timedelta(seconds=30)
     assert gaps[0] < gaps[4]  # exponential backoff...
     assert max(gaps) <= timeout + timedelta(minutes=5)  # ...capped at max_backoff
+
+
+def test_a_late_success_after_the_saga_ended_is_compensated_then() -> None:
+    # The gateway was busy and the saga was aborted before the retry; the participant
+    # then authorized the payment after all (a redelivery of the first command).
+    participants = {**happy(), AuthorizePayment: script(GatewayBusy(order_id="o-1"))}
+    harness = Harness(order_saga(), participants)
+    saga_id = harness.start(order())
+    harness.operate(saga_id, Abort(id="op-1"), after=timedelta(milliseconds=500))
+    harness.run()
+    harness.assert_compensated(saga_id, ["reserve_stock"])
+    ended = harness.instance(saga_id).ended
+    authorized = PaymentAuthorized(order_id="o-1", authorization_id="a-late")
+    late = Envelope(
+        id="order:o-1:authorize_payment:1:reply:again",
+        type=authorized.SCHEMA,
+        source="/services/payments",
+        time=harness.now,
+        payload=authorized,
+        saga_id=saga_id,
+    )
+    harness.send(saga_id, late, after=timedelta(minutes=1))
+    harness.run()
+
+    harness.assert_compensated(saga_id, ["reserve_stock", "authorize_payment"])
+    instance = harness.instance(saga_id)
+    assert instance.ended == ended  # the saga stays ended; only the step moved on
+    assert instance.step("authorize_payment").status is StepStatus.COMPENSATED
+    void = harness.messages(saga_id, OutgoingKind.COMPENSATION)[-1]
+    assert void.payload == VoidPayment(authorization_id="a-late")  # built from the late reply
+    assert void.compensates == ("order:o-1:authorize_payment:1",)
+    events = [m.type for m in harness.messages(saga_id, OutgoingKind.DOMAIN_EVENT)]
+    assert events == ["test.OrderCancelled"]  # published once
+    assert any("succeeded late" in h.note for h in instance.history)
