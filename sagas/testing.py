@@ -15,7 +15,8 @@ virtual time, so a test of a whole saga runs in milliseconds::
 
 Participants behave like real ones: a command id seen before gets the same replies
 again (they dedupe by ``ce_id``). `Faults` adds random latency (hence reordering),
-duplicate deliveries and lost replies, drawn from a seeded generator.
+duplicate deliveries and lost replies, drawn from a seeded generator. What the runtime
+would dead-letter (an early choreography event dropped) is in `Harness.dead_letters`.
 """
 
 from __future__ import annotations
@@ -280,6 +281,11 @@ class Harness(Generic[D]):
             for m in self.sent
             if (saga_id is None or m.saga_id == saga_id) and (kind is None or m.kind is kind)
         ]
+
+    def dead_letters(self, saga_id: str | None = None) -> list[Outgoing]:
+        """The messages the sagas dropped to their dead-letter topic (each with its
+        ``envelope`` and ``reason``), optionally of one saga, in order."""
+        return self.messages(saga_id, OutgoingKind.DEAD_LETTER)
 
     def compensated_steps(self, saga_id: str) -> list[str]:
         """The steps whose compensation was sent, in order, each listed once."""

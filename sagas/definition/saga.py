@@ -119,6 +119,11 @@ class Saga(Generic[D]):
         return f"sagas.{self.name}.inbox"
 
     @property
+    def dead_letters(self) -> str:
+        """The topic messages the saga cannot use go to, with their reason."""
+        return f"sagas.{self.name}.dlq"
+
+    @property
     def source(self) -> str:
         """The CloudEvents ``ce_source`` of everything the saga sends."""
         return f"/sagas/{self.name}"

@@ -150,7 +150,8 @@ class SagaInstance(Generic[D]):
         timers: the pending timers (the runtime schedules `scheduled_timers`).
         reason: why the saga is compensating, compensated or failed.
         failed_step: the step whose failure caused that, if a step did.
-        early: choreography events that arrived before their step was reached.
+        early: choreography events that arrived before their step was reached (at
+            most `MAX_EARLY`; dead-lettered beyond it, and when the saga ends).
         seen: the ids of every input processed, to drop duplicates.
         history: the audit log.
         created, updated, ended: timestamps (the ``now`` of decisions).

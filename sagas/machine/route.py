@@ -27,8 +27,7 @@ def on_envelope(w: Work[Any], envelope: Envelope) -> str | None:
     if match.role in (Role.SUCCESS, Role.FAILURE):
         why = on_message(w, leaf, envelope.payload)
         if why == "early":
-            w.early.append(envelope)
-            w.note(f"kept early {envelope.type} for {leaf.name}")
+            w.keep_early(envelope, leaf.name)
             return None
         return why
     if match.role is Role.COMPENSATED:

@@ -11,6 +11,8 @@ answers) until nothing is pending. The properties:
   reverse order, every branch of a parallel stage at once (a success arriving after its
   step failed is undone when it arrives), each at most ``max_attempts`` times per
   round; a COMPENSATED saga undid them all;
+- early choreography events kept are at most ``MAX_EARLY``, none once the saga ended,
+  and each is used or dead-lettered once (the oldest first beyond the bound);
 - a duplicate changes nothing but the history;
 - the same inputs give the same outputs; every instance survives a JSON round trip.
 """
@@ -41,6 +43,7 @@ from sagas import (
 )
 from sagas.contracts.record import Envelope, Record
 from sagas.machine import (
+    MAX_EARLY,
     Decision,
     Input,
     OutgoingKind,
@@ -114,6 +117,17 @@ class Run:
                 assert message.step is not None
                 # only steps that succeeded, or may have been applied (no reply)
                 assert message.step in after.completed or after.step(message.step).unanswered
+        assert len(after.early) <= MAX_EARLY  # bounded...
+        if after.state.ended:
+            assert after.early == ()  # ...and dropped at the end
+        for message in decision.outgoing:
+            if message.kind is OutgoingKind.DEAD_LETTER:  # only what was kept is dropped
+                assert message.envelope in (*self.instance.early, item)
+                assert message.reason in (
+                    "early-overflow",
+                    "step-not-reached",
+                    "step-already-decided",
+                )
         for name in after.completed[len(self.instance.completed) :]:
             if self.instance.step(name).status in (StepStatus.FAILED, StepStatus.CANCELLED):
                 self.late.add(name)  # a success after the step had failed or was cancelled
@@ -310,3 +324,32 @@ def test_choreography_event_in_any_order(script: list[Move], early: bool) -> Non
     assert r.instance.state.ended
     if r.instance.state is SagaState.COMPLETED:
         assert r.instance.step("delivered").status is StepStatus.SUCCEEDED
+
+
+@settings(max_examples=60, deadline=None)
+@given(moves, st.integers(0, MAX_EARLY + 8))
+def test_early_events_are_bounded_and_each_used_or_dead_lettered(
+    script: list[Move], count: int
+) -> None:
+    r = Run(SAGAS["parallel"])
+    for n in range(count):
+        r.give(envelope(ParcelDelivered(order_id="o-1"), f"parcel-{n}", at=T0))
+    for move in script:
+        r.move(move)
+    r.drain()
+    assert r.instance.state.ended
+    dropped = [
+        m.envelope.id
+        for _, d in r.decisions
+        for m in d.outgoing
+        if m.kind is OutgoingKind.DEAD_LETTER and m.envelope is not None
+    ]
+    kept = [h.id for h in r.instance.history if "kept early" in h.note]  # random ones too
+    used = [h for h in r.instance.history if "using early" in h.note]
+    assert len(kept) >= count
+    assert len(used) <= 1
+    assert len(set(dropped)) == len(dropped)  # each dropped once...
+    assert set(dropped) <= set(kept)
+    assert len(dropped) + len(used) == len(kept)  # ...and none lost
+    overflow = [m for _, d in r.decisions for m in d.outgoing if m.reason == "early-overflow"]
+    assert [m.id for m in overflow] == [f"parcel-{n}" for n in range(count - MAX_EARLY)]

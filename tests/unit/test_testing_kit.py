@@ -8,7 +8,7 @@ from decimal import Decimal
 
 from sagas import Abort, Resume, SagaState, Step, StepStatus
 from sagas.contracts.record import Envelope
-from sagas.machine import OutgoingKind
+from sagas.machine import MAX_EARLY, OutgoingKind
 from sagas.testing import Faults, Handler, Harness, reply, script, silent
 from tests.unit.saga_fixtures import (
     AuthorizePayment,
@@ -218,3 +218,44 @@ def test_a_late_success_after_the_saga_ended_is_compensated_then() -> None:
     events = [m.type for m in harness.messages(saga_id, OutgoingKind.DOMAIN_EVENT)]
     assert events == ["test.OrderCancelled"]  # published once
     assert any("succeeded late" in h.note for h in instance.history)
+
+
+def test_early_events_are_bounded_and_dead_lettered_oldest_first() -> None:
+    # The stock service is silent, so the saga never reaches `delivered` while a noisy
+    # shipping service publishes the delivery 40 times.
+    harness = Harness(parallel_saga(), {**happy(), ReserveStock: silent()})
+    saga_id = harness.start(order())
+    for _ in range(40):
+        harness.publish(ParcelDelivered(order_id="o-1"), after=timedelta(milliseconds=1))
+    harness.run(until=timedelta(seconds=1))
+    instance = harness.instance(saga_id)
+    assert len(instance.early) == MAX_EARLY
+    overflow = harness.dead_letters(saga_id)
+    assert [m.reason for m in overflow] == ["early-overflow"] * (40 - MAX_EARLY)
+    arrived = [
+        i.id
+        for i, _ in harness.decisions
+        if isinstance(i, Envelope) and i.type == "test.ParcelDelivered"
+    ]
+    dropped = [m.envelope.id for m in overflow if m.envelope is not None]
+    assert dropped == arrived[: 40 - MAX_EARLY]  # the oldest go out
+    assert [e.id for e in instance.early] == arrived[40 - MAX_EARLY :]
+    assert all(m.topic == "sagas.parallel_order.dlq" for m in overflow)
+
+    harness.run()  # the reservation times out for good: the saga ends compensated
+    harness.assert_compensated(saga_id)
+    assert harness.instance(saga_id).early == ()
+    ended = harness.dead_letters(saga_id)[40 - MAX_EARLY :]
+    assert [m.reason for m in ended] == ["step-not-reached"] * MAX_EARLY
+    assert all(isinstance(m.envelope, Envelope) for m in ended)
+
+
+def test_early_events_left_when_the_saga_ends_are_dead_lettered() -> None:
+    harness = Harness(parallel_saga(), happy())
+    saga_id = harness.start(order())
+    for _ in range(3):  # one is used when the step is reached, two are extra
+        harness.publish(ParcelDelivered(order_id="o-1"))
+    harness.run()
+    harness.assert_completed(saga_id)
+    assert harness.instance(saga_id).early == ()
+    assert [m.reason for m in harness.dead_letters(saga_id)] == ["step-already-decided"] * 2

@@ -1,18 +1,25 @@
-"""`sagas.runtime.wire`: the core's outgoing messages as Kafka records."""
+"""The core's outgoing messages as Kafka records (`sagas.runtime.wire`, and the
+worker's dead letters of dropped early events)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 
 import pytest
 
+from sagas import decide
 from sagas.contracts.codec import Codec
 from sagas.contracts.factory import build_codec
 from sagas.contracts.messages.access import GrantCloudAccess, RevokeCloudAccess
-from sagas.contracts.record import Record
+from sagas.contracts.messages.assets import LaptopDelivered
+from sagas.contracts.messages.directory import AccountRejected
+from sagas.contracts.messages.hr import EmployeeHired, Role
+from sagas.contracts.record import Envelope, Record
+from sagas.definitions.onboarding import ONBOARDING
 from sagas.machine import Outgoing, OutgoingKind
 from sagas.runtime import wire
+from sagas.runtime.worker import kept_dead_letter
 
 NOW = datetime(2030, 1, 1, tzinfo=UTC)
 
@@ -62,3 +69,39 @@ def test_a_command_has_no_compensates_header(codec: Codec) -> None:
     out = outgoing(OutgoingKind.COMMAND, "employee:e-1:grant_access:1", grant)
     record = wire.encode(out, None, NOW, codec, codec.classes)
     assert "compensates" not in dict(record.headers)
+
+
+def test_an_early_event_dropped_goes_to_the_dead_letters_with_its_reason(codec: Codec) -> None:
+    def envelope(payload: Record, mid: str, saga_id: str | None) -> Envelope:
+        return Envelope(
+            id=mid, type=payload.SCHEMA, source="/t", time=NOW, payload=payload, saga_id=saga_id
+        )
+
+    hired = EmployeeHired(
+        employee_id="e-1",
+        full_name="Ada Lovelace",
+        role=Role.ENGINEER,
+        start_date=date(2030, 2, 1),
+        hired_at=NOW,
+    )
+    delivered = LaptopDelivered(employee_id="e-1", asset_tag="MBP-16-0001", delivered_at=NOW)
+    rejected = AccountRejected(employee_id="e-1", reason="no")
+    instance = decide(ONBOARDING, None, envelope(hired, "h-1", None), NOW).instance
+    for item in (envelope(delivered, "ev-1", "employee:e-1"), envelope(rejected, "r-1", None)):
+        assert instance is not None
+        decision = decide(ONBOARDING, instance, item, NOW)
+        instance = decision.instance
+    [dropped] = [m for m in decision.outgoing if m.kind is OutgoingKind.DEAD_LETTER]
+    assert dropped.reason == "step-not-reached"  # the saga ended before laptop_delivered
+
+    record = kept_dead_letter(dropped, codec, "onboarding", 3)
+    assert record.topic == "sagas.onboarding.dlq"
+    assert record.key == b"employee:e-1"
+    headers = dict(record.headers)
+    assert headers["dlq_reason"] == b"step-not-reached"
+    assert headers["dlq_error"] == b"EarlyEventDropped"
+    assert (headers["dlq_topic"], headers["dlq_partition"]) == (b"sagas.onboarding.inbox", b"3")
+    assert headers["dlq_offset"] == b"-1"  # the instance kept the envelope, not the record
+    assert headers["ce_id"] == b"ev-1"
+    original = [(k, v) for k, v in record.headers if not k.startswith("dlq_")]
+    assert codec.decode(original, record.value).payload == delivered
