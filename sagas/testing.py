@@ -14,7 +14,8 @@ virtual time, so a test of a whole saga runs in milliseconds::
     harness.assert_compensated(saga_id, ["reserve_stock"])
 
 Participants behave like real ones: a command id seen before gets the same replies
-again (they dedupe by ``ce_id``). `Faults` adds random latency (hence reordering),
+again (they dedupe by ``ce_id``), and every reply names the command it answers
+(``in_reply_to``). `Faults` adds random latency (hence reordering),
 duplicate deliveries and lost replies, drawn from a seeded generator. What the runtime
 would dead-letter (an early choreography event dropped) is in `Harness.dead_letters`.
 """
@@ -235,7 +236,7 @@ class Harness(Generic[D]):
                 [] if answer is None else [answer] if isinstance(answer, Record) else list(answer)
             )
             replies = [
-                self._envelope(r, f"{command.id}/reply/{i}", command.saga_id)
+                self._envelope(r, f"{command.id}/reply/{i}", command.saga_id, command.id)
                 for i, r in enumerate(records)
             ]
             self._replies[command.id] = replies
@@ -252,7 +253,9 @@ class Harness(Generic[D]):
         self._seq += 1
         heapq.heappush(self._queue, _Item(at, self._seq, saga_id, message))
 
-    def _envelope(self, record: Record, mid: str, saga_id: str | None) -> Envelope:
+    def _envelope(
+        self, record: Record, mid: str, saga_id: str | None, in_reply_to: str | None = None
+    ) -> Envelope:
         return Envelope(
             id=mid,
             type=record.SCHEMA,
@@ -260,6 +263,7 @@ class Harness(Generic[D]):
             time=self.now,
             payload=record,
             saga_id=saga_id,
+            in_reply_to=in_reply_to,
         )
 
     # -- outcome -----------------------------------------------------------------------

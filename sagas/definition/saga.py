@@ -35,6 +35,16 @@ class Match:
     role: Role
 
 
+def _roles(leaf: Step[Any] | Await[Any]) -> list[tuple[str, Role]]:
+    """The incoming types of one step, by schema, with their role there."""
+    found = [(on.type.SCHEMA, Role.SUCCESS) for on in leaf.success]
+    found += [(on.type.SCHEMA, Role.FAILURE) for on in leaf.failure]
+    if leaf.compensation is not None:
+        found += [(t.SCHEMA, Role.COMPENSATED) for t in leaf.compensation.success]
+        found += [(t.SCHEMA, Role.COMPENSATION_FAILED) for t in leaf.compensation.failure]
+    return found
+
+
 @dataclass(frozen=True, kw_only=True)
 class Saga(Generic[D]):
     """A saga definition. Validated when built: an invalid one raises `DefinitionError`.
@@ -170,20 +180,23 @@ class Saga(Generic[D]):
         return len(self.stages)
 
     @cached_property
-    def matches(self) -> Mapping[str, Match]:
-        """Incoming message types (by schema) mapped to their step and role."""
-        found: dict[str, Match] = {}
+    def matches(self) -> Mapping[str, tuple[Match, ...]]:
+        """Incoming message types (by schema) mapped to the steps they belong to, with
+        their role there, in definition order.
+
+        An awaited event belongs to one step; a reply type may belong to several (two
+        steps sending the same command), and a reply then names the command it answers
+        (``Envelope.in_reply_to``).
+        """
+        found: dict[str, list[Match]] = {}
         for leaf in self.leaves:
-            for on in leaf.success:
-                found[on.type.SCHEMA] = Match(leaf.name, Role.SUCCESS)
-            for on in leaf.failure:
-                found[on.type.SCHEMA] = Match(leaf.name, Role.FAILURE)
-            if leaf.compensation is not None:
-                for t in leaf.compensation.success:
-                    found[t.SCHEMA] = Match(leaf.name, Role.COMPENSATED)
-                for t in leaf.compensation.failure:
-                    found[t.SCHEMA] = Match(leaf.name, Role.COMPENSATION_FAILED)
-        return found
+            for schema, role in _roles(leaf):
+                found.setdefault(schema, []).append(Match(leaf.name, role))
+        return {schema: tuple(steps) for schema, steps in found.items()}
+
+    def match(self, schema: str, step: str) -> Match | None:
+        """The role of messages of type ``schema`` in step ``step``, if they have one."""
+        return next((m for m in self.matches.get(schema, ()) if m.step == step), None)
 
     def start_for(self, schema: str) -> Start[D, Any] | None:
         """The start declaration for events of type ``schema``, if they start the saga."""

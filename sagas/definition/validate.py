@@ -258,21 +258,43 @@ def _check_kinds(saga: Saga[Any], problems: Problems) -> None:
 
 
 def _check_incoming(saga: Saga[Any], problems: Problems) -> None:
+    """Incoming types: none is a start event, none is listed twice in one step, and an
+    awaited event belongs to its `Await` alone.
+
+    Replies may repeat across steps (two steps may send the same command): a reply names
+    the command it answers (``in_reply_to``). A choreography event carries no such
+    correlation, so only its type can tell which `Await` it is for.
+    """
     starts = {s.event for s in saga.starts}
-    owner: dict[type[Record], str] = {}
+    owners: dict[type[Record], list[str]] = {}
     for leaf in saga.leaves:
         incoming = [on.type for on in (*leaf.success, *leaf.failure)]
         if leaf.compensation is not None:
             incoming += [*leaf.compensation.success, *leaf.compensation.failure]
+        here: set[type[Record]] = set()
         for t in incoming:
             name = getattr(t, "SCHEMA", repr(t))
             if t in starts:
                 problems.append((leaf.name, f"{name} is also a start event"))
-            elif t in owner and owner[t] != leaf.name:
-                problems.append((leaf.name, f"{name} is also awaited by step {owner[t]!r}"))
-            elif t in owner:
+            elif t in here:
                 problems.append((leaf.name, f"{name} is listed twice"))
-            owner[t] = leaf.name
+            else:
+                owners.setdefault(t, []).append(leaf.name)
+            here.add(t)
+    for leaf in saga.leaves:
+        if not isinstance(leaf, Await):
+            continue
+        for on in (*leaf.success, *leaf.failure):
+            others = [s for s in owners.get(on.type, []) if s != leaf.name]
+            name = getattr(on.type, "SCHEMA", repr(on.type))
+            problems.extend(
+                (
+                    leaf.name,
+                    f"{name} is also awaited by step {other!r} (an awaited event carries "
+                    "no in_reply_to: its type must belong to one step)",
+                )
+                for other in others
+            )
 
 
 def _check_example(saga: Saga[Any], example: object, problems: Problems) -> None:

@@ -94,8 +94,9 @@ class Work(Generic[D]):
         if not self.phase.ended:
             return
         for envelope in self.early:
-            match = self.saga.matches.get(envelope.payload.SCHEMA)
-            status = self.st(match.step).status if match is not None else None
+            # An awaited event's type belongs to one step (validation sees to it).
+            match = self.saga.matches.get(envelope.payload.SCHEMA, ())
+            status = self.st(match[0].step).status if match else None
             reached = status not in (StepStatus.PENDING, StepStatus.CANCELLED)
             self.dead_letter(envelope, "step-already-decided" if reached else "step-not-reached")
         self.early = []

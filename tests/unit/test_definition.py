@@ -172,7 +172,7 @@ def test_builder_with_the_wrong_arity_is_rejected() -> None:
     assert "must accept 1 positional argument" in rejected(steps=(step,), example=None)
 
 
-def test_a_reply_type_belongs_to_one_step() -> None:
+def test_a_reply_type_may_belong_to_several_steps_but_an_awaited_event_to_one() -> None:
     twin = Step(
         name="again",
         kind=StepKind.RETRIABLE,
@@ -180,8 +180,21 @@ def test_a_reply_type_belongs_to_one_step() -> None:
         success=(On(CustomerNotified),),
         failure=(On(PaymentDeclined),),
     )
-    message = rejected(steps=(payment_step(), twin))
+    saga = order_saga(steps=(payment_step(), twin))  # replies name their command
+    assert [m.step for m in saga.matches["test.PaymentDeclined"]] == ["authorize_payment", "again"]
+    waiting: Await[OrderData] = Await(
+        name="declined", kind=StepKind.RETRIABLE, event=On(PaymentDeclined)
+    )
+    message = rejected(steps=(payment_step(), waiting))
     assert "test.PaymentDeclined is also awaited by step 'authorize_payment'" in message
+    twice = Step(
+        name="twice",
+        kind=StepKind.RETRIABLE,
+        command=notify_step().command,
+        success=(On(CustomerNotified),),
+        failure=(On(CustomerNotified),),
+    )
+    assert "test.CustomerNotified is listed twice" in rejected(steps=(twice,))
 
 
 def test_field_reads_and_templates_are_checked() -> None:

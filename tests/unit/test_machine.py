@@ -470,3 +470,30 @@ def test_a_late_compensation_that_keeps_failing_leaves_the_saga_failed() -> None
     d.give(Resume(id="op-2"))
     d.give(PaymentVoided(authorization_id="a-1"))
     assert d.instance.state is SagaState.COMPENSATED
+
+
+def test_a_reply_goes_to_the_step_its_in_reply_to_names() -> None:
+    d = Driver()
+
+    def answer(record: Record, in_reply_to: str) -> Decision[OrderData]:
+        d.n += 1
+        item = replace(envelope(record, f"m{d.n}", at=d.now), in_reply_to=in_reply_to)
+        return d.give(item)
+
+    ignored = {
+        "order:o-1:authorize_payment:1": "is not a reply to",  # another step's command
+        "order:o-1:reserve_stock:2": "answers attempt 2",  # not sent yet
+        "order:o-1:unknown:1": "unknown command",
+        "order:o-1:reserve_stock:compensate:1": "is not a reply to",
+    }
+    for in_reply_to, why in ignored.items():
+        decision = answer(reserved(), in_reply_to)
+        assert decision.ignored is not None
+        assert why in decision.ignored
+    assert d.status("reserve_stock") is StepStatus.RUNNING
+    answer(reserved(), "order:o-1:reserve_stock:1")
+    assert d.status("reserve_stock") is StepStatus.SUCCEEDED
+    # A generic failure names its command in in_reply_to as in command_id.
+    failed = CommandFailed(command_id="order:o-1:authorize_payment:1", reason="x", retryable=True)
+    answer(failed, "order:o-1:authorize_payment:1")
+    assert d.status("authorize_payment") is StepStatus.RETRYING

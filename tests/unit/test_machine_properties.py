@@ -37,6 +37,7 @@ from sagas import (
     RetryNow,
     Saga,
     SagaState,
+    Step,
     TimerFired,
     Unpause,
     decide,
@@ -61,9 +62,14 @@ from tests.unit.saga_fixtures import (
     order_saga,
     parallel_saga,
     placed,
+    twin_saga,
 )
 
-SAGAS: dict[str, Saga[OrderData]] = {"order": order_saga(), "parallel": parallel_saga()}
+SAGAS: dict[str, Saga[OrderData]] = {
+    "order": order_saga(),
+    "parallel": parallel_saga(),
+    "twin": twin_saga(),  # two steps share their command and reply types
+}
 
 Move = tuple[int, int, int]
 moves = st.lists(
@@ -163,25 +169,31 @@ class Run:
 
     def expected_reply(self, pick: int) -> None:
         """A reply some step is waiting for: mostly successes, sometimes failures, and
-        now and then the success of a step that failed or was cancelled."""
-        choices: list[type[Record]] = []
+        now and then the success of a step that failed or was cancelled. Every other
+        reply names the command it answers (``in_reply_to``), like real participants'."""
+        choices: list[tuple[type[Record], str | None]] = []
         for state in self.instance.steps:
             leaf = self.saga.step(state.name)
+            prefix = f"{self.instance.saga_id}:{state.name}"
+            command = f"{prefix}:{state.attempt}" if isinstance(leaf, Step) else None
             if state.status in (StepStatus.RUNNING, StepStatus.RETRYING):
                 good, bad = [o.type for o in leaf.success], [o.type for o in leaf.failure]
             elif state.status is StepStatus.COMPENSATING and leaf.compensation is not None:
                 good, bad = list(leaf.compensation.success), list(leaf.compensation.failure)
+                command = f"{prefix}:compensate:{state.comp_attempt}"
             elif state.status in (StepStatus.FAILED, StepStatus.CANCELLED):
-                choices += [o.type for o in leaf.success]  # a success after all, late
+                choices += [(o.type, command) for o in leaf.success]  # a success after all
                 continue
             else:
                 continue
-            choices += good * 3 + bad
+            choices += [(t, command) for t in good * 3 + bad]
         if choices:
-            self.reply(build(choices[pick % len(choices)]), pick)
+            chosen, command = choices[pick % len(choices)]
+            self.reply(build(chosen), pick, command if pick % 2 else None)
 
-    def reply(self, record: Record, pick: int) -> None:
-        self.give(envelope(record, f"r{len(self.decisions)}-{pick}", at=self.now))
+    def reply(self, record: Record, pick: int, in_reply_to: str | None = None) -> None:
+        sent = envelope(record, f"r{len(self.decisions)}-{pick}", at=self.now)
+        self.give(replace(sent, in_reply_to=in_reply_to))
 
     def generic_failure(self, pick: int) -> None:
         sent = [m.id for _, d in self.decisions for m in d.outgoing if m.reply_to]
@@ -352,4 +364,5 @@ def test_early_events_are_bounded_and_each_used_or_dead_lettered(
     assert set(dropped) <= set(kept)
     assert len(dropped) + len(used) == len(kept)  # ...and none lost
     overflow = [m for _, d in r.decisions for m in d.outgoing if m.reason == "early-overflow"]
-    assert [m.id for m in overflow] == [f"parcel-{n}" for n in range(count - MAX_EARLY)]
+    # Events are kept only until the step is reached: beyond the bound, the oldest go.
+    assert [m.id for m in overflow] == kept[: max(0, len(kept) - MAX_EARLY)]

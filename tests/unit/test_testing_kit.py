@@ -6,10 +6,16 @@ import itertools
 from datetime import timedelta
 from decimal import Decimal
 
-from sagas import Abort, Resume, SagaState, Step, StepStatus
+from sagas import (
+    Abort,
+    Resume,
+    SagaState,
+    Step,
+    StepStatus,
+)
 from sagas.contracts.record import Envelope
 from sagas.machine import MAX_EARLY, OutgoingKind
-from sagas.testing import Faults, Handler, Harness, reply, script, silent
+from sagas.testing import Delivery, Faults, Handler, Harness, reply, script, silent
 from tests.unit.saga_fixtures import (
     AuthorizePayment,
     CustomerNotified,
@@ -26,6 +32,7 @@ from tests.unit.saga_fixtures import (
     ReleaseStock,
     ReserveStock,
     ScheduleShipment,
+    ShipmentRejected,
     ShipmentScheduled,
     StockReleased,
     StockReserved,
@@ -36,6 +43,7 @@ from tests.unit.saga_fixtures import (
     payment_step,
     reserve_step,
     shipment_step,
+    twin_saga,
 )
 
 
@@ -259,3 +267,55 @@ def test_early_events_left_when_the_saga_ends_are_dead_lettered() -> None:
     harness.assert_completed(saga_id)
     assert harness.instance(saga_id).early == ()
     assert [m.reason for m in harness.dead_letters(saga_id)] == ["step-already-decided"] * 2
+
+
+def reserve_by_command(command: ReserveStock, delivery: Delivery) -> StockReserved:
+    return StockReserved(order_id=command.order_id, reservation_id=f"res:{delivery.id}")
+
+
+def test_two_steps_may_send_the_same_command_and_each_gets_its_reply() -> None:
+    faults = Faults(latency=(timedelta(milliseconds=1), timedelta(seconds=2)), seed=5)
+    participants = {
+        **happy(),
+        ReserveStock: reserve_by_command,
+        ScheduleShipment: script(ShipmentRejected(order_id="o-1")),
+    }
+    harness = Harness(twin_saga(), participants, faults=faults)
+    saga_id = harness.start(order())
+    harness.run()
+
+    data = harness.instance(saga_id).data
+    assert data.reservation_id == "res:order:o-1:reserve_stock:1"
+    assert data.tags == ("res:order:o-1:reserve_gift:1",)
+    # Undone by the same compensation type, each release answered to its own step.
+    harness.assert_compensated(saga_id)
+    assert set(harness.compensated_steps(saga_id)[1:]) == {"reserve_stock", "reserve_gift"}
+    releases = {m.step: m.payload for m in harness.messages(saga_id, OutgoingKind.COMPENSATION)}
+    assert releases["reserve_gift"] == ReleaseStock(reservation_id=data.tags[0])
+    assert releases["reserve_stock"] == ReleaseStock(reservation_id=data.reservation_id)
+
+
+def test_an_ambiguous_reply_without_in_reply_to_is_ignored() -> None:
+    harness = Harness(twin_saga(), {**happy(), ReserveStock: silent()})
+    saga_id = harness.start(order())
+    harness.run(until=timedelta(seconds=1))
+    stray = StockReserved(order_id="o-1", reservation_id="r-?")
+    harness.send(
+        saga_id,
+        Envelope(
+            id="stray",
+            type=stray.SCHEMA,
+            source="/x",
+            time=harness.now,
+            payload=stray,
+            saga_id=saga_id,
+        ),
+    )
+    harness.run(until=timedelta(seconds=1))
+    _, decision = harness.decisions[-1]
+    assert decision.ignored is not None
+    assert "reserve_stock, reserve_gift" in decision.ignored
+    assert "no in_reply_to" in decision.ignored
+    instance = harness.instance(saga_id)
+    assert instance.step("reserve_stock").status is StepStatus.RUNNING
+    assert instance.step("reserve_gift").status is StepStatus.RUNNING
