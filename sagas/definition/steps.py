@@ -7,11 +7,13 @@ type (a `Record` subclass).
 
 from __future__ import annotations
 
+import inspect
 import string
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import timedelta
-from typing import Any, Generic, TypeVar
+from datetime import datetime, timedelta
+from functools import cached_property
+from typing import Any, Generic, TypeVar, cast
 
 from sagas.contracts.record import Record
 from sagas.definition.policy import RetryPolicy, StepKind
@@ -220,14 +222,41 @@ class Start(Generic[D, R]):
 class Emit(Generic[D, R]):
     """A domain event the saga publishes at its end, built from the saga data.
 
+    ``build`` gets the saga data, and also the time of the decision that ends the saga
+    when it accepts two positional arguments: ``build(data, now)``. That is the time to
+    put in a field such as ``fulfilled_at`` (builders are pure and read no clock; the
+    saga data knows only the times of earlier messages).
+
     Attributes:
         type: the event class.
         topic: where it goes, e.g. ``"orders.events"``.
-        build: a pure function ``data -> event``.
+        build: a pure function ``data -> event`` or ``(data, now) -> event``.
         key: a pure function ``data -> key`` (the aggregate id); the saga id by default.
     """
 
     type: type[R]
     topic: str
-    build: Callable[[D], R]
+    build: Callable[[D], R] | Callable[[D, datetime], R]
     key: Callable[[D], str] | None = None
+
+    @cached_property
+    def takes_time(self) -> bool:
+        """Whether ``build`` is called with the decision time too (it accepts two
+        positional arguments)."""
+        return accepts(self.build, 2)
+
+    def event(self, data: D, now: datetime) -> R:
+        """The event, built from ``data`` (and ``now`` when ``build`` takes it)."""
+        if self.takes_time:
+            return cast(Callable[[D, datetime], R], self.build)(data, now)
+        return cast(Callable[[D], R], self.build)(data)
+
+
+def accepts(fn: Callable[..., object], n: int) -> bool:
+    """Whether ``fn`` can be called with ``n`` positional arguments (False when its
+    signature cannot be read)."""
+    try:
+        inspect.signature(fn).bind(*([None] * n))
+    except (TypeError, ValueError):
+        return False
+    return True

@@ -9,10 +9,11 @@ cycle; a step listed twice is reported as such.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import inspect
 import re
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from sagas.contracts.record import Record
@@ -34,6 +35,8 @@ if TYPE_CHECKING:
 
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 _RANK = {StepKind.COMPENSATABLE: 0, StepKind.PIVOT: 1, StepKind.RETRIABLE: 2}
+_SOME_TIME = datetime(2000, 1, 1, tzinfo=UTC)
+"""The decision time end events are built with at definition time (``example``)."""
 
 Problems = list[tuple[str | None, str]]
 
@@ -123,7 +126,10 @@ def _check_saga(saga: Saga[Any], problems: Problems) -> None:
 
 def _emit_problems(emit: Emit[Any, Any]) -> list[str]:
     found = _type_problem(emit.type, "event")
-    found += _arity_problem(emit.build, 1, "build")
+    if not callable(emit.build):
+        found.append("build is not callable")
+    elif _arity_problem(emit.build, 1, "build") and _arity_problem(emit.build, 2, "build"):
+        found.append("build must accept 1 or 2 positional argument(s): (data) or (data, now)")
     if emit.key is not None:
         found += _arity_problem(emit.key, 1, "key")
     if not emit.topic:
@@ -322,6 +328,7 @@ def _check_example(saga: Saga[Any], example: object, problems: Problems) -> None
             attempt(leaf.name, "condition", leaf.when, bool)
     for emit in (saga.on_completed, saga.on_compensated):
         if emit is not None:
-            attempt(None, f"end event {emit.type.SCHEMA}", emit.build, emit.type)
+            build = functools.partial(emit.event, now=_SOME_TIME)
+            attempt(None, f"end event {emit.type.SCHEMA}", build, emit.type)
             if emit.key is not None:
                 attempt(None, f"key of {emit.type.SCHEMA}", emit.key, str)

@@ -255,25 +255,23 @@ def access_denied(d: OnboardingData, r: CloudAccessDenied) -> OnboardingData:
 
 
 # -- end events ----------------------------------------------------------------------
-# Builders are pure and get no clock, so the times are the last ones the data knows
-# (as in order fulfilment); the event's ``ce_time`` header holds the decision time.
+# Builders read no clock: taking two arguments, they get the time of the decision that
+# ends the saga (as in order fulfilment).
 
 
-def employee_onboarded(d: OnboardingData) -> EmployeeOnboarded:
+def employee_onboarded(d: OnboardingData, now: datetime) -> EmployeeOnboarded:
     return EmployeeOnboarded(
         employee_id=d.employee_id,
         username=d.username or "",
         email=d.email or "",
         asset_tag=d.asset_tag or "",
-        onboarded_at=d.delivered_at or d.hired_at,
+        onboarded_at=now,
     )
 
 
-def onboarding_cancelled(d: OnboardingData) -> OnboardingCancelled:
+def onboarding_cancelled(d: OnboardingData, now: datetime) -> OnboardingCancelled:
     return OnboardingCancelled(
-        employee_id=d.employee_id,
-        reason=d.failure or "onboarding failed",
-        cancelled_at=d.delivered_at or d.hired_at,
+        employee_id=d.employee_id, reason=d.failure or "onboarding failed", cancelled_at=now
     )
 
 

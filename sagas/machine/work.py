@@ -195,7 +195,7 @@ class Work(Generic[D]):
         if emit is None:
             return
         try:
-            event = emit.build(self.data)
+            event = emit.event(self.data, self.now)
             key = emit.key(self.data) if emit.key is not None else self.saga_id
         except Exception as exc:  # an author's function: record, never crash the saga
             self.note(f"end event {emit.type.SCHEMA} not built: {exc!r}")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any, ClassVar
 
@@ -14,6 +14,7 @@ from sagas import (
     Command,
     Compensation,
     DefinitionError,
+    Emit,
     On,
     Parallel,
     RetryPolicy,
@@ -25,12 +26,14 @@ from sagas import (
 from sagas.contracts.record import Record
 from tests.unit.saga_fixtures import (
     CustomerNotified,
+    OrderCancelled,
     OrderData,
     OrderPlaced,
     ParcelDelivered,
     PaymentDeclined,
     ReleaseStock,
     StockReleased,
+    cancelled,
     init_order,
     notify_step,
     order_saga,
@@ -254,3 +257,23 @@ def test_a_step_without_a_policy_gets_its_kinds_default() -> None:
     explicit = notify_step()  # retriable, with an explicit bounded policy: allowed
     assert explicit.effective_retry is explicit.retry
     assert explicit.effective_retry.max_attempts == 4
+
+
+def test_an_end_event_builder_may_take_the_decision_time() -> None:
+    def stamped(d: OrderData, now: datetime) -> OrderCancelled:
+        return OrderCancelled(order_id=d.order_id, reason=f"at {now.isoformat()}")
+
+    def three(d: OrderData, now: datetime, extra: int) -> OrderCancelled:
+        raise AssertionError
+
+    emit = Emit(OrderCancelled, "orders.events", stamped)
+    saga = order_saga(on_compensated=emit)
+    assert saga.on_compensated is emit
+    moment = datetime(2031, 5, 6, tzinfo=UTC)
+    data = OrderData(order_id="o-1", amount=Decimal(1))
+    assert emit.event(data, moment).reason == "at 2031-05-06T00:00:00+00:00"
+    assert Emit(OrderCancelled, "orders.events", cancelled).event(data, moment).reason == (
+        "compensated"
+    )
+    bad = Emit(OrderCancelled, "orders.events", three)  # type: ignore[arg-type]
+    assert "build must accept 1 or 2 positional argument(s)" in rejected(on_compensated=bad)

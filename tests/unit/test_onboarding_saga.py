@@ -172,8 +172,9 @@ def test_happy_path_per_role(role: Role) -> None:
         username="ada.lovelace",
         email="ada.lovelace@x.com",
         asset_tag="MBP-16-0001",
-        onboarded_at=DELIVERED_AT,
+        onboarded_at=instance.ended,  # when the saga completed, not the delivery
     )
+    assert instance.ended != DELIVERED_AT
     assert harness.messages(saga_id, OutgoingKind.DOMAIN_EVENT)[0].key == "e-1"
 
 
@@ -214,8 +215,11 @@ def test_empty_laptop_pool_disables_the_account() -> None:
     assert undo == [DisableAccount(employee_id="e-1", account_id="acc-1")]
     assert "mail.CreateMailbox" not in sent(harness, saga_id, OutgoingKind.COMMAND)
     [event] = end_events(harness, saga_id)
+    ended = harness.instance(saga_id).ended
+    assert ended is not None
+    assert ended != HIRED_AT
     assert event == OnboardingCancelled(
-        employee_id="e-1", reason="no laptop: MBP-16 is out of stock", cancelled_at=HIRED_AT
+        employee_id="e-1", reason="no laptop: MBP-16 is out of stock", cancelled_at=ended
     )
 
 

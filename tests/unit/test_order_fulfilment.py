@@ -125,7 +125,9 @@ def test_happy_path_fulfils_the_order() -> None:
         "payments.CapturePayment",
     ]
     [event] = end_events(harness, saga_id)
-    assert event == OrderFulfilled(order_id="o-1", shipment_id="s-1", fulfilled_at=PLACED_AT)
+    ended = harness.instance(saga_id).ended
+    assert ended is not None
+    assert event == OrderFulfilled(order_id="o-1", shipment_id="s-1", fulfilled_at=ended)
     data = harness.instance(saga_id).data
     assert (data.reservation_id, data.authorization_id, data.capture_id) == ("r-1", "a-1", "cap-1")
 
@@ -275,3 +277,23 @@ def test_a_step_that_gave_up_is_undone_and_its_late_reply_recorded() -> None:
     late_decisions = [d for _, d in harness.decisions if d.ignored and "StockReserved" in d.note]
     assert late_decisions, [d.note for _, d in harness.decisions]
     assert [type(e) for e in end_events(harness, saga_id)] == [OrderCancelled]
+
+
+def test_the_end_events_carry_the_time_the_saga_ended() -> None:
+    later = PLACED_AT + timedelta(hours=3)  # the engine runs the saga hours after the order
+    happy = Harness(ORDER_FULFILMENT, participants(), start=later)
+    fulfilled = happy.start(order())
+    happy.run()
+    [done] = end_events(happy, fulfilled)
+    assert isinstance(done, OrderFulfilled)
+    assert done.fulfilled_at == happy.instance(fulfilled).ended
+    assert done.fulfilled_at is not None
+    assert done.fulfilled_at > later
+
+    declined = PaymentDeclined(order_id="o-1", reason=DeclineReason.INSUFFICIENT_FUNDS)
+    sad = Harness(ORDER_FULFILMENT, participants(AuthorizePayment=script(declined)), start=later)
+    cancelled = sad.start(order())
+    sad.run()
+    [undone] = end_events(sad, cancelled)
+    assert isinstance(undone, OrderCancelled)
+    assert undone.cancelled_at == sad.instance(cancelled).ended
