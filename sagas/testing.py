@@ -4,12 +4,15 @@ The `Harness` feeds `decide` exactly what the runtime would (start events, repli
 choreography events, fired timers, operator actions) from an in-memory queue ordered by
 virtual time, so a test of a whole saga runs in milliseconds::
 
-    harness = Harness(order_fulfilment, {
+    declined = PaymentDeclined(order_id="o-1", reason=DeclineReason.INSUFFICIENT_FUNDS)
+    harness = Harness(ORDER_FULFILMENT, {
         ReserveStock: reply(lambda c: StockReserved(order_id=c.order_id, reservation_id="r")),
-        AuthorizePayment: script(PaymentDeclined(order_id="o-1")),
-        ReleaseStock: reply(lambda c: StockReleased(reservation_id=c.reservation_id)),
+        AuthorizePayment: script(declined),
+        ReleaseStock: reply(
+            lambda c: StockReleased(order_id=c.order_id, reservation_id=c.reservation_id)
+        ),
     })
-    saga_id = harness.start(OrderPlaced(order_id="o-1", amount=Decimal("9.90")))
+    saga_id = harness.start(order_placed)  # an OrderPlaced event with order_id "o-1"
     harness.run()
     harness.assert_compensated(saga_id, ["reserve_stock"])
 

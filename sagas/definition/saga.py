@@ -63,51 +63,89 @@ class Saga(Generic[D]):
             at definition time, so that a command or compensation that cannot be built
             from the saga data is found before any saga runs.
 
-    Example: the order fulfilment saga (``d`` is an ``OrderData``)::
+    Example: the order fulfilment saga, as ``sagas/definitions/order_fulfilment.py``
+    defines it (``OrderData``, its builders and updates, the retry policies and
+    ``EXAMPLE`` come from that module)::
 
-        order_fulfilment = Saga(
+        ORDER_FULFILMENT = Saga(
             name="order_fulfilment",
             version=1,
             data=OrderData,
-            starts=(Start(OrderPlaced, "order:{order_id}", OrderData.from_event),),
+            starts=(
+                Start(
+                    OrderPlaced,
+                    "order:{order_id}",
+                    OrderData.from_event,
+                    reads=(
+                        "customer_id",
+                        "items",
+                        "total",
+                        "currency",
+                        "shipping_address",
+                        "placed_at",
+                    ),
+                ),
+            ),
             steps=(
                 Step(
                     name="reserve_stock",
                     command=Command(ReserveStock, "inventory", reserve_stock),
                     success=(On(StockReserved, with_reservation, reads=("reservation_id",)),),
-                    failure=(On(StockUnavailable),),
+                    failure=(
+                        On(StockUnavailable, out_of_stock, reads=("sku", "available", "requested")),
+                    ),
                     compensation=Compensation(
                         command=Command(ReleaseStock, "inventory", release_stock),
                         success=(StockReleased,),
+                        retry=UNDO_RETRY,
                     ),
+                    retry=FORWARD_RETRY,
                 ),
                 Step(
                     name="authorize_payment",
                     command=Command(AuthorizePayment, "payments", authorize_payment),
-                    success=(On(PaymentAuthorized, with_authorization),),
-                    failure=(On(PaymentDeclined),),
+                    success=(
+                        On(PaymentAuthorized, with_authorization, reads=("authorization_id",)),
+                    ),
+                    failure=(On(PaymentDeclined, declined, reads=("reason",)),),
                     compensation=Compensation(
                         command=Command(VoidPayment, "payments", void_payment),
                         success=(PaymentVoided,),
+                        retry=UNDO_RETRY,
                     ),
-                    retry=RetryPolicy(max_attempts=3, retry_on=(PaymentGatewayBusy,)),
+                    retry=FORWARD_RETRY,
                 ),
                 Step(
                     name="schedule_shipment",
-                    kind=StepKind.PIVOT,
                     command=Command(ScheduleShipment, "shipping", schedule_shipment),
-                    success=(On(ShipmentScheduled),),
-                    failure=(On(ShipmentRejected),),
+                    success=(On(ShipmentScheduled, with_shipment, reads=("shipment_id",)),),
+                    failure=(On(ShipmentFailed, not_shippable, reads=("reason",)),),
+                    compensation=Compensation(
+                        command=Command(CancelShipment, "shipping", cancel_shipment),
+                        success=(ShipmentCancelled,),
+                        retry=UNDO_RETRY,
+                    ),
+                    retry=FORWARD_RETRY,
+                ),
+                Step(
+                    name="capture_payment",
+                    kind=StepKind.PIVOT,
+                    command=Command(CapturePayment, "payments", capture_payment),
+                    success=(On(PaymentCaptured, with_capture, reads=("capture_id",)),),
+                    failure=(On(PaymentCaptureFailed, not_captured, reads=("reason",)),),
+                    retry=CAPTURE_RETRY,
                 ),
             ),
             deadline=timedelta(minutes=15),
             on_completed=Emit(OrderFulfilled, "orders.events", order_fulfilled, key=order_key),
             on_compensated=Emit(OrderCancelled, "orders.events", order_cancelled, key=order_key),
+            example=EXAMPLE,
         )
 
-    ``CancelShipment`` would be the compensation of ``schedule_shipment`` if shipping
-    were compensatable; as the pivot it is not, and a later step (say, ``notify_customer``)
-    would be `StepKind.RETRIABLE`.
+    Capturing the payment is the point of no return (the pivot): until the customer is
+    charged, the stock, the authorization and the shipment can all be undone; once
+    charged, the order is fulfilled, so ``capture_payment`` has no compensation. A
+    later step (say, ``email_receipt``) would be `StepKind.RETRIABLE`.
     """
 
     name: str
