@@ -115,6 +115,8 @@ def on_message(w: Work[Any], leaf: Leaf, record: Record) -> str | None:
         return None
     accepted = (StepStatus.RUNNING, StepStatus.RETRYING) if success else (StepStatus.RUNNING,)
     if status not in accepted:
+        if not success and w.st(leaf.name).unanswered:
+            return answered_late(w, leaf, record)
         return f"late {record.SCHEMA} for {leaf.name} ({status})"
     w.put(leaf.name, unanswered=False)  # the last command sent has its answer
     if success:
@@ -201,6 +203,20 @@ def succeed_late(w: Work[Any], leaf: Leaf, on: On[Any, Any], record: Record) -> 
     elif not w.paused:  # a paused saga is running or compensating; running, it has no
         # failed or cancelled compensatable step (that would have started compensation)
         send_compensation(w, leaf, w.st(leaf.name).comp_attempt + 1, new_round=True)
+
+
+def answered_late(w: Work[Any], leaf: Leaf, record: Record) -> str | None:
+    """A failure reply to the last command of ``leaf`` after it gave up waiting for it
+    (it timed out: waiting to resend, failed, or cancelled): the participant did not
+    apply it, so it is not to be undone. Returns why it is ignored, if it is."""
+    status = w.st(leaf.name).status
+    if status not in (StepStatus.RETRYING, StepStatus.FAILED, StepStatus.CANCELLED):
+        return f"late {record.SCHEMA} for {leaf.name} ({status})"
+    w.put(leaf.name, unanswered=False)
+    w.note(f"{leaf.name}: {record.SCHEMA} answers its last command: not applied")
+    if w.phase is SagaState.COMPENSATING:
+        advance_compensation(w)
+    return None
 
 
 def step_failure(w: Work[Any], leaf: Leaf, reason: str, *, retryable: bool, bump: bool) -> None:

@@ -7,7 +7,7 @@ from typing import Any
 from sagas.contracts.record import Envelope, Record
 from sagas.definition import Match, Role, Step
 from sagas.machine.backward import compensation_failed, on_compensated
-from sagas.machine.forward import on_message, step_failure
+from sagas.machine.forward import answered_late, on_message, step_failure
 from sagas.machine.instance import StepStatus
 from sagas.machine.work import Work
 
@@ -112,12 +112,14 @@ def on_generic_failure(w: Work[Any], record: Record) -> str | None:
             return f"late {record.SCHEMA} for {command_id}"
         compensation_failed(w, leaf, reason)
         return None
-    if (
-        not isinstance(leaf, Step)
-        or state.status is not StepStatus.RUNNING
-        or state.attempt != attempt
-    ):
+    if not isinstance(leaf, Step) or state.attempt != attempt:
         return f"late {record.SCHEMA} for {command_id}"
+    if state.status is not StepStatus.RUNNING:
+        return (
+            answered_late(w, leaf, record)
+            if state.unanswered
+            else f"late {record.SCHEMA} for {command_id}"
+        )
     retryable = getattr(record, "retryable", False) is True
     w.put(step, unanswered=False)  # the participant answered: it did not apply it
     step_failure(w, leaf, reason, retryable=retryable, bump=True)

@@ -497,3 +497,18 @@ def test_a_reply_goes_to_the_step_its_in_reply_to_names() -> None:
     failed = CommandFailed(command_id="order:o-1:authorize_payment:1", reason="x", retryable=True)
     answer(failed, "order:o-1:authorize_payment:1")
     assert d.status("authorize_payment") is StepStatus.RETRYING
+
+
+def test_a_late_failure_reply_to_the_last_command_means_nothing_to_undo() -> None:
+    d = Driver(parallel_saga())
+    d.fire(TimerKind.TIMEOUT, "authorize_payment")  # waits to resend the same command
+    assert d.instance.step("authorize_payment").unanswered
+    d.give(Abort(id="op-1"))
+    assert d.status("authorize_payment") is StepStatus.CANCELLED  # may have been applied
+    answered = d.give(PaymentDeclined(order_id="o-1"))  # the participant's answer, late
+    assert answered.ignored is None
+    assert not d.instance.step("authorize_payment").unanswered
+    d.give(reserved())
+    assert d.sent(OutgoingKind.COMPENSATION) == ["order:o-1:reserve_stock:compensate:1"]
+    d.give(StockReleased(reservation_id="r-1"))
+    assert d.instance.state is SagaState.COMPENSATED
