@@ -9,12 +9,14 @@ from datetime import UTC, date, datetime
 import pytest
 
 from sagas import decide
+from sagas.bench import participants
 from sagas.contracts.codec import Codec
 from sagas.contracts.factory import build_codec
 from sagas.contracts.messages.access import GrantCloudAccess, RevokeCloudAccess
 from sagas.contracts.messages.assets import LaptopDelivered
 from sagas.contracts.messages.directory import AccountRejected
 from sagas.contracts.messages.hr import EmployeeHired, Role
+from sagas.contracts.messages.inventory import ReserveStock, StockItem
 from sagas.contracts.record import Envelope, Record
 from sagas.definitions.onboarding import ONBOARDING
 from sagas.machine import Outgoing, OutgoingKind
@@ -105,3 +107,19 @@ def test_an_early_event_dropped_goes_to_the_dead_letters_with_its_reason(codec: 
     assert headers["ce_id"] == b"ev-1"
     original = [(k, v) for k, v in record.headers if not k.startswith("dlq_")]
     assert codec.decode(original, record.value).payload == delivered
+
+
+def test_the_bench_participants_name_the_command_they_answer(codec: Codec) -> None:
+    reserve = ReserveStock(order_id="o-1", items=(StockItem(sku="SKU-1", quantity=1),))
+    command = Envelope(
+        id="order:o-1:reserve_stock:1",
+        type=reserve.SCHEMA,
+        source="/sagas/order_fulfilment",
+        time=NOW,
+        payload=reserve,
+        saga_id="order:o-1",
+        reply_to="sagas.order_fulfilment.inbox",
+    )
+    topic, _, headers, value = participants.reply(codec, command)
+    assert topic == "sagas.order_fulfilment.inbox"
+    assert codec.decode(headers, value).in_reply_to == "order:o-1:reserve_stock:1"
