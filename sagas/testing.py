@@ -4,18 +4,23 @@ The `Harness` feeds `decide` exactly what the runtime would (start events, repli
 choreography events, fired timers, operator actions) from an in-memory queue ordered by
 virtual time, so a test of a whole saga runs in milliseconds::
 
-    harness = Harness(order_fulfilment, {
+    declined = PaymentDeclined(order_id="o-1", reason=DeclineReason.INSUFFICIENT_FUNDS)
+    harness = Harness(ORDER_FULFILMENT, {
         ReserveStock: reply(lambda c: StockReserved(order_id=c.order_id, reservation_id="r")),
-        AuthorizePayment: script(PaymentDeclined(order_id="o-1")),
-        ReleaseStock: reply(lambda c: StockReleased(reservation_id=c.reservation_id)),
+        AuthorizePayment: script(declined),
+        ReleaseStock: reply(
+            lambda c: StockReleased(order_id=c.order_id, reservation_id=c.reservation_id)
+        ),
     })
-    saga_id = harness.start(OrderPlaced(order_id="o-1", amount=Decimal("9.90")))
+    saga_id = harness.start(order_placed)  # an OrderPlaced event with order_id "o-1"
     harness.run()
     harness.assert_compensated(saga_id, ["reserve_stock"])
 
 Participants behave like real ones: a command id seen before gets the same replies
-again (they dedupe by ``ce_id``). `Faults` adds random latency (hence reordering),
-duplicate deliveries and lost replies, drawn from a seeded generator.
+again (they dedupe by ``ce_id``), and every reply names the command it answers
+(``in_reply_to``). `Faults` adds random latency (hence reordering),
+duplicate deliveries and lost replies, drawn from a seeded generator. What the runtime
+would dead-letter (an early choreography event dropped) is in `Harness.dead_letters`.
 """
 
 from __future__ import annotations
@@ -234,7 +239,7 @@ class Harness(Generic[D]):
                 [] if answer is None else [answer] if isinstance(answer, Record) else list(answer)
             )
             replies = [
-                self._envelope(r, f"{command.id}/reply/{i}", command.saga_id)
+                self._envelope(r, f"{command.id}/reply/{i}", command.saga_id, command.id)
                 for i, r in enumerate(records)
             ]
             self._replies[command.id] = replies
@@ -251,7 +256,9 @@ class Harness(Generic[D]):
         self._seq += 1
         heapq.heappush(self._queue, _Item(at, self._seq, saga_id, message))
 
-    def _envelope(self, record: Record, mid: str, saga_id: str | None) -> Envelope:
+    def _envelope(
+        self, record: Record, mid: str, saga_id: str | None, in_reply_to: str | None = None
+    ) -> Envelope:
         return Envelope(
             id=mid,
             type=record.SCHEMA,
@@ -259,6 +266,7 @@ class Harness(Generic[D]):
             time=self.now,
             payload=record,
             saga_id=saga_id,
+            in_reply_to=in_reply_to,
         )
 
     # -- outcome -----------------------------------------------------------------------
@@ -280,6 +288,11 @@ class Harness(Generic[D]):
             for m in self.sent
             if (saga_id is None or m.saga_id == saga_id) and (kind is None or m.kind is kind)
         ]
+
+    def dead_letters(self, saga_id: str | None = None) -> list[Outgoing]:
+        """The messages the sagas dropped to their dead-letter topic (each with its
+        ``envelope`` and ``reason``), optionally of one saga, in order."""
+        return self.messages(saga_id, OutgoingKind.DEAD_LETTER)
 
     def compensated_steps(self, saga_id: str) -> list[str]:
         """The steps whose compensation was sent, in order, each listed once."""

@@ -78,6 +78,7 @@ def reply(codec: Codec, command: Envelope) -> tuple[str, bytes, list[tuple[str, 
         time=datetime.now(UTC),
         payload=payload,
         saga_id=command.saga_id,
+        in_reply_to=command.id,  # as the participant framework does
         traceparent=command.traceparent,
         tracestate=command.tracestate,
     )

@@ -176,6 +176,7 @@ class Codec:
             payload=from_avro(cls, datum),
             saga_id=meta.saga_id,
             reply_to=meta.reply_to,
+            in_reply_to=meta.in_reply_to,
             traceparent=meta.traceparent,
             tracestate=meta.tracestate,
         )

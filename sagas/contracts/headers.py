@@ -10,7 +10,14 @@ The payload stays the Avro value; the event attributes travel as headers::
     content-type    "application/avro" (the Confluent wire format inside)
     saga_id         the saga the message concerns (optional)
     reply_to        where replies to this command go (optional)
+    in_reply_to     on a reply, the ce_id of the command it answers (optional)
     traceparent     W3C trace context (optional); tracestate goes with it
+
+A saga's compensation also carries (written by ``sagas.runtime.wire``, not read into
+the envelope here)::
+
+    compensates     the ids of the commands it undoes, comma-separated
+                    ("order:o-1:reserve_stock:1,order:o-1:reserve_stock:2")
 
 Written by hand rather than with the ``cloudevents`` SDK: its Kafka binding takes a
 ``dict`` of headers, which would silently merge a forged duplicate ``ce_type`` that we
@@ -37,7 +44,7 @@ RawHeaders = Sequence[tuple[str, bytes | None]]
 """Headers as they may arrive (aiokafka allows a ``None`` value)."""
 
 _REQUIRED = ("ce_specversion", "ce_id", "ce_type", "ce_source", "ce_time", "content-type")
-_OPTIONAL = ("saga_id", "reply_to", "traceparent", "tracestate")
+_OPTIONAL = ("saga_id", "reply_to", "in_reply_to", "traceparent", "tracestate")
 _KNOWN = frozenset(_REQUIRED + _OPTIONAL)
 _TRACEPARENT = re.compile(r"^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$")
 _MAX_HEADER_BYTES = 4096
@@ -57,6 +64,7 @@ class Metadata:
     time: datetime
     saga_id: str | None = None
     reply_to: str | None = None
+    in_reply_to: str | None = None
     traceparent: str | None = None
     tracestate: str | None = None
 
@@ -107,7 +115,7 @@ def from_headers(headers: RawHeaders) -> Metadata:
         raise HeaderError(f"ce_specversion is {values['ce_specversion']!r}, expected 1.0")
     if values["content-type"] != CONTENT_TYPE:
         raise HeaderError(f"content-type is {values['content-type']!r}, expected {CONTENT_TYPE}")
-    for name in ("ce_id", "ce_type", "ce_source", "saga_id", "reply_to"):
+    for name in ("ce_id", "ce_type", "ce_source", "saga_id", "reply_to", "in_reply_to"):
         if name in values and not values[name].strip():
             raise HeaderError(f"header {name} is empty")
     traceparent = values.get("traceparent")
@@ -121,6 +129,7 @@ def from_headers(headers: RawHeaders) -> Metadata:
         time=_parse_time(values["ce_time"]),
         saga_id=values.get("saga_id"),
         reply_to=values.get("reply_to"),
+        in_reply_to=values.get("in_reply_to"),
         traceparent=traceparent,
         tracestate=tracestate if traceparent is not None else None,
     )

@@ -35,6 +35,8 @@ class Envelope:
         payload: the typed record.
         saga_id: the saga it concerns, when it concerns one.
         reply_to: the topic replies to this command go to.
+        in_reply_to: on a reply, the ``ce_id`` of the command it answers (a saga
+            matches the reply to its step by it).
         traceparent, tracestate: W3C trace context.
     """
 
@@ -47,3 +49,4 @@ class Envelope:
     reply_to: str | None = None
     traceparent: str | None = None
     tracestate: str | None = None
+    in_reply_to: str | None = None

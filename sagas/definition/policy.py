@@ -24,7 +24,8 @@ class StepKind(StrEnum):
     """The point of no return: once it succeeds the saga can only go forward."""
 
     RETRIABLE = "retriable"
-    """After the pivot: retried until it succeeds, never compensated."""
+    """After the pivot: retried until it succeeds (by default without limit), never
+    compensated."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -36,16 +37,25 @@ class RetryPolicy:
     ``jitter`` (a fraction) using a value derived from the saga id, step and attempt, so
     the same saga always waits the same time (no randomness in the core).
 
+    The defaults: one send (``max_attempts=1``), then 1 s, 2 s, 4 s... capped at 5 min,
+    up to 20 % shorter (``jitter=0.2``), no failure reply retried, timeouts retried.
+    A `Step` without a policy gets its kind's default (`Step.effective_retry`): one
+    send for compensatable steps and the pivot, ``RetryPolicy(max_attempts=None)``
+    (retried until it succeeds) for retriable ones. A `Compensation` defaults to
+    ``RetryPolicy(max_attempts=5)``.
+
     Attributes:
         max_attempts: sends in total, the first included; ``None`` retries forever.
-        initial_backoff: the delay before the second send.
-        multiplier: growth of the delay per send (``>= 1``).
-        max_backoff: the cap on the delay.
-        jitter: the fraction of the delay that may be cut off, in ``[0, 1]``.
+            Default 1.
+        initial_backoff: the delay before the second send. Default 1 s.
+        multiplier: growth of the delay per send (``>= 1``). Default 2.
+        max_backoff: the cap on the delay. Default 5 min.
+        jitter: the fraction of the delay that may be cut off, in ``[0, 1]``. Default 0.2.
         retry_on: failure reply types worth retrying; any other failure reply fails the
-            step at once. Retriable steps (`StepKind.RETRIABLE`) retry every failure.
+            step at once. Retriable steps (`StepKind.RETRIABLE`) and compensations retry
+            every failure. Default: none.
         retry_on_timeout: whether a timeout is retried (the same command id is sent
-            again, so a participant that did the work replays its reply).
+            again, so a participant that did the work replays its reply). Default True.
     """
 
     max_attempts: int | None = 1

@@ -35,6 +35,16 @@ class Match:
     role: Role
 
 
+def _roles(leaf: Step[Any] | Await[Any]) -> list[tuple[str, Role]]:
+    """The incoming types of one step, by schema, with their role there."""
+    found = [(on.type.SCHEMA, Role.SUCCESS) for on in leaf.success]
+    found += [(on.type.SCHEMA, Role.FAILURE) for on in leaf.failure]
+    if leaf.compensation is not None:
+        found += [(t.SCHEMA, Role.COMPENSATED) for t in leaf.compensation.success]
+        found += [(t.SCHEMA, Role.COMPENSATION_FAILED) for t in leaf.compensation.failure]
+    return found
+
+
 @dataclass(frozen=True, kw_only=True)
 class Saga(Generic[D]):
     """A saga definition. Validated when built: an invalid one raises `DefinitionError`.
@@ -53,51 +63,89 @@ class Saga(Generic[D]):
             at definition time, so that a command or compensation that cannot be built
             from the saga data is found before any saga runs.
 
-    Example: the order fulfilment saga (``d`` is an ``OrderData``)::
+    Example: the order fulfilment saga, as ``services/definitions/order_fulfilment.py``
+    defines it (``OrderData``, its builders and updates, the retry policies and
+    ``EXAMPLE`` come from that module)::
 
-        order_fulfilment = Saga(
+        ORDER_FULFILMENT = Saga(
             name="order_fulfilment",
             version=1,
             data=OrderData,
-            starts=(Start(OrderPlaced, "order:{order_id}", OrderData.from_event),),
+            starts=(
+                Start(
+                    OrderPlaced,
+                    "order:{order_id}",
+                    OrderData.from_event,
+                    reads=(
+                        "customer_id",
+                        "items",
+                        "total",
+                        "currency",
+                        "shipping_address",
+                        "placed_at",
+                    ),
+                ),
+            ),
             steps=(
                 Step(
                     name="reserve_stock",
                     command=Command(ReserveStock, "inventory", reserve_stock),
                     success=(On(StockReserved, with_reservation, reads=("reservation_id",)),),
-                    failure=(On(StockUnavailable),),
+                    failure=(
+                        On(StockUnavailable, out_of_stock, reads=("sku", "available", "requested")),
+                    ),
                     compensation=Compensation(
                         command=Command(ReleaseStock, "inventory", release_stock),
                         success=(StockReleased,),
+                        retry=UNDO_RETRY,
                     ),
+                    retry=FORWARD_RETRY,
                 ),
                 Step(
                     name="authorize_payment",
                     command=Command(AuthorizePayment, "payments", authorize_payment),
-                    success=(On(PaymentAuthorized, with_authorization),),
-                    failure=(On(PaymentDeclined),),
+                    success=(
+                        On(PaymentAuthorized, with_authorization, reads=("authorization_id",)),
+                    ),
+                    failure=(On(PaymentDeclined, declined, reads=("reason",)),),
                     compensation=Compensation(
                         command=Command(VoidPayment, "payments", void_payment),
                         success=(PaymentVoided,),
+                        retry=UNDO_RETRY,
                     ),
-                    retry=RetryPolicy(max_attempts=3, retry_on=(PaymentGatewayBusy,)),
+                    retry=FORWARD_RETRY,
                 ),
                 Step(
                     name="schedule_shipment",
-                    kind=StepKind.PIVOT,
                     command=Command(ScheduleShipment, "shipping", schedule_shipment),
-                    success=(On(ShipmentScheduled),),
-                    failure=(On(ShipmentRejected),),
+                    success=(On(ShipmentScheduled, with_shipment, reads=("shipment_id",)),),
+                    failure=(On(ShipmentFailed, not_shippable, reads=("reason",)),),
+                    compensation=Compensation(
+                        command=Command(CancelShipment, "shipping", cancel_shipment),
+                        success=(ShipmentCancelled,),
+                        retry=UNDO_RETRY,
+                    ),
+                    retry=FORWARD_RETRY,
+                ),
+                Step(
+                    name="capture_payment",
+                    kind=StepKind.PIVOT,
+                    command=Command(CapturePayment, "payments", capture_payment),
+                    success=(On(PaymentCaptured, with_capture, reads=("capture_id",)),),
+                    failure=(On(PaymentCaptureFailed, not_captured, reads=("reason",)),),
+                    retry=CAPTURE_RETRY,
                 ),
             ),
             deadline=timedelta(minutes=15),
             on_completed=Emit(OrderFulfilled, "orders.events", order_fulfilled, key=order_key),
             on_compensated=Emit(OrderCancelled, "orders.events", order_cancelled, key=order_key),
+            example=EXAMPLE,
         )
 
-    ``CancelShipment`` would be the compensation of ``schedule_shipment`` if shipping
-    were compensatable; as the pivot it is not, and a later step (say, ``notify_customer``)
-    would be `StepKind.RETRIABLE`.
+    Capturing the payment is the point of no return (the pivot): until the customer is
+    charged, the stock, the authorization and the shipment can all be undone; once
+    charged, the order is fulfilled, so ``capture_payment`` has no compensation. A
+    later step (say, ``email_receipt``) would be `StepKind.RETRIABLE`.
     """
 
     name: str
@@ -117,6 +165,11 @@ class Saga(Generic[D]):
     def inbox(self) -> str:
         """The topic every message concerning an instance arrives on."""
         return f"sagas.{self.name}.inbox"
+
+    @property
+    def dead_letters(self) -> str:
+        """The topic messages the saga cannot use go to, with their reason."""
+        return f"sagas.{self.name}.dlq"
 
     @property
     def source(self) -> str:
@@ -165,20 +218,23 @@ class Saga(Generic[D]):
         return len(self.stages)
 
     @cached_property
-    def matches(self) -> Mapping[str, Match]:
-        """Incoming message types (by schema) mapped to their step and role."""
-        found: dict[str, Match] = {}
+    def matches(self) -> Mapping[str, tuple[Match, ...]]:
+        """Incoming message types (by schema) mapped to the steps they belong to, with
+        their role there, in definition order.
+
+        An awaited event belongs to one step; a reply type may belong to several (two
+        steps sending the same command), and a reply then names the command it answers
+        (``Envelope.in_reply_to``).
+        """
+        found: dict[str, list[Match]] = {}
         for leaf in self.leaves:
-            for on in leaf.success:
-                found[on.type.SCHEMA] = Match(leaf.name, Role.SUCCESS)
-            for on in leaf.failure:
-                found[on.type.SCHEMA] = Match(leaf.name, Role.FAILURE)
-            if leaf.compensation is not None:
-                for t in leaf.compensation.success:
-                    found[t.SCHEMA] = Match(leaf.name, Role.COMPENSATED)
-                for t in leaf.compensation.failure:
-                    found[t.SCHEMA] = Match(leaf.name, Role.COMPENSATION_FAILED)
-        return found
+            for schema, role in _roles(leaf):
+                found.setdefault(schema, []).append(Match(leaf.name, role))
+        return {schema: tuple(steps) for schema, steps in found.items()}
+
+    def match(self, schema: str, step: str) -> Match | None:
+        """The role of messages of type ``schema`` in step ``step``, if they have one."""
+        return next((m for m in self.matches.get(schema, ()) if m.step == step), None)
 
     def start_for(self, schema: str) -> Start[D, Any] | None:
         """The start declaration for events of type ``schema``, if they start the saga."""

@@ -7,11 +7,13 @@ type (a `Record` subclass).
 
 from __future__ import annotations
 
+import inspect
 import string
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import timedelta
-from typing import Any, Generic, TypeVar
+from datetime import datetime, timedelta
+from functools import cached_property
+from typing import Any, Generic, TypeVar, cast
 
 from sagas.contracts.record import Record
 from sagas.definition.policy import RetryPolicy, StepKind
@@ -20,6 +22,10 @@ D = TypeVar("D")
 R = TypeVar("R", bound=Record)
 
 DEFAULT_TIMEOUT = timedelta(seconds=30)
+SEND_ONCE = RetryPolicy()
+"""The default policy of a compensatable or pivot step: one send."""
+RETRY_FOREVER = RetryPolicy(max_attempts=None)
+"""The default policy of a retriable step: retried until it succeeds."""
 
 
 def template_fields(template: str) -> tuple[str, ...]:
@@ -103,7 +109,8 @@ class Step(Generic[D]):
         kind: compensatable, pivot or retriable. ``None`` means compensatable when there
             is a compensation; a step without one must say what it is.
         timeout: how long one send waits for a reply; ``None`` waits forever.
-        retry: when and how the command is sent again.
+        retry: when and how the command is sent again; ``None`` means the kind's default
+            (see `effective_retry`).
         when: a condition on the data, evaluated when the step is reached; the step is
             skipped when it returns False.
     """
@@ -115,7 +122,7 @@ class Step(Generic[D]):
     compensation: Compensation[D] | None = None
     kind: StepKind | None = None
     timeout: timedelta | None = DEFAULT_TIMEOUT
-    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    retry: RetryPolicy | None = None
     when: Callable[[D], bool] | None = None
 
     @property
@@ -124,6 +131,21 @@ class Step(Generic[D]):
         if self.kind is not None:
             return self.kind
         return StepKind.COMPENSATABLE if self.compensation is not None else None
+
+    @property
+    def effective_retry(self) -> RetryPolicy:
+        """The declared policy, or the kind's default.
+
+        A retriable step (after the point of no return) is retried until it succeeds:
+        ``RetryPolicy(max_attempts=None)``, every failure and timeout retried with
+        exponential backoff. A compensatable step or the pivot is sent once:
+        ``RetryPolicy()`` (a timeout or failure fails it, and the saga compensates).
+        """
+        if self.retry is not None:
+            return self.retry
+        if self.effective_kind is StepKind.RETRIABLE:
+            return RETRY_FOREVER
+        return SEND_ONCE
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -170,7 +192,8 @@ class Parallel(Generic[D]):
     """Steps started together; all must succeed.
 
     When one fails, the branches not yet done are stopped (no further sends; a reply
-    still in flight is waited for) and every branch that succeeded is compensated.
+    still in flight is waited for) and every branch that succeeded is compensated, all
+    of them at once (they are independent), before the stages before the group.
     Branches are compensatable, or all retriable; a pivot cannot be parallel.
     """
 
@@ -199,14 +222,41 @@ class Start(Generic[D, R]):
 class Emit(Generic[D, R]):
     """A domain event the saga publishes at its end, built from the saga data.
 
+    ``build`` gets the saga data, and also the time of the decision that ends the saga
+    when it accepts two positional arguments: ``build(data, now)``. That is the time to
+    put in a field such as ``fulfilled_at`` (builders are pure and read no clock; the
+    saga data knows only the times of earlier messages).
+
     Attributes:
         type: the event class.
         topic: where it goes, e.g. ``"orders.events"``.
-        build: a pure function ``data -> event``.
+        build: a pure function ``data -> event`` or ``(data, now) -> event``.
         key: a pure function ``data -> key`` (the aggregate id); the saga id by default.
     """
 
     type: type[R]
     topic: str
-    build: Callable[[D], R]
+    build: Callable[[D], R] | Callable[[D, datetime], R]
     key: Callable[[D], str] | None = None
+
+    @cached_property
+    def takes_time(self) -> bool:
+        """Whether ``build`` is called with the decision time too (it accepts two
+        positional arguments)."""
+        return accepts(self.build, 2)
+
+    def event(self, data: D, now: datetime) -> R:
+        """The event, built from ``data`` (and ``now`` when ``build`` takes it)."""
+        if self.takes_time:
+            return cast(Callable[[D, datetime], R], self.build)(data, now)
+        return cast(Callable[[D], R], self.build)(data)
+
+
+def accepts(fn: Callable[..., object], n: int) -> bool:
+    """Whether ``fn`` can be called with ``n`` positional arguments (False when its
+    signature cannot be read)."""
+    try:
+        inspect.signature(fn).bind(*([None] * n))
+    except (TypeError, ValueError):
+        return False
+    return True

@@ -9,10 +9,11 @@ cycle; a step listed twice is reported as such.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import inspect
 import re
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from sagas.contracts.record import Record
@@ -34,6 +35,8 @@ if TYPE_CHECKING:
 
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 _RANK = {StepKind.COMPENSATABLE: 0, StepKind.PIVOT: 1, StepKind.RETRIABLE: 2}
+_SOME_TIME = datetime(2000, 1, 1, tzinfo=UTC)
+"""The decision time end events are built with at definition time (``example``)."""
 
 Problems = list[tuple[str | None, str]]
 
@@ -123,7 +126,10 @@ def _check_saga(saga: Saga[Any], problems: Problems) -> None:
 
 def _emit_problems(emit: Emit[Any, Any]) -> list[str]:
     found = _type_problem(emit.type, "event")
-    found += _arity_problem(emit.build, 1, "build")
+    if not callable(emit.build):
+        found.append("build is not callable")
+    elif _arity_problem(emit.build, 1, "build") and _arity_problem(emit.build, 2, "build"):
+        found.append("build must accept 1 or 2 positional argument(s): (data) or (data, now)")
     if emit.key is not None:
         found += _arity_problem(emit.key, 1, "key")
     if not emit.topic:
@@ -209,9 +215,9 @@ def _leaf_problems(leaf: Step[Any] | Await[Any]) -> list[str]:
         if not leaf.success:
             found.append("no success reply")
         found += _ons_problems(leaf.success, "success reply")
-        found += leaf.retry.problems()
+        found += leaf.effective_retry.problems()
         failure_types = {on.type for on in leaf.failure}
-        for t in leaf.retry.retry_on:
+        for t in leaf.effective_retry.retry_on:
             if t not in failure_types:
                 found.append(f"retry_on {t!r} is not one of the step's failure replies")
     else:
@@ -258,21 +264,43 @@ def _check_kinds(saga: Saga[Any], problems: Problems) -> None:
 
 
 def _check_incoming(saga: Saga[Any], problems: Problems) -> None:
+    """Incoming types: none is a start event, none is listed twice in one step, and an
+    awaited event belongs to its `Await` alone.
+
+    Replies may repeat across steps (two steps may send the same command): a reply names
+    the command it answers (``in_reply_to``). A choreography event carries no such
+    correlation, so only its type can tell which `Await` it is for.
+    """
     starts = {s.event for s in saga.starts}
-    owner: dict[type[Record], str] = {}
+    owners: dict[type[Record], list[str]] = {}
     for leaf in saga.leaves:
         incoming = [on.type for on in (*leaf.success, *leaf.failure)]
         if leaf.compensation is not None:
             incoming += [*leaf.compensation.success, *leaf.compensation.failure]
+        here: set[type[Record]] = set()
         for t in incoming:
             name = getattr(t, "SCHEMA", repr(t))
             if t in starts:
                 problems.append((leaf.name, f"{name} is also a start event"))
-            elif t in owner and owner[t] != leaf.name:
-                problems.append((leaf.name, f"{name} is also awaited by step {owner[t]!r}"))
-            elif t in owner:
+            elif t in here:
                 problems.append((leaf.name, f"{name} is listed twice"))
-            owner[t] = leaf.name
+            else:
+                owners.setdefault(t, []).append(leaf.name)
+            here.add(t)
+    for leaf in saga.leaves:
+        if not isinstance(leaf, Await):
+            continue
+        for on in (*leaf.success, *leaf.failure):
+            others = [s for s in owners.get(on.type, []) if s != leaf.name]
+            name = getattr(on.type, "SCHEMA", repr(on.type))
+            problems.extend(
+                (
+                    leaf.name,
+                    f"{name} is also awaited by step {other!r} (an awaited event carries "
+                    "no in_reply_to: its type must belong to one step)",
+                )
+                for other in others
+            )
 
 
 def _check_example(saga: Saga[Any], example: object, problems: Problems) -> None:
@@ -300,6 +328,7 @@ def _check_example(saga: Saga[Any], example: object, problems: Problems) -> None
             attempt(leaf.name, "condition", leaf.when, bool)
     for emit in (saga.on_completed, saga.on_compensated):
         if emit is not None:
-            attempt(None, f"end event {emit.type.SCHEMA}", emit.build, emit.type)
+            build = functools.partial(emit.event, now=_SOME_TIME)
+            attempt(None, f"end event {emit.type.SCHEMA}", build, emit.type)
             if emit.key is not None:
                 attempt(None, f"key of {emit.type.SCHEMA}", emit.key, str)

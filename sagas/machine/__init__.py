@@ -27,6 +27,7 @@ from sagas.machine.instance import (
     TimerKind,
 )
 from sagas.machine.outputs import (
+    MAX_EARLY,
     OUTCOME_TOPIC,
     Decision,
     Outgoing,
@@ -49,6 +50,7 @@ from sagas.machine.serialize import (
 )
 
 __all__ = [
+    "MAX_EARLY",
     "OUTCOME_TOPIC",
     "Abort",
     "Decision",

@@ -1,4 +1,5 @@
-"""Compensation: undoing the completed steps, in reverse order of completion, one at a time."""
+"""Compensation: undoing the completed steps, stage by stage in reverse order; the
+branches of a parallel stage together."""
 
 from __future__ import annotations
 
@@ -37,16 +38,32 @@ def begin_compensation(w: Work[Any], step: str | None, reason: str) -> None:
     advance_compensation(w)
 
 
+def to_undo(w: Work[Any], leaf: Leaf) -> bool:
+    """Whether ``leaf`` is still to be compensated: it has a compensation, and it
+    succeeded or may have been applied (it failed or was cancelled with its last command
+    unanswered: a participant that was slow may have done the work)."""
+    state = w.st(leaf.name)
+    done = state.status is StepStatus.SUCCEEDED or state.maybe_applied
+    return leaf.compensation is not None and done
+
+
 def advance_compensation(w: Work[Any]) -> None:
-    """Send the next compensation, or finish when every completed step is undone."""
+    """Undo the last stage with steps to undo, or finish when none is left.
+
+    Stages are undone in reverse order. The branches of a parallel stage are
+    independent, so their compensations are sent together; the stage before is undone
+    once all of them are done (and once no command is in flight anywhere).
+    """
     if w.paused or w.state is not SagaState.COMPENSATING:
         return
     if any(s.status in _IN_FLIGHT for s in w.steps.values()):
         return
-    for name in reversed(w.completed):
-        leaf = w.saga.step(name)
-        if w.st(name).status is StepStatus.SUCCEEDED and leaf.compensation is not None:
-            send_compensation(w, leaf, w.st(name).comp_attempt + 1, new_round=True)
+    for stage in reversed(w.saga.stages):
+        pending = [leaf for leaf in stage if to_undo(w, leaf)]
+        for leaf in pending:
+            if w.state is SagaState.COMPENSATING:  # a builder that raised may fail the saga
+                send_compensation(w, leaf, w.st(leaf.name).comp_attempt + 1, new_round=True)
+        if pending:
             return
     w.set_phase(SagaState.COMPENSATED)
     w.timers = []
@@ -105,10 +122,15 @@ def compensation_failed(w: Work[Any], leaf: Leaf, reason: str, *, bump: bool = T
 
 
 def fail_saga(w: Work[Any], step: str | None, reason: str) -> None:
-    """Leave the saga FAILED for an operator (commands in flight keep their timeouts)."""
+    """Leave the saga FAILED for an operator.
+
+    Commands in flight keep their timeouts, and compensations under way (the other
+    branches of a parallel stage) keep their retries: they carry on to their own ends,
+    so that `Resume` has only the failed ones to send again.
+    """
     w.set_phase(SagaState.FAILED)
     w.reason = reason
     w.failed_step = step
-    w.disarm(None, TimerKind.DEADLINE, TimerKind.RETRY, TimerKind.COMPENSATION_RETRY)
+    w.disarm(None, TimerKind.DEADLINE, TimerKind.RETRY)
     w.note(f"failed: {reason}")
     w.emit(SagaFailed, step=step, reason=reason)

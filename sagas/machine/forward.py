@@ -6,7 +6,12 @@ from typing import Any
 
 from sagas.contracts.record import Record
 from sagas.definition import Await, On, Step, StepKind, jitter_unit
-from sagas.machine.backward import advance_compensation, begin_compensation, fail_saga
+from sagas.machine.backward import (
+    advance_compensation,
+    begin_compensation,
+    fail_saga,
+    send_compensation,
+)
 from sagas.machine.instance import SagaState, StepStatus, TimerKind
 from sagas.machine.outputs import SagaCompleted, StepFailed, StepSucceeded
 from sagas.machine.work import Leaf, Work
@@ -79,7 +84,7 @@ def send(w: Work[Any], leaf: Step[Any], attempt: int, *, new_round: bool) -> Non
         w.put(leaf.name, status=StepStatus.RUNNING)
         step_failed(w, leaf, f"cannot build {leaf.command.type.SCHEMA}: {exc!r}")
         return
-    w.put(leaf.name, status=StepStatus.RUNNING)
+    w.put(leaf.name, status=StepStatus.RUNNING, unanswered=True)
     w.command(leaf, attempt, command)
     w.note(f"send {leaf.command.type.SCHEMA} for {leaf.name} (attempt {attempt})")
     if leaf.timeout is not None:
@@ -105,9 +110,15 @@ def on_message(w: Work[Any], leaf: Leaf, record: Record) -> str | None:
     on, success = found
     if isinstance(leaf, Await) and status is StepStatus.PENDING and w.phase is SagaState.RUNNING:
         return "early"
+    if success and _undo_when_late(w, leaf):
+        succeed_late(w, leaf, on, record)
+        return None
     accepted = (StepStatus.RUNNING, StepStatus.RETRYING) if success else (StepStatus.RUNNING,)
     if status not in accepted:
+        if not success and w.st(leaf.name).unanswered:
+            return answered_late(w, leaf, record)
         return f"late {record.SCHEMA} for {leaf.name} ({status})"
+    w.put(leaf.name, unanswered=False)  # the last command sent has its answer
     if success:
         succeed(w, leaf, on, record)
     else:
@@ -115,7 +126,7 @@ def on_message(w: Work[Any], leaf: Leaf, record: Record) -> str | None:
             w.data = on.apply(w.data, record)
         except Exception as exc:  # an author's function: note it, the step fails anyway
             w.note(f"failure update raised {exc!r}")
-        retryable = isinstance(leaf, Step) and record.__class__ in leaf.retry.retry_on
+        retryable = isinstance(leaf, Step) and record.__class__ in leaf.effective_retry.retry_on
         step_failure(w, leaf, f"{record.SCHEMA} received", retryable=retryable, bump=True)
     return None
 
@@ -123,7 +134,14 @@ def on_message(w: Work[Any], leaf: Leaf, record: Record) -> str | None:
 def succeed(w: Work[Any], leaf: Leaf, on: On[Any, Any] | None, record: Record | None) -> None:
     """Record ``leaf``'s success, update the data, and move on."""
     w.disarm(leaf.name)
-    w.put(leaf.name, status=StepStatus.SUCCEEDED, ended=w.now, reply=record, error=None)
+    w.put(
+        leaf.name,
+        status=StepStatus.SUCCEEDED,
+        ended=w.now,
+        reply=record,
+        error=None,
+        unanswered=False,
+    )
     w.completed.append(leaf.name)
     w.note(f"{leaf.name} succeeded")
     w.emit(StepSucceeded, step=leaf.name)
@@ -148,16 +166,70 @@ def succeed(w: Work[Any], leaf: Leaf, on: On[Any, Any] | None, record: Record | 
     proceed(w)
 
 
+def _undo_when_late(w: Work[Any], leaf: Leaf) -> bool:
+    """Whether a success for ``leaf`` now is late work to undo: the step failed or was
+    cancelled after its command was sent (or its event awaited), and it has not been
+    compensated."""
+    state = w.st(leaf.name)
+    if leaf.compensation is None or state.status not in (StepStatus.FAILED, StepStatus.CANCELLED):
+        return False
+    return isinstance(leaf, Await) or state.attempt > 0
+
+
+def succeed_late(w: Work[Any], leaf: Leaf, on: On[Any, Any], record: Record) -> None:
+    """A success for a step that failed or was cancelled: the participant did the work
+    after all. It is recorded as a success (its data update included, which the
+    compensation may need), then undone: in its stage's turn while compensating, at once
+    otherwise, also after the saga ended (which stays as it is: only the step changes).
+    """
+    w.disarm(leaf.name)
+    w.put(
+        leaf.name,
+        status=StepStatus.SUCCEEDED,
+        ended=w.now,
+        reply=record,
+        error=None,
+        unanswered=False,
+    )
+    w.completed.append(leaf.name)
+    w.note(f"{leaf.name} succeeded late: compensate it")
+    w.emit(StepSucceeded, step=leaf.name)
+    try:
+        w.data = on.apply(w.data, record)
+    except Exception as exc:  # an author's function: note it, the step is undone anyway
+        w.note(f"update after {record.SCHEMA} raised {exc!r}")
+    if w.phase is SagaState.COMPENSATING:
+        advance_compensation(w)
+    elif not w.paused:  # a paused saga is running or compensating; running, it has no
+        # failed or cancelled compensatable step (that would have started compensation)
+        send_compensation(w, leaf, w.st(leaf.name).comp_attempt + 1, new_round=True)
+
+
+def answered_late(w: Work[Any], leaf: Leaf, record: Record) -> str | None:
+    """A failure reply to the last command of ``leaf`` after it gave up waiting for it
+    (it timed out: waiting to resend, failed, or cancelled): the participant did not
+    apply it, so it is not to be undone. Returns why it is ignored, if it is."""
+    status = w.st(leaf.name).status
+    if status not in (StepStatus.RETRYING, StepStatus.FAILED, StepStatus.CANCELLED):
+        return f"late {record.SCHEMA} for {leaf.name} ({status})"
+    w.put(leaf.name, unanswered=False)
+    w.note(f"{leaf.name}: {record.SCHEMA} answers its last command: not applied")
+    if w.phase is SagaState.COMPENSATING:
+        advance_compensation(w)
+    return None
+
+
 def step_failure(w: Work[Any], leaf: Leaf, reason: str, *, retryable: bool, bump: bool) -> None:
     """A send of ``leaf`` failed or timed out: schedule a retry, or fail the step."""
     w.disarm(leaf.name, TimerKind.TIMEOUT)
     state = w.st(leaf.name)
     if isinstance(leaf, Step) and w.phase is SagaState.RUNNING:
         retryable = retryable or leaf.effective_kind is StepKind.RETRIABLE
-        if retryable and leaf.retry.allows(state.sends):
+        policy = leaf.effective_retry
+        if retryable and policy.allows(state.sends):
             attempt = state.attempt + 1 if bump else state.attempt
             unit = jitter_unit(w.saga_id, leaf.name, attempt, state.sends)
-            delay = leaf.retry.delay(state.sends, unit)
+            delay = policy.delay(state.sends, unit)
             w.put(leaf.name, status=StepStatus.RETRYING, error=reason)
             w.arm(TimerKind.RETRY, leaf.name, attempt, delay)
             w.note(f"{leaf.name}: {reason}; retry in {delay}")

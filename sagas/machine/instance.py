@@ -87,6 +87,10 @@ class StepState:
         started, ended: when the step was first sent or awaited, and when it finished.
         error: the last failure, for people.
         reply: the reply or event that decided it (or the operator-supplied result).
+        unanswered: whether the last command sent (attempt ``attempt``) has had no reply
+            yet. Set when it is sent, kept when it times out (a resend carries the same
+            id), cleared by any reply to it. A compensatable step that ends FAILED or
+            CANCELLED while unanswered may have been applied: it is compensated.
     """
 
     name: str
@@ -99,6 +103,12 @@ class StepState:
     ended: datetime | None = None
     error: str | None = None
     reply: Record | None = None
+    unanswered: bool = False
+
+    @property
+    def maybe_applied(self) -> bool:
+        """Whether the step failed or was cancelled with its last command unanswered."""
+        return self.unanswered and self.status in (StepStatus.FAILED, StepStatus.CANCELLED)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -140,7 +150,8 @@ class SagaInstance(Generic[D]):
         timers: the pending timers (the runtime schedules `scheduled_timers`).
         reason: why the saga is compensating, compensated or failed.
         failed_step: the step whose failure caused that, if a step did.
-        early: choreography events that arrived before their step was reached.
+        early: choreography events that arrived before their step was reached (at
+            most `MAX_EARLY`; dead-lettered beyond it, and when the saga ends).
         seen: the ids of every input processed, to drop duplicates.
         history: the audit log.
         created, updated, ended: timestamps (the ``now`` of decisions).

@@ -7,12 +7,16 @@ from datetime import datetime
 from enum import StrEnum
 from typing import ClassVar, Generic, TypeVar
 
-from sagas.contracts.record import Record
+from sagas.contracts.record import Envelope, Record
 from sagas.machine.instance import SagaInstance, Timer
 
 D = TypeVar("D")
 
 OUTCOME_TOPIC = "sagas.events"
+
+MAX_EARLY = 32
+"""Most choreography events one instance keeps before their step is reached; beyond it,
+the oldest is dead-lettered (``early-overflow``)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -90,6 +94,9 @@ class OutgoingKind(StrEnum):
     COMPENSATION = "COMPENSATION"
     DOMAIN_EVENT = "DOMAIN_EVENT"
     SAGA_EVENT = "SAGA_EVENT"
+    DEAD_LETTER = "DEAD_LETTER"
+    """A message the instance kept and dropped (``envelope``, ``reason``): the runtime
+    puts it on the saga's dead-letter topic."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -97,20 +104,32 @@ class Outgoing:
     """A message to produce, in the transaction that stores the decision.
 
     Header mapping (CloudEvents Kafka binding): ``ce_id`` = ``id``, ``ce_type`` =
-    `type`, ``ce_source`` = ``source``, ``saga_id``, ``reply_to`` (commands only), and
-    the instance's ``traceparent`` / ``tracestate``; ``ce_time`` is the decision's now.
+    `type`, ``ce_source`` = ``source``, ``saga_id``, ``reply_to`` (commands only),
+    ``compensates`` (compensations only, the ids joined by commas), and the instance's
+    ``traceparent`` / ``tracestate``; ``ce_time`` is the decision's now.
 
     Attributes:
-        kind: command, compensation, domain event or saga outcome event.
-        topic: ``<service>.commands``, the end event's topic, or ``sagas.events``.
+        kind: command, compensation, domain event, saga outcome event or dead letter.
+        topic: ``<service>.commands``, the end event's topic, ``sagas.events``, or
+            ``sagas.<saga>.dlq`` for dead letters.
         key: the Kafka key: the saga id (the end event's ``key`` when it has one).
         id: deterministic ``ce_id``: ``<saga_id>:<step>:<attempt>`` for commands,
-            ``<saga_id>:<step>:compensate:<attempt>`` for compensations.
+            ``<saga_id>:<step>:compensate:<attempt>`` for compensations; a dead
+            letter's is the id of the message dropped.
         payload: the message.
         saga_id: the instance.
         source: ``/sagas/<saga name>``.
         reply_to: the saga's inbox, for commands and compensations.
         step, attempt: for commands and compensations.
+        compensates: for compensations, the ids of every command sent for the step
+            (``<saga_id>:<step>:1`` to ``<saga_id>:<step>:<attempt>``), so that a
+            participant can tell which commands it undoes, including one it has not
+            received yet (a slow one the saga gave up on).
+        envelope: for dead letters, the message dropped, as it arrived (the runtime
+            encodes it again with its codec).
+        reason: for dead letters, why it was dropped: ``early-overflow`` (more than
+            `MAX_EARLY` events kept), ``step-not-reached`` (the saga ended before its
+            step), ``step-already-decided`` (the step had used another event).
     """
 
     kind: OutgoingKind
@@ -123,6 +142,9 @@ class Outgoing:
     reply_to: str | None = None
     step: str | None = None
     attempt: int | None = None
+    compensates: tuple[str, ...] = ()
+    envelope: Envelope | None = None
+    reason: str | None = None
 
     @property
     def type(self) -> str:

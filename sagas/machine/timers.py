@@ -44,7 +44,7 @@ def fire(w: Work[Any], timer: Timer) -> None:
     leaf = w.saga.step(timer.step)
     state = w.st(timer.step)
     if timer.kind is TimerKind.TIMEOUT and state.status is StepStatus.RUNNING:
-        retry = isinstance(leaf, Step) and leaf.retry.retry_on_timeout
+        retry = isinstance(leaf, Step) and leaf.effective_retry.retry_on_timeout
         step_failure(w, leaf, "timed out", retryable=retry, bump=False)
     elif timer.kind is TimerKind.RETRY and state.status is StepStatus.RETRYING:
         assert isinstance(leaf, Step)  # only commands are retried

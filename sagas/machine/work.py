@@ -10,17 +10,25 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any, Generic, TypeVar
 
-from sagas.contracts.record import Record
+from sagas.contracts.record import Envelope, Record
 from sagas.definition import Await, Emit, Saga, Step, StepKind
 from sagas.machine.instance import (
     HistoryEntry,
     SagaInstance,
     SagaState,
     StepState,
+    StepStatus,
     Timer,
     TimerKind,
 )
-from sagas.machine.outputs import OUTCOME_TOPIC, Decision, Outgoing, OutgoingKind, SagaEvent
+from sagas.machine.outputs import (
+    MAX_EARLY,
+    OUTCOME_TOPIC,
+    Decision,
+    Outgoing,
+    OutgoingKind,
+    SagaEvent,
+)
 
 D = TypeVar("D")
 
@@ -70,6 +78,28 @@ class Work(Generic[D]):
             self.state = state
         if state.ended:
             self.ended = self.now
+
+    # -- early events --------------------------------------------------------------------
+
+    def keep_early(self, envelope: Envelope, step: str) -> None:
+        """Keep a choreography event its step has not reached (the oldest goes out
+        beyond `MAX_EARLY`: the instance must not grow without bound)."""
+        self.early.append(envelope)
+        self.note(f"kept early {envelope.type} for {step}")
+        while len(self.early) > MAX_EARLY:
+            self.dead_letter(self.early.pop(0), "early-overflow")
+
+    def drop_early(self) -> None:
+        """The saga ended: no step will use the events kept, they go to dead letters."""
+        if not self.phase.ended:
+            return
+        for envelope in self.early:
+            # An awaited event's type belongs to one step (validation sees to it).
+            match = self.saga.matches.get(envelope.payload.SCHEMA, ())
+            status = self.st(match[0].step).status if match else None
+            reached = status not in (StepStatus.PENDING, StepStatus.CANCELLED)
+            self.dead_letter(envelope, "step-already-decided" if reached else "step-not-reached")
+        self.early = []
 
     def st(self, name: str) -> StepState:
         return self.steps[name]
@@ -129,7 +159,25 @@ class Work(Generic[D]):
         topic = leaf.compensation.command.topic
         mid = f"{self.saga_id}:{leaf.name}:compensate:{attempt}"
         self._message(OutgoingKind.COMPENSATION, topic, self.saga_id, mid, command)
-        self.out[-1] = replace(self.out[-1], step=leaf.name, attempt=attempt)
+        sent = range(1, self.st(leaf.name).attempt + 1) if isinstance(leaf, Step) else ()
+        undoes = tuple(f"{self.saga_id}:{leaf.name}:{n}" for n in sent)
+        self.out[-1] = replace(self.out[-1], step=leaf.name, attempt=attempt, compensates=undoes)
+
+    def dead_letter(self, envelope: Envelope, reason: str) -> None:
+        self.out.append(
+            Outgoing(
+                kind=OutgoingKind.DEAD_LETTER,
+                topic=self.saga.dead_letters,
+                key=self.saga_id,
+                id=envelope.id,
+                payload=envelope.payload,
+                saga_id=self.saga_id,
+                source=self.saga.source,
+                envelope=envelope,
+                reason=reason,
+            )
+        )
+        self.note(f"dead-lettered {envelope.type} {envelope.id} ({reason})")
 
     def emit(self, event_type: type[SagaEvent], **fields: Any) -> None:
         event = event_type(
@@ -147,7 +195,7 @@ class Work(Generic[D]):
         if emit is None:
             return
         try:
-            event = emit.build(self.data)
+            event = emit.event(self.data, self.now)
             key = emit.key(self.data) if emit.key is not None else self.saga_id
         except Exception as exc:  # an author's function: record, never crash the saga
             self.note(f"end event {emit.type.SCHEMA} not built: {exc!r}")
@@ -194,6 +242,8 @@ class Work(Generic[D]):
     ) -> Decision[D]:
         if ignored is not None:
             self.notes = [f"ignored: {ignored}"]
+        else:
+            self.drop_early()
         instance = self.freeze(kind, type_, input_id)
         return Decision(
             instance=instance,

@@ -164,7 +164,8 @@ class Processor:
 
     def reply(self, command: Envelope, payload: Record) -> Outbound:
         """The encoded reply to ``command``: keyed by saga id, ids and trace copied (with
-        telemetry on, the trace context of the reply's own span)."""
+        telemetry on, the trace context of the reply's own span), ``in_reply_to`` the
+        command's id (the saga matches the reply to its step by it)."""
         trace = self.telemetry.reply(command, payload) if self.telemetry is not None else None
         traceparent, tracestate = trace or (command.traceparent, command.tracestate)
         envelope = Envelope(
@@ -174,6 +175,7 @@ class Processor:
             time=self.clock(),
             payload=payload,
             saga_id=command.saga_id,
+            in_reply_to=command.id,
             traceparent=traceparent,
             tracestate=tracestate,
         )

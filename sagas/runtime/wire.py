@@ -29,6 +29,9 @@ from sagas.machine.inputs import OperatorAction
 from sagas.machine.serialize import record_from_dict
 from sagas.runtime import loop
 
+COMPENSATES = "compensates"
+"""The header of a compensation naming the command ids it undoes, comma-separated."""
+
 
 def to_record(payload: Record | SagaEvent, classes: ClassMap) -> Record:
     """The Avro-backed record for a payload; outcome events map by their TYPE name."""
@@ -70,6 +73,8 @@ def encode(
         tracestate=tracestate,
     )
     headers, value = codec.encode(envelope)
+    if out.compensates:  # the commands a compensation undoes, for the participant's tombstone
+        headers.insert(len(headers) - 1, (COMPENSATES, ",".join(out.compensates).encode()))
     return loop.Outgoing(out.topic, value, key=out.key.encode(), headers=headers)
 
 

@@ -26,7 +26,8 @@ from sagas.contracts.messages.sagas import OperatorAction as OperatorActionRecor
 from sagas.contracts.record import Envelope
 from sagas.definition import Saga
 from sagas.errors import SagasError
-from sagas.machine import SagaInstance, TimerFired, decide
+from sagas.machine import Outgoing as CoreOutgoing
+from sagas.machine import OutgoingKind, SagaInstance, TimerFired, decide
 from sagas.machine.serialize import instance_from_dict, instance_to_dict
 from sagas.runtime import changelog, deadletter, topics, wire
 from sagas.runtime.clock import NonDecreasingClock
@@ -63,6 +64,35 @@ def dead_letter(
     ]
     value, headers = deadletter.fit(record.key, record.value, headers)  # Kafka must take it
     return Outgoing(topic, value, key=record.key, headers=headers)
+
+
+def kept_dead_letter(out: CoreOutgoing, codec: Codec, saga: str, partition: int) -> Outgoing:
+    """A message an instance kept and dropped (`OutgoingKind.DEAD_LETTER`: an early
+    event), as a dead letter of inbox ``partition``, with the same ``dlq_*`` headers as
+    `dead_letter`.
+
+    The record it arrived in is gone (the instance kept the decoded envelope), so it is
+    encoded again with the codec: the same headers and payload, possibly under another
+    schema id. Its inbox offset is not known: ``dlq_offset`` is ``-1``.
+    """
+    assert out.envelope is not None  # set on every dead letter
+    assert out.reason is not None
+    headers, value = codec.encode(out.envelope)
+    record: ConsumerRecord[Any, Any] = ConsumerRecord(
+        topics.inbox(saga),
+        partition,
+        -1,
+        0,
+        0,
+        out.key.encode(),
+        value,
+        None,
+        0,
+        0,
+        tuple(headers),
+    )
+    message = f"{out.envelope.type} {out.envelope.id} kept by saga {out.saga_id}: {out.reason}"
+    return dead_letter(record, topics.dead_letters(saga), out.reason, message, "EarlyEventDropped")
 
 
 @dataclass
@@ -316,6 +346,9 @@ class SagaWorker:
             )
         work.instances[new.saga_id] = new
         for i, out in enumerate(decision.outgoing):
+            if out.kind is OutgoingKind.DEAD_LETTER:
+                work.outgoing.append(kept_dead_letter(out, self._codec, work.saga, work.partition))
+                continue
             work.outgoing.append(
                 wire.encode(
                     out,

@@ -18,7 +18,8 @@
 
 What a role gets is data (`PRODUCTS`, `CLOUD_ROLES`, `LAPTOPS`): a role without
 products or cloud roles skips that branch. Every step can be undone, so any failure
-undoes the completed steps in reverse order and publishes ``OnboardingCancelled``; when
+undoes the completed steps in reverse order (the ``equip`` branches together) and
+publishes ``OnboardingCancelled``; when
 every step succeeds, ``EmployeeOnboarded`` is published. Both go to ``hr.events``.
 """
 
@@ -190,8 +191,12 @@ def assign_licences(d: OnboardingData) -> AssignLicences:
     return AssignLicences(employee_id=d.employee_id, role=d.role, products=PRODUCTS[d.role])
 
 
+# A compensation also runs for a step that may have been applied without a reply (it
+# timed out): then the data lacks the reply, so undo what the command asked for.
+
+
 def unassign_licences(d: OnboardingData) -> UnassignLicences:
-    return UnassignLicences(employee_id=d.employee_id, products=d.products)
+    return UnassignLicences(employee_id=d.employee_id, products=d.products or PRODUCTS[d.role])
 
 
 def grant_access(d: OnboardingData) -> GrantCloudAccess:
@@ -199,7 +204,7 @@ def grant_access(d: OnboardingData) -> GrantCloudAccess:
 
 
 def revoke_access(d: OnboardingData) -> RevokeCloudAccess:
-    return RevokeCloudAccess(employee_id=d.employee_id, roles=d.cloud_roles)
+    return RevokeCloudAccess(employee_id=d.employee_id, roles=d.cloud_roles or CLOUD_ROLES[d.role])
 
 
 # -- replies and events --------------------------------------------------------------
@@ -250,25 +255,23 @@ def access_denied(d: OnboardingData, r: CloudAccessDenied) -> OnboardingData:
 
 
 # -- end events ----------------------------------------------------------------------
-# Builders are pure and get no clock, so the times are the last ones the data knows
-# (as in order fulfilment); the event's ``ce_time`` header holds the decision time.
+# Builders read no clock: taking two arguments, they get the time of the decision that
+# ends the saga (as in order fulfilment).
 
 
-def employee_onboarded(d: OnboardingData) -> EmployeeOnboarded:
+def employee_onboarded(d: OnboardingData, now: datetime) -> EmployeeOnboarded:
     return EmployeeOnboarded(
         employee_id=d.employee_id,
         username=d.username or "",
         email=d.email or "",
         asset_tag=d.asset_tag or "",
-        onboarded_at=d.delivered_at or d.hired_at,
+        onboarded_at=now,
     )
 
 
-def onboarding_cancelled(d: OnboardingData) -> OnboardingCancelled:
+def onboarding_cancelled(d: OnboardingData, now: datetime) -> OnboardingCancelled:
     return OnboardingCancelled(
-        employee_id=d.employee_id,
-        reason=d.failure or "onboarding failed",
-        cancelled_at=d.delivered_at or d.hired_at,
+        employee_id=d.employee_id, reason=d.failure or "onboarding failed", cancelled_at=now
     )
 
 

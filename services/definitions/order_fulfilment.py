@@ -186,22 +186,16 @@ def not_captured(d: OrderData, r: PaymentCaptureFailed) -> OrderData:
 
 
 # -- end events ----------------------------------------------------------------------
-# Builders are pure and get no clock (decide() must give equal results for equal
-# arguments), so ``fulfilled_at`` / ``cancelled_at`` carry the last time the saga data
-# knows, the order's ``placed_at``. The event's ``ce_time`` header holds the decision
-# time. TODO(lead): pass the decision time to Emit builders and use it here.
+# Builders read no clock (decide() gives equal results for equal arguments): an Emit
+# builder taking two arguments gets the time of the decision that ends the saga.
 
 
-def order_fulfilled(d: OrderData) -> OrderFulfilled:
-    return OrderFulfilled(
-        order_id=d.order_id, shipment_id=d.shipment_id or "", fulfilled_at=d.placed_at
-    )
+def order_fulfilled(d: OrderData, now: datetime) -> OrderFulfilled:
+    return OrderFulfilled(order_id=d.order_id, shipment_id=d.shipment_id or "", fulfilled_at=now)
 
 
-def order_cancelled(d: OrderData) -> OrderCancelled:
-    return OrderCancelled(
-        order_id=d.order_id, reason=d.failure or "cancelled", cancelled_at=d.placed_at
-    )
+def order_cancelled(d: OrderData, now: datetime) -> OrderCancelled:
+    return OrderCancelled(order_id=d.order_id, reason=d.failure or "cancelled", cancelled_at=now)
 
 
 def order_key(d: OrderData) -> str:

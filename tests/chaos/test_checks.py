@@ -22,11 +22,18 @@ from sagas.chaos.checks.sagas import (
     transition_problems,
 )
 from sagas.chaos.final import SagaRecords, snapshot
+from sagas.contracts.record import Envelope
 from sagas.machine import SagaInstance, SagaState, StepStatus, instance_to_dict
-from sagas.testing import Harness, script
+from sagas.testing import Harness, script, silent
+from services.definitions.onboarding import ONBOARDING
 from services.definitions.order_fulfilment import ORDER_FULFILMENT
+from services.messages.access import CloudAccessDenied, CloudAccessGranted
+from services.messages.hr import Role
+from services.messages.licensing import LicencesUnavailable
 from services.messages.orders import Address, OrderLine, OrderPlaced
 from services.messages.payments import PaymentCaptureFailed
+from tests.unit.test_onboarding_saga import harness_for as onboarding_harness
+from tests.unit.test_onboarding_saga import hired
 from tests.unit.test_order_fulfilment import participants
 
 
@@ -76,6 +83,73 @@ def test_a_real_compensated_run_passes_every_saga_check() -> None:
     assert compensation_problems(ORDER_FULFILMENT, final) == []
 
 
+def test_a_parallel_stage_undone_together_passes_the_compensation_check() -> None:
+    short = LicencesUnavailable(employee_id="e-1", product="GITHUB")
+    harness = onboarding_harness(AssignLicences=script(short))
+    saga_id = harness.start(hired(role=Role.ENGINEER))
+    harness.run()
+    final = harness.instance(saga_id)
+    assert final.state is SagaState.COMPENSATED
+    assert compensation_problems(ONBOARDING, final) == []
+    states = [d.instance for _, d in harness.decisions if d.instance is not None]
+    assert transition_problems(saga_id, records_of(states)) == {}
+
+
+def test_a_branch_compensated_unanswered_and_a_late_success_pass_the_checks() -> None:
+    # grant_access times out unanswered during the compensation: it is undone in turn.
+    short = LicencesUnavailable(employee_id="e-1", product="GITHUB")
+    harness = onboarding_harness(AssignLicences=script(short), GrantCloudAccess=silent())
+    saga_id = harness.start(hired(role=Role.ENGINEER))
+    harness.run()
+    final = harness.instance(saga_id)
+    assert "grant_access" not in final.completed
+    assert final.step("grant_access").status is StepStatus.COMPENSATED
+    assert compensation_problems(ONBOARDING, final) == []
+    states = [d.instance for _, d in harness.decisions if d.instance is not None]
+    assert transition_problems(saga_id, records_of(states)) == {}
+    # Then its success arrives after the end: recorded, nothing more to undo.
+    late = granted_envelope(saga_id, harness.now)
+    harness.send(saga_id, late)
+    harness.run()
+    assert compensation_problems(ONBOARDING, harness.instance(saga_id)) == []
+    # Had it been compensated without being unanswered, that would be a violation.
+    steps = tuple(dataclasses.replace(s, unanswered=False) for s in final.steps)
+    blind = dataclasses.replace(final, steps=steps)
+    assert any("never succeeded" in p for p in compensation_problems(ONBOARDING, blind))
+
+
+def test_a_late_success_compensated_after_the_end_passes_the_checks() -> None:
+    # Licences short while the access service answers a definitive-looking failure
+    # first; its success comes after the saga ended COMPENSATED and is undone then.
+    short = LicencesUnavailable(employee_id="e-1", product="GITHUB")
+    denied = CloudAccessDenied(employee_id="e-1", reason="busy")
+    harness = onboarding_harness(AssignLicences=script(short), GrantCloudAccess=script(denied))
+    saga_id = harness.start(hired(role=Role.ENGINEER))
+    harness.run()
+    assert harness.state(saga_id) is SagaState.COMPENSATED
+    assert harness.instance(saga_id).step("grant_access").status is StepStatus.FAILED
+    harness.send(saga_id, granted_envelope(saga_id, harness.now))
+    harness.run()
+    final = harness.instance(saga_id)
+    assert final.state is SagaState.COMPENSATED
+    assert final.step("grant_access").status is StepStatus.COMPENSATED
+    assert compensation_problems(ONBOARDING, final) == []
+    states = [d.instance for _, d in harness.decisions if d.instance is not None]
+    assert transition_problems(saga_id, records_of(states)) == {}
+
+
+def granted_envelope(saga_id: str, at: datetime) -> Envelope:
+    granted = CloudAccessGranted(employee_id="e-1", roles=("developer", "log-reader"))
+    return Envelope(
+        id=f"{saga_id}:grant_access:1:reply:late",
+        type=granted.SCHEMA,
+        source="/services/access",
+        time=at,
+        payload=granted,
+        saga_id=saga_id,
+    )
+
+
 def test_a_completed_saga_that_runs_again_is_an_illegal_transition() -> None:
     final, states = compensated_run()
     back = dataclasses.replace(final, state=SagaState.RUNNING)
@@ -98,11 +172,16 @@ def test_a_step_that_jumps_back_and_a_shrinking_history_are_caught() -> None:
 
 def test_compensations_in_the_wrong_order_or_of_a_step_that_never_succeeded() -> None:
     final, _ = compensated_run()
-    # Completion order swapped: the compensations sent no longer run in reverse of it.
-    swapped = dataclasses.replace(
-        final, completed=("authorize_payment", "reserve_stock", "schedule_shipment")
+    # The first and the last compensation swapped: stages no longer undone in reverse.
+    first, last = "compensate schedule_shipment", "compensate reserve_stock"
+    history = tuple(
+        dataclasses.replace(
+            h, note=h.note.replace(first, "*").replace(last, first).replace("*", last)
+        )
+        for h in final.history
     )
-    assert any("reverse completion" in p for p in compensation_problems(ORDER_FULFILMENT, swapped))
+    swapped = dataclasses.replace(final, history=history)
+    assert any("stages in reverse" in p for p in compensation_problems(ORDER_FULFILMENT, swapped))
     # A step compensated although it never succeeded.
     never = dataclasses.replace(final, completed=("reserve_stock", "authorize_payment"))
     assert any("never succeeded" in p for p in compensation_problems(ORDER_FULFILMENT, never))

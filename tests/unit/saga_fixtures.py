@@ -332,6 +332,43 @@ def parallel_saga() -> Saga[OrderData]:
     )
 
 
+def with_gift(d: OrderData, r: StockReserved) -> OrderData:
+    return replace(d, tags=(*d.tags, r.reservation_id))
+
+
+def release_gift(d: OrderData) -> ReleaseStock:
+    return ReleaseStock(reservation_id=d.tags[0] if d.tags else "?")
+
+
+def gift_step() -> Step[OrderData]:
+    """Like `reserve_step`: the same command, replies and compensation types."""
+    return Step(
+        name="reserve_gift",
+        command=Command(ReserveStock, "inventory", reserve),
+        success=(On(StockReserved, with_gift, reads=("reservation_id",)),),
+        failure=(On(StockUnavailable),),
+        compensation=Compensation(
+            command=Command(ReleaseStock, "inventory", release_gift),
+            success=(StockReleased,),
+            failure=(ReleaseRefused,),
+        ),
+    )
+
+
+def twin_saga() -> Saga[OrderData]:
+    """The order and a gift reserved in parallel (one command type, one reply type for
+    both: replies name their command), then pay, ship (pivot), notify."""
+    return order_saga(
+        name="twin_order",
+        steps=(
+            Parallel(name="reserve", branches=(reserve_step(), gift_step())),
+            payment_step(),
+            shipment_step(),
+            notify_step(),
+        ),
+    )
+
+
 ALL_TYPES: tuple[type[Record], ...] = (
     OrderPlaced,
     ReserveStock,

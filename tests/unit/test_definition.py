@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any, ClassVar
 
@@ -14,6 +14,7 @@ from sagas import (
     Command,
     Compensation,
     DefinitionError,
+    Emit,
     On,
     Parallel,
     RetryPolicy,
@@ -25,12 +26,14 @@ from sagas import (
 from sagas.contracts.record import Record
 from tests.unit.saga_fixtures import (
     CustomerNotified,
+    OrderCancelled,
     OrderData,
     OrderPlaced,
     ParcelDelivered,
     PaymentDeclined,
     ReleaseStock,
     StockReleased,
+    cancelled,
     init_order,
     notify_step,
     order_saga,
@@ -172,7 +175,7 @@ def test_builder_with_the_wrong_arity_is_rejected() -> None:
     assert "must accept 1 positional argument" in rejected(steps=(step,), example=None)
 
 
-def test_a_reply_type_belongs_to_one_step() -> None:
+def test_a_reply_type_may_belong_to_several_steps_but_an_awaited_event_to_one() -> None:
     twin = Step(
         name="again",
         kind=StepKind.RETRIABLE,
@@ -180,8 +183,21 @@ def test_a_reply_type_belongs_to_one_step() -> None:
         success=(On(CustomerNotified),),
         failure=(On(PaymentDeclined),),
     )
-    message = rejected(steps=(payment_step(), twin))
+    saga = order_saga(steps=(payment_step(), twin))  # replies name their command
+    assert [m.step for m in saga.matches["test.PaymentDeclined"]] == ["authorize_payment", "again"]
+    waiting: Await[OrderData] = Await(
+        name="declined", kind=StepKind.RETRIABLE, event=On(PaymentDeclined)
+    )
+    message = rejected(steps=(payment_step(), waiting))
     assert "test.PaymentDeclined is also awaited by step 'authorize_payment'" in message
+    twice = Step(
+        name="twice",
+        kind=StepKind.RETRIABLE,
+        command=notify_step().command,
+        success=(On(CustomerNotified),),
+        failure=(On(CustomerNotified),),
+    )
+    assert "test.CustomerNotified is listed twice" in rejected(steps=(twice,))
 
 
 def test_field_reads_and_templates_are_checked() -> None:
@@ -218,3 +234,46 @@ def test_policies_timeouts_and_names_are_checked() -> None:
 def test_no_steps_and_no_starts_are_rejected() -> None:
     assert "no steps" in rejected(steps=())
     assert "no start event" in rejected(starts=())
+
+
+def test_a_step_without_a_policy_gets_its_kinds_default() -> None:
+    retriable = Step(
+        name="notify",
+        kind=StepKind.RETRIABLE,
+        command=notify_step().command,
+        success=(On(CustomerNotified),),
+    )
+    assert retriable.retry is None
+    assert retriable.effective_retry == RetryPolicy(max_attempts=None)
+    assert retriable.effective_retry.allows(10**6)
+    pivot = Step(
+        name="ship",
+        kind=StepKind.PIVOT,
+        command=shipment_step().command,
+        success=shipment_step().success,
+    )
+    assert pivot.effective_retry == RetryPolicy()
+    assert pivot.effective_retry.max_attempts == 1
+    explicit = notify_step()  # retriable, with an explicit bounded policy: allowed
+    assert explicit.effective_retry is explicit.retry
+    assert explicit.effective_retry.max_attempts == 4
+
+
+def test_an_end_event_builder_may_take_the_decision_time() -> None:
+    def stamped(d: OrderData, now: datetime) -> OrderCancelled:
+        return OrderCancelled(order_id=d.order_id, reason=f"at {now.isoformat()}")
+
+    def three(d: OrderData, now: datetime, extra: int) -> OrderCancelled:
+        raise AssertionError
+
+    emit = Emit(OrderCancelled, "orders.events", stamped)
+    saga = order_saga(on_compensated=emit)
+    assert saga.on_compensated is emit
+    moment = datetime(2031, 5, 6, tzinfo=UTC)
+    data = OrderData(order_id="o-1", amount=Decimal(1))
+    assert emit.event(data, moment).reason == "at 2031-05-06T00:00:00+00:00"
+    assert Emit(OrderCancelled, "orders.events", cancelled).event(data, moment).reason == (
+        "compensated"
+    )
+    bad = Emit(OrderCancelled, "orders.events", three)  # type: ignore[arg-type]
+    assert "build must accept 1 or 2 positional argument(s)" in rejected(on_compensated=bad)

@@ -15,6 +15,7 @@ from sagas import (
     Resume,
     Retry,
     RetryNow,
+    Saga,
     SagaState,
     SkipStep,
     StepStatus,
@@ -39,8 +40,10 @@ from tests.unit.saga_fixtures import (
     ShipmentScheduled,
     StockReleased,
     StockReserved,
+    StockUnavailable,
     envelope,
     order_saga,
+    parallel_saga,
     placed,
 )
 
@@ -51,10 +54,11 @@ Inst = SagaInstance[OrderData]
 class Driver:
     """Feeds inputs one by one, keeping the latest instance and decision."""
 
-    def __init__(self) -> None:
+    def __init__(self, saga: Saga[OrderData] = SAGA) -> None:
+        self.saga = saga
         self.now = T0
         self.n = 0
-        first = decide(SAGA, None, placed(), self.now)
+        first = decide(saga, None, placed(), self.now)
         assert first.instance is not None
         self.instance: Inst = first.instance
         self.last: Decision[OrderData] = first
@@ -64,7 +68,7 @@ class Driver:
         if isinstance(item, Record):
             self.n += 1
             item = envelope(item, f"m{self.n}", at=self.now)
-        decision = decide(SAGA, self.instance, item, self.now)
+        decision = decide(self.saga, self.instance, item, self.now)
         assert decision.instance is not None
         self.instance, self.last = decision.instance, decision
         return decision
@@ -171,17 +175,47 @@ def test_backoff_is_exponential_capped_and_deterministic() -> None:
     assert d1.instance == d2.instance
 
 
-def test_timeout_resends_the_same_command_id_then_fails() -> None:
+def test_timeout_resends_the_same_command_id_then_fails_and_compensates_it() -> None:
     d = Driver()
     d.fire(TimerKind.TIMEOUT, "reserve_stock")
+    assert d.instance.step("reserve_stock").unanswered
     resend = d.fire(TimerKind.RETRY, "reserve_stock")
     assert d.sent(OutgoingKind.COMMAND) == ["order:o-1:reserve_stock:1"]
     assert resend.instance is not None
     assert resend.instance.step("reserve_stock").sends == 2
     d.fire(TimerKind.TIMEOUT, "reserve_stock")
-    assert d.status("reserve_stock") is StepStatus.FAILED
-    assert d.instance.state is SagaState.COMPENSATED  # nothing had completed
+    # Failed, but the participant may have reserved after all: it is undone.
+    [release] = [m for m in d.last.outgoing if m.kind is OutgoingKind.COMPENSATION]
+    assert release.id == "order:o-1:reserve_stock:compensate:1"
+    assert release.compensates == ("order:o-1:reserve_stock:1",)
+    assert d.instance.state is SagaState.COMPENSATING
+    d.give(StockReleased(reservation_id="?"))
+    assert d.instance.state is SagaState.COMPENSATED
+    assert d.instance.completed == ()  # it never succeeded
+
+
+def test_a_step_failed_by_its_participant_is_not_compensated() -> None:
+    d = Driver()
+    d.fire(TimerKind.TIMEOUT, "reserve_stock")
+    d.fire(TimerKind.RETRY, "reserve_stock")
+    d.give(StockUnavailable(order_id="o-1"))  # a definitive answer to the resent command
+    assert not d.instance.step("reserve_stock").unanswered
+    assert d.instance.state is SagaState.COMPENSATED
     assert d.sent(OutgoingKind.COMPENSATION) == []
+
+
+def test_compensation_names_every_command_sent_for_the_step() -> None:
+    d = Driver()
+    d.give(reserved())
+    d.give(GatewayBusy(order_id="o-1"))
+    d.fire(TimerKind.RETRY, "authorize_payment")
+    d.give(PaymentAuthorized(order_id="o-1", authorization_id="a-1"))
+    d.give(ShipmentRejected(order_id="o-1"))
+    [void] = [m for m in d.last.outgoing if m.kind is OutgoingKind.COMPENSATION]
+    assert void.compensates == (
+        "order:o-1:authorize_payment:1",
+        "order:o-1:authorize_payment:2",
+    )
 
 
 def test_reply_to_an_earlier_send_while_waiting_to_retry_counts() -> None:
@@ -358,3 +392,123 @@ def test_history_records_every_input() -> None:
     d.give(reserved())
     assert [h.seq for h in d.instance.history] == [0, 1, 2]
     assert d.instance.history[0].sent == ("order:o-1:0.0:SagaStarted", "order:o-1:reserve_stock:1")
+
+
+def test_the_branches_of_a_parallel_stage_are_compensated_together() -> None:
+    d = Driver(parallel_saga())
+    d.give(reserved())
+    d.give(PaymentAuthorized(order_id="o-1", authorization_id="a-1"))
+    assert d.status("delivered") is StepStatus.RUNNING
+    d.give(Abort(id="op-1"))
+    assert d.sent(OutgoingKind.COMPENSATION) == [
+        "order:o-1:reserve_stock:compensate:1",
+        "order:o-1:authorize_payment:compensate:1",
+    ]
+    d.give(PaymentVoided(authorization_id="a-1"))
+    assert d.sent() == []
+    assert d.instance.state is SagaState.COMPENSATING  # the stage waits for every branch
+    d.give(StockReleased(reservation_id="r-1"))
+    assert d.instance.state is SagaState.COMPENSATED
+
+
+def test_a_branch_compensation_failing_for_good_lets_its_sibling_finish() -> None:
+    d = Driver(parallel_saga())
+    d.give(reserved())
+    d.give(PaymentAuthorized(order_id="o-1", authorization_id="a-1"))
+    d.give(Abort(id="op-1"))
+    for _ in range(2):
+        d.give(ReleaseRefused(reservation_id="r-1"))
+        d.fire(TimerKind.COMPENSATION_RETRY, "reserve_stock")
+    d.fire(TimerKind.COMPENSATION_TIMEOUT, "authorize_payment")  # its retry is armed
+    d.give(ReleaseRefused(reservation_id="r-1"))
+    assert d.instance.state is SagaState.FAILED
+    assert d.status("authorize_payment") is StepStatus.COMPENSATION_RETRYING
+    d.fire(TimerKind.COMPENSATION_RETRY, "authorize_payment")  # carries on meanwhile
+    assert d.sent(OutgoingKind.COMPENSATION) == ["order:o-1:authorize_payment:compensate:1"]
+    d.give(PaymentVoided(authorization_id="a-1"))
+    assert d.status("authorize_payment") is StepStatus.COMPENSATED
+    d.give(Resume(id="op-2"))
+    d.give(StockReleased(reservation_id="r-1"))
+    assert d.instance.state is SagaState.COMPENSATED
+
+
+def aborted_while_the_payment_waits_for_its_retry() -> Driver:
+    d = Driver()
+    d.give(reserved())
+    d.give(GatewayBusy(order_id="o-1"))
+    d.give(Abort(id="op-1"))
+    d.give(StockReleased(reservation_id="r-1"))
+    assert d.instance.state is SagaState.COMPENSATED
+    assert d.status("authorize_payment") is StepStatus.CANCELLED
+    return d
+
+
+def test_a_late_success_after_the_end_is_compensated_and_tracked() -> None:
+    d = aborted_while_the_payment_waits_for_its_retry()
+    late = d.give(PaymentAuthorized(order_id="o-1", authorization_id="a-1"), after=timedelta(1))
+    assert late.ignored is None
+    assert d.instance.state is SagaState.COMPENSATED
+    assert d.status("authorize_payment") is StepStatus.COMPENSATING
+    assert d.sent(OutgoingKind.COMPENSATION) == ["order:o-1:authorize_payment:compensate:1"]
+    assert [t.kind for t in d.instance.timers] == [TimerKind.COMPENSATION_TIMEOUT]
+    d.give(PaymentVoided(authorization_id="a-1"))
+    assert d.status("authorize_payment") is StepStatus.COMPENSATED
+    assert d.instance.state is SagaState.COMPENSATED
+    assert d.last.outgoing == ()  # no second end event
+    assert d.instance.timers == ()
+
+
+def test_a_late_compensation_that_keeps_failing_leaves_the_saga_failed() -> None:
+    d = aborted_while_the_payment_waits_for_its_retry()
+    d.give(PaymentAuthorized(order_id="o-1", authorization_id="a-1"))
+    for _ in range(3):
+        d.fire(TimerKind.COMPENSATION_TIMEOUT, "authorize_payment")
+        d.fire(TimerKind.COMPENSATION_RETRY, "authorize_payment")
+    d.fire(TimerKind.COMPENSATION_TIMEOUT, "authorize_payment")
+    assert d.instance.state is SagaState.FAILED  # a person must look: the payment is held
+    assert d.instance.failed_in_compensation
+    d.give(Resume(id="op-2"))
+    d.give(PaymentVoided(authorization_id="a-1"))
+    assert d.instance.state is SagaState.COMPENSATED
+
+
+def test_a_reply_goes_to_the_step_its_in_reply_to_names() -> None:
+    d = Driver()
+
+    def answer(record: Record, in_reply_to: str) -> Decision[OrderData]:
+        d.n += 1
+        item = replace(envelope(record, f"m{d.n}", at=d.now), in_reply_to=in_reply_to)
+        return d.give(item)
+
+    ignored = {
+        "order:o-1:authorize_payment:1": "is not a reply to",  # another step's command
+        "order:o-1:reserve_stock:2": "answers attempt 2",  # not sent yet
+        "order:o-1:unknown:1": "unknown command",
+        "order:o-1:reserve_stock:compensate:1": "is not a reply to",
+    }
+    for in_reply_to, why in ignored.items():
+        decision = answer(reserved(), in_reply_to)
+        assert decision.ignored is not None
+        assert why in decision.ignored
+    assert d.status("reserve_stock") is StepStatus.RUNNING
+    answer(reserved(), "order:o-1:reserve_stock:1")
+    assert d.status("reserve_stock") is StepStatus.SUCCEEDED
+    # A generic failure names its command in in_reply_to as in command_id.
+    failed = CommandFailed(command_id="order:o-1:authorize_payment:1", reason="x", retryable=True)
+    answer(failed, "order:o-1:authorize_payment:1")
+    assert d.status("authorize_payment") is StepStatus.RETRYING
+
+
+def test_a_late_failure_reply_to_the_last_command_means_nothing_to_undo() -> None:
+    d = Driver(parallel_saga())
+    d.fire(TimerKind.TIMEOUT, "authorize_payment")  # waits to resend the same command
+    assert d.instance.step("authorize_payment").unanswered
+    d.give(Abort(id="op-1"))
+    assert d.status("authorize_payment") is StepStatus.CANCELLED  # may have been applied
+    answered = d.give(PaymentDeclined(order_id="o-1"))  # the participant's answer, late
+    assert answered.ignored is None
+    assert not d.instance.step("authorize_payment").unanswered
+    d.give(reserved())
+    assert d.sent(OutgoingKind.COMPENSATION) == ["order:o-1:reserve_stock:compensate:1"]
+    d.give(StockReleased(reservation_id="r-1"))
+    assert d.instance.state is SagaState.COMPENSATED

@@ -96,6 +96,9 @@ def operated() -> tuple[str, Script]:
         ("wait", 120),
         Unpause(id="op-2", actor="alice"),
         Abort(id="op-3", actor="alice", reason="customer cancelled"),
+        # The payment timed out unanswered: it may have been authorized, so it is voided
+        # too, in the same round as the reservation (the two branches are independent).
+        PaymentVoided(authorization_id="?"),
         ReleaseRefused(reservation_id="r-1"),
         ("timer", TimerKind.COMPENSATION_RETRY, "reserve_stock"),
         ReleaseRefused(reservation_id="r-1"),

@@ -6,8 +6,13 @@ earlier messages, and operator actions. Then the clock runs on (timers only, nob
 answers) until nothing is pending. The properties:
 
 - every saga ends (COMPLETED, COMPENSATED or FAILED);
-- compensations are sent only for steps that succeeded, in reverse order of completion,
-  each at most ``max_attempts`` times per round; a COMPENSATED saga undid them all;
+- compensations are sent only for steps that succeeded or may have been applied (they
+  failed or were cancelled with their command unanswered), once each, stage by stage in
+  reverse order, every branch of a parallel stage at once (a success arriving after its
+  step failed is undone when it arrives), each at most ``max_attempts`` times per
+  round; a COMPENSATED saga undid them all;
+- early choreography events kept are at most ``MAX_EARLY``, none once the saga ended,
+  and each is used or dead-lettered once (the oldest first beyond the bound);
 - a duplicate changes nothing but the history;
 - the same inputs give the same outputs; every instance survives a JSON round trip.
 """
@@ -32,12 +37,14 @@ from sagas import (
     RetryNow,
     Saga,
     SagaState,
+    Step,
     TimerFired,
     Unpause,
     decide,
 )
 from sagas.contracts.record import Envelope, Record
 from sagas.machine import (
+    MAX_EARLY,
     Decision,
     Input,
     OutgoingKind,
@@ -55,9 +62,14 @@ from tests.unit.saga_fixtures import (
     order_saga,
     parallel_saga,
     placed,
+    twin_saga,
 )
 
-SAGAS: dict[str, Saga[OrderData]] = {"order": order_saga(), "parallel": parallel_saga()}
+SAGAS: dict[str, Saga[OrderData]] = {
+    "order": order_saga(),
+    "parallel": parallel_saga(),
+    "twin": twin_saga(),  # two steps share their command and reply types
+}
 
 Move = tuple[int, int, int]
 moves = st.lists(
@@ -87,6 +99,7 @@ class Run:
         self.decisions: list[tuple[Input, Decision[OrderData]]] = []
         self.old_timers: list[TimerFired] = []
         self.resumes = 0
+        self.late: set[str] = set()
         first = decide(saga, None, placed(), self.now)
         assert first.instance is not None
         self.instance: SagaInstance[OrderData] = first.instance
@@ -107,7 +120,23 @@ class Run:
         assert after is not None
         for message in decision.outgoing:
             if message.kind is OutgoingKind.COMPENSATION:
-                assert message.step in after.completed  # only steps that succeeded
+                assert message.step is not None
+                # only steps that succeeded, or may have been applied (no reply)
+                assert message.step in after.completed or after.step(message.step).unanswered
+        assert len(after.early) <= MAX_EARLY  # bounded...
+        if after.state.ended:
+            assert after.early == ()  # ...and dropped at the end
+        for message in decision.outgoing:
+            if message.kind is OutgoingKind.DEAD_LETTER:  # only what was kept is dropped
+                assert message.envelope in (*self.instance.early, item)
+                assert message.reason in (
+                    "early-overflow",
+                    "step-not-reached",
+                    "step-already-decided",
+                )
+        for name in after.completed[len(self.instance.completed) :]:
+            if self.instance.step(name).status in (StepStatus.FAILED, StepStatus.CANCELLED):
+                self.late.add(name)  # a success after the step had failed or was cancelled
         if decision.ignored == "duplicate":
             assert decision.outgoing == ()
             assert (
@@ -139,22 +168,32 @@ class Run:
             self.give(self.old_timers[pick % len(self.old_timers)])
 
     def expected_reply(self, pick: int) -> None:
-        """A reply some step is waiting for: mostly successes, sometimes failures."""
-        choices: list[type[Record]] = []
+        """A reply some step is waiting for: mostly successes, sometimes failures, and
+        now and then the success of a step that failed or was cancelled. Every other
+        reply names the command it answers (``in_reply_to``), like real participants'."""
+        choices: list[tuple[type[Record], str | None]] = []
         for state in self.instance.steps:
             leaf = self.saga.step(state.name)
+            prefix = f"{self.instance.saga_id}:{state.name}"
+            command = f"{prefix}:{state.attempt}" if isinstance(leaf, Step) else None
             if state.status in (StepStatus.RUNNING, StepStatus.RETRYING):
                 good, bad = [o.type for o in leaf.success], [o.type for o in leaf.failure]
             elif state.status is StepStatus.COMPENSATING and leaf.compensation is not None:
                 good, bad = list(leaf.compensation.success), list(leaf.compensation.failure)
+                command = f"{prefix}:compensate:{state.comp_attempt}"
+            elif state.status in (StepStatus.FAILED, StepStatus.CANCELLED):
+                choices += [(o.type, command) for o in leaf.success]  # a success after all
+                continue
             else:
                 continue
-            choices += good * 3 + bad
+            choices += [(t, command) for t in good * 3 + bad]
         if choices:
-            self.reply(build(choices[pick % len(choices)]), pick)
+            chosen, command = choices[pick % len(choices)]
+            self.reply(build(chosen), pick, command if pick % 2 else None)
 
-    def reply(self, record: Record, pick: int) -> None:
-        self.give(envelope(record, f"r{len(self.decisions)}-{pick}", at=self.now))
+    def reply(self, record: Record, pick: int, in_reply_to: str | None = None) -> None:
+        sent = envelope(record, f"r{len(self.decisions)}-{pick}", at=self.now)
+        self.give(replace(sent, in_reply_to=in_reply_to))
 
     def generic_failure(self, pick: int) -> None:
         sent = [m.id for _, d in self.decisions for m in d.outgoing if m.reply_to]
@@ -202,14 +241,20 @@ def run(name: str, script: list[Move]) -> Run:
     return r
 
 
-def compensation_order(r: Run) -> list[str]:
-    steps: list[str] = []
+def compensation_rounds(r: Run) -> list[list[str]]:
+    """Per decision that sent a step's first compensation, the steps it did so for."""
+    seen: set[str] = set()
+    rounds: list[list[str]] = []
     for _, decision in r.decisions:
+        new: list[str] = []
         for m in decision.outgoing:
-            if m.kind is OutgoingKind.COMPENSATION and m.step not in steps:
+            if m.kind is OutgoingKind.COMPENSATION and m.step not in seen:
                 assert m.step is not None
-                steps.append(m.step)
-    return steps
+                seen.add(m.step)
+                new.append(m.step)
+        if new:
+            rounds.append(new)
+    return rounds
 
 
 PROPERTY = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -226,20 +271,36 @@ def test_every_saga_ends(name: str, script: list[Move]) -> None:
 
 @PROPERTY
 @given(st.sampled_from(sorted(SAGAS)), moves)
-def test_compensations_undo_exactly_the_completed_steps_in_reverse(
+def test_compensations_undo_the_completed_steps_stage_by_stage_in_reverse(
     name: str, script: list[Move]
 ) -> None:
     r = run(name, script)
     saga, instance = r.saga, r.instance
-    undoable = [s for s in instance.completed if saga.step(s).compensation is not None]
-    order = compensation_order(r)
-    assert order == list(reversed(undoable))[: len(order)]
+    undoable = {  # succeeded, or may have been applied (its command was never answered)
+        s.name
+        for s in instance.steps
+        if saga.step(s.name).compensation is not None
+        and (s.name in instance.completed or s.unanswered)
+    }
+    rounds = compensation_rounds(r)
+    compensated = [step for steps in rounds for step in steps]
+    assert set(compensated) <= undoable
+    # A success that came after its step had failed is undone when it comes; the other
+    # steps are undone in rounds: a round undoes one stage...
+    in_order = [[s for s in steps if s not in r.late] for steps in rounds]
+    in_order = [steps for steps in in_order if steps]
+    stages = [{saga.stage_of(step) for step in steps} for steps in in_order]
+    assert all(len(stage) == 1 for stage in stages)
+    order = [min(stage) for stage in stages]
+    assert order == sorted(set(order), reverse=True)  # ...in reverse, each stage once
+    for steps, stage in zip(in_order, order, strict=True):  # every branch of it at once
+        assert set(steps) == {s for s in undoable - r.late if saga.stage_of(s) == stage}
     if instance.state is SagaState.COMPENSATED:
-        assert order == list(reversed(undoable))
+        assert set(compensated) == undoable
         assert all(instance.step(s).status is StepStatus.COMPENSATED for s in undoable)
     if instance.state is SagaState.COMPLETED:
-        assert order == []
-    for step in order:
+        assert compensated == []
+    for step in compensated:
         comp = saga.step(step).compensation
         assert comp is not None
         assert comp.retry.max_attempts is not None
@@ -275,3 +336,33 @@ def test_choreography_event_in_any_order(script: list[Move], early: bool) -> Non
     assert r.instance.state.ended
     if r.instance.state is SagaState.COMPLETED:
         assert r.instance.step("delivered").status is StepStatus.SUCCEEDED
+
+
+@settings(max_examples=60, deadline=None)
+@given(moves, st.integers(0, MAX_EARLY + 8))
+def test_early_events_are_bounded_and_each_used_or_dead_lettered(
+    script: list[Move], count: int
+) -> None:
+    r = Run(SAGAS["parallel"])
+    for n in range(count):
+        r.give(envelope(ParcelDelivered(order_id="o-1"), f"parcel-{n}", at=T0))
+    for move in script:
+        r.move(move)
+    r.drain()
+    assert r.instance.state.ended
+    dropped = [
+        m.envelope.id
+        for _, d in r.decisions
+        for m in d.outgoing
+        if m.kind is OutgoingKind.DEAD_LETTER and m.envelope is not None
+    ]
+    kept = [h.id for h in r.instance.history if "kept early" in h.note]  # random ones too
+    used = [h for h in r.instance.history if "using early" in h.note]
+    assert len(kept) >= count
+    assert len(used) <= 1
+    assert len(set(dropped)) == len(dropped)  # each dropped once...
+    assert set(dropped) <= set(kept)
+    assert len(dropped) + len(used) == len(kept)  # ...and none lost
+    overflow = [m for _, d in r.decisions for m in d.outgoing if m.reason == "early-overflow"]
+    # Events are kept only until the step is reached: beyond the bound, the oldest go.
+    assert [m.id for m in overflow] == kept[: max(0, len(kept) - MAX_EARLY)]

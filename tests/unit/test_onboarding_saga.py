@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 
 from sagas import SagaState, StepStatus
-from sagas.contracts.record import Record
+from sagas.contracts.record import Envelope, Record
 from sagas.machine import OutgoingKind
-from sagas.testing import EPOCH, Delivery, Faults, Handler, Harness, reply, script
+from sagas.testing import EPOCH, Delivery, Faults, Handler, Harness, reply, script, silent
 from services.definitions import all_definitions
 from services.definitions.onboarding import CLOUD_ROLES, ONBOARDING, PRODUCTS
 from services.messages.access import (
@@ -172,8 +172,9 @@ def test_happy_path_per_role(role: Role) -> None:
         username="ada.lovelace",
         email="ada.lovelace@x.com",
         asset_tag="MBP-16-0001",
-        onboarded_at=DELIVERED_AT,
+        onboarded_at=instance.ended,  # when the saga completed, not the delivery
     )
+    assert instance.ended != DELIVERED_AT
     assert harness.messages(saga_id, OutgoingKind.DOMAIN_EVENT)[0].key == "e-1"
 
 
@@ -214,8 +215,11 @@ def test_empty_laptop_pool_disables_the_account() -> None:
     assert undo == [DisableAccount(employee_id="e-1", account_id="acc-1")]
     assert "mail.CreateMailbox" not in sent(harness, saga_id, OutgoingKind.COMMAND)
     [event] = end_events(harness, saga_id)
+    ended = harness.instance(saga_id).ended
+    assert ended is not None
+    assert ended != HIRED_AT
     assert event == OnboardingCancelled(
-        employee_id="e-1", reason="no laptop: MBP-16 is out of stock", cancelled_at=HIRED_AT
+        employee_id="e-1", reason="no laptop: MBP-16 is out of stock", cancelled_at=ended
     )
 
 
@@ -303,3 +307,46 @@ def test_a_laptop_never_delivered_is_reclaimed_after_the_wait() -> None:
 
     harness.assert_compensated(saga_id, ["provision_laptop", "create_account"])
     assert harness.now - EPOCH >= timedelta(days=3)
+
+
+def late_reply(record: Record, command_id: str, at: datetime) -> Envelope:
+    """The reply a participant that was paused sends once it is back."""
+    return Envelope(
+        id=f"{command_id}:reply",
+        type=record.SCHEMA,
+        source="/services/test",
+        time=at,
+        payload=record,
+        saga_id=command_id.rsplit(":", 2)[0],
+    )
+
+
+def test_a_branch_paused_past_its_timeout_while_compensating_is_compensated() -> None:
+    """Seen in a chaos run: the access service was paused while licences were short.
+    grant_access timed out during the compensation, was marked FAILED and never undone,
+    and its late success left the employee with access after the saga was COMPENSATED."""
+    short = LicencesUnavailable(employee_id="e-1", product="GITHUB")
+    harness = harness_for(AssignLicences=script(short), GrantCloudAccess=silent())  # paused
+    saga_id = harness.start(hired(role=Role.ENGINEER))
+    harness.run(until=timedelta(seconds=10))
+    assert harness.state(saga_id) is SagaState.COMPENSATING
+    assert harness.instance(saga_id).step("grant_access").status is StepStatus.RUNNING
+    # Back after its timeout, the access service grants what it was asked.
+    granted = CloudAccessGranted(employee_id="e-1", roles=CLOUD_ROLES[Role.ENGINEER])
+    late = late_reply(granted, "employee:e-1:grant_access:1", harness.now)
+    harness.send(saga_id, late, after=timedelta(minutes=1))
+    harness.run()
+
+    harness.assert_compensated(saga_id)
+    compensated = harness.compensated_steps(saga_id)
+    assert set(compensated[:2]) == {"create_mailbox", "grant_access"}  # in its stage's place
+    assert compensated[2:] == ["provision_laptop", "create_account"]
+    [revoke] = [
+        m
+        for m in harness.messages(saga_id, OutgoingKind.COMPENSATION)
+        if isinstance(m.payload, RevokeCloudAccess)
+    ]
+    assert revoke.compensates == ("employee:e-1:grant_access:1",)
+    assert revoke.payload.roles == CLOUD_ROLES[Role.ENGINEER]  # what the grant asked for
+    ignored = [d.ignored for _, d in harness.decisions if d.ignored]
+    assert any("CloudAccessGranted" in why for why in ignored)  # already being undone

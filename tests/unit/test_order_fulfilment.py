@@ -7,10 +7,9 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sagas import SagaState
-from sagas.contracts.record import Record
+from sagas.contracts.record import Envelope, Record
 from sagas.machine import OutgoingKind
-from sagas.testing import Faults, Handler, Harness, reply, script
+from sagas.testing import Faults, Handler, Harness, reply, script, silent
 from services.definitions import all_definitions
 from services.definitions.order_fulfilment import ORDER_FULFILMENT
 from services.messages.inventory import (
@@ -126,7 +125,9 @@ def test_happy_path_fulfils_the_order() -> None:
         "payments.CapturePayment",
     ]
     [event] = end_events(harness, saga_id)
-    assert event == OrderFulfilled(order_id="o-1", shipment_id="s-1", fulfilled_at=PLACED_AT)
+    ended = harness.instance(saga_id).ended
+    assert ended is not None
+    assert event == OrderFulfilled(order_id="o-1", shipment_id="s-1", fulfilled_at=ended)
     data = harness.instance(saga_id).data
     assert (data.reservation_id, data.authorization_id, data.capture_id) == ("r-1", "a-1", "cap-1")
 
@@ -252,20 +253,47 @@ def test_a_slow_reply_is_accepted_when_the_resend_is_answered() -> None:
     assert len({m.id for m in reserves if m.type == "inventory.ReserveStock"}) == 1
 
 
-def test_a_reply_after_the_step_gave_up_is_ignored() -> None:
-    # Every reply takes ten minutes: reserve_stock times out three times and fails, the
-    # saga is cancelled, then the reservation arrives and is only recorded.
-    harness = Harness(
-        ORDER_FULFILMENT,
-        participants(),
-        faults=Faults(latency=(timedelta(minutes=10), timedelta(minutes=10))),
-    )
+def test_a_step_that_gave_up_is_undone_and_its_late_reply_recorded() -> None:
+    # The stock service is paused: reserve_stock times out three times and fails. It may
+    # have reserved (it just did not say), so the saga releases it, naming the command.
+    # The reservation made meanwhile arrives ten minutes later and is only recorded.
+    harness = Harness(ORDER_FULFILMENT, participants(ReserveStock=silent()))
     saga_id = harness.start(order())
+    reserved = StockReserved(order_id="o-1", reservation_id="r-1")
+    late = Envelope(
+        id="order:o-1:reserve_stock:1:reply",
+        type=reserved.SCHEMA,
+        source="/services/inventory",
+        time=harness.now,
+        payload=reserved,
+        saga_id=saga_id,
+    )
+    harness.send(saga_id, late, after=timedelta(minutes=10))
     harness.run()
 
-    harness.assert_compensated(saga_id, [])
-    instance = harness.instance(saga_id)
-    assert instance.state is SagaState.COMPENSATED
-    late = [d for _, d in harness.decisions if d.ignored and "StockReserved" in (d.note or "")]
-    assert late, [d.note for _, d in harness.decisions]
+    harness.assert_compensated(saga_id, ["reserve_stock"])
+    [release] = harness.messages(saga_id, OutgoingKind.COMPENSATION)
+    assert release.compensates == ("order:o-1:reserve_stock:1",)
+    late_decisions = [d for _, d in harness.decisions if d.ignored and "StockReserved" in d.note]
+    assert late_decisions, [d.note for _, d in harness.decisions]
     assert [type(e) for e in end_events(harness, saga_id)] == [OrderCancelled]
+
+
+def test_the_end_events_carry_the_time_the_saga_ended() -> None:
+    later = PLACED_AT + timedelta(hours=3)  # the engine runs the saga hours after the order
+    happy = Harness(ORDER_FULFILMENT, participants(), start=later)
+    fulfilled = happy.start(order())
+    happy.run()
+    [done] = end_events(happy, fulfilled)
+    assert isinstance(done, OrderFulfilled)
+    assert done.fulfilled_at == happy.instance(fulfilled).ended
+    assert done.fulfilled_at is not None
+    assert done.fulfilled_at > later
+
+    declined = PaymentDeclined(order_id="o-1", reason=DeclineReason.INSUFFICIENT_FUNDS)
+    sad = Harness(ORDER_FULFILMENT, participants(AuthorizePayment=script(declined)), start=later)
+    cancelled = sad.start(order())
+    sad.run()
+    [undone] = end_events(sad, cancelled)
+    assert isinstance(undone, OrderCancelled)
+    assert undone.cancelled_at == sad.instance(cancelled).ended

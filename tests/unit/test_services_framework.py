@@ -64,6 +64,7 @@ async def test_a_command_gets_a_reply_keyed_by_saga_with_its_metadata(
     assert reply.id == "order:o-1:reserve_stock:1:reply"
     assert reply.source == "/services/inventory"
     assert reply.saga_id == "order:o-1"
+    assert reply.in_reply_to == "order:o-1:reserve_stock:1"  # the saga's step finds it
     assert reply.traceparent == TRACEPARENT
     assert isinstance(reply.payload, StockReserved)
 
@@ -146,6 +147,7 @@ async def test_a_raising_handler_replies_command_failed_and_writes_nothing(
     p = await open_processor(_failing(exc), tmp_path / "db.sqlite3", codec)
     try:
         [out] = await p.command(command_record(codec, reserve(), command_id="c-9"))
+        assert decode(codec, out).in_reply_to == "c-9"
         failed = decode(codec, out).payload
         assert isinstance(failed, CommandFailed)
         assert (failed.command_id, failed.command_type) == ("c-9", "inventory.ReserveStock")

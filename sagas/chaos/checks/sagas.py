@@ -6,8 +6,10 @@
 * every change between two committed states of a saga is a legal transition of the
   state machine (``illegal_transition``), and the history only grows
   (``history_rewritten``);
-* a compensated saga compensated exactly the steps that succeeded, in reverse order
-  of completion, and a completed one compensated nothing (``bad_compensation``).
+* a compensated saga compensated exactly the steps that succeeded or may have been
+  applied (failed or cancelled with their command unanswered), stage by stage in
+  reverse order (the branches of a parallel stage together; a late success when it
+  came), and a completed one compensated nothing (``bad_compensation``).
 
 The transition tables below are read off `sagas.machine` (forward.py, backward.py,
 timers.py, operate.py). One changelog record holds the state after a whole batch, so
@@ -41,7 +43,9 @@ SAGA_STEPS: dict[SagaState, set[SagaState]] = {
     # compensating calls compensation off (succeed -> RUNNING).
     S.COMPENSATING: {S.COMPENSATED, S.FAILED, S.RUNNING},
     S.COMPLETED: set(),
-    S.COMPENSATED: set(),
+    # a late success is compensated after the end; that compensation failing for good
+    # leaves the saga FAILED (for an operator).
+    S.COMPENSATED: {S.FAILED},
     S.FAILED: set(),
     S.PAUSED: set(),
 }
@@ -62,10 +66,18 @@ STEP_STEPS: dict[StepStatus, set[StepStatus]] = {
     P.SUCCEEDED: {P.COMPENSATING, P.COMPENSATION_RETRYING, P.COMPENSATION_FAILED},
     P.COMPENSATING: {P.COMPENSATED, P.COMPENSATION_RETRYING, P.COMPENSATION_FAILED},
     P.COMPENSATION_RETRYING: {P.COMPENSATING, P.COMPENSATED, P.COMPENSATION_FAILED},
-    # a pivot succeeding while compensating puts cancelled, unstarted steps back.
-    P.CANCELLED: {P.PENDING},
+    # a pivot succeeding while compensating puts cancelled, unstarted steps back; a
+    # step whose command was unanswered may have been applied and is compensated (or its
+    # builder raised); a late success is recorded, then compensated.
+    P.CANCELLED: {
+        P.PENDING,
+        P.SUCCEEDED,
+        P.COMPENSATING,
+        P.COMPENSATION_RETRYING,
+        P.COMPENSATION_FAILED,
+    },
     P.SKIPPED: set(),
-    P.FAILED: set(),
+    P.FAILED: {P.SUCCEEDED, P.COMPENSATING, P.COMPENSATION_RETRYING, P.COMPENSATION_FAILED},
     P.COMPENSATED: set(),
     P.COMPENSATION_FAILED: set(),
 }
@@ -88,8 +100,9 @@ def closure(table: Mapping[T, set[T]]) -> dict[T, set[T]]:
 
 SAGA_LEGAL = closure(SAGA_STEPS)
 STEP_LEGAL = closure(STEP_STEPS)
-FINAL_STATES = {S.COMPLETED, S.COMPENSATED}
-"""States nothing leaves, not even an operator's action."""
+FINAL_STATES = {S.COMPLETED}
+"""States nothing leaves, not even an operator's action. (A COMPENSATED saga can still
+become FAILED: a late success compensated after the end whose compensation fails.)"""
 
 
 def transition_problems(saga_id: str, records: SagaRecords) -> dict[str, list[str]]:
@@ -128,6 +141,7 @@ def _pair_problems(before: Snapshot, after: Snapshot) -> list[tuple[str, str]]:
 
 
 _COMPENSATE = re.compile(r"compensate (\w+) \(attempt \d+\)")
+_LATE = re.compile(r"(\w+) succeeded late")
 _COMPENSATION_STATUSES = {
     P.COMPENSATING,
     P.COMPENSATION_RETRYING,
@@ -140,18 +154,30 @@ def compensation_problems(definition: Saga[Any], inst: SagaInstance[Any]) -> lis
     """How ``inst`` broke the compensation rules (empty when it did not)."""
     problems: list[str] = []
     status = {s.name: s.status for s in inst.steps}
+    unanswered = {s.name for s in inst.steps if s.unanswered}
     completed = list(inst.completed)
     if len(set(completed)) != len(completed):
         problems.append(f"a step completed twice: {completed}")
     sent: list[str] = []
+    late: set[str] = set()
     for entry in inst.history:
+        late.update(_LATE.findall(entry.note))
         for name in _COMPENSATE.findall(entry.note):
             if name not in sent:
                 sent.append(name)
-    undoable = [n for n in reversed(completed) if definition.step(n).compensation is not None]
+    # Succeeded, or may have been applied: failed or cancelled with its command unanswered.
+    undoable = [
+        n
+        for n in status
+        if definition.step(n).compensation is not None and (n in completed or n in unanswered)
+    ]
     for name, st in status.items():
-        if st in _COMPENSATION_STATUSES and name not in completed:
+        if st in _COMPENSATION_STATUSES and name not in completed and name not in unanswered:
             problems.append(f"{name} is {st} but never succeeded")
+    # A success that came after its step had failed is undone when it comes, out of turn.
+    expected = _by_stage(definition, [n for n in undoable if n not in late])
+    in_turn = [n for n in sent if n not in late]
+    done = _by_stage(definition, in_turn)
     if inst.state is S.COMPLETED:
         if sent:
             problems.append(f"completed, yet compensated {sent}")
@@ -159,14 +185,37 @@ def compensation_problems(definition: Saga[Any], inst: SagaInstance[Any]) -> lis
         if left:
             problems.append(f"completed with steps {[(n, status[n]) for n in left]}")
     elif inst.state is S.COMPENSATED:
-        if sent != undoable:
-            problems.append(f"compensated {sent}, expected {undoable} (reverse completion)")
-        still = [n for n in undoable if status[n] is not P.COMPENSATED]
+        if set(sent) != set(undoable):
+            problems.append(f"compensated {sent}, expected {undoable}")
+        elif done != expected or not _stage_order(definition, in_turn):
+            problems.append(f"compensated {sent}, expected {undoable} (stages in reverse)")
+        under_way = (P.COMPENSATING, P.COMPENSATION_RETRYING)  # a late one, after the end
+        still = [
+            n
+            for n in undoable
+            if status[n] is not P.COMPENSATED and not (n in late and status[n] in under_way)
+        ]
         if still:
             problems.append(f"compensated, yet {[(n, status[n]) for n in still]}")
-    elif inst.state is S.FAILED and sent and sent != undoable[: len(sent)]:
-        problems.append(f"compensated {sent}, expected a prefix of {undoable}")
+    elif inst.state is S.FAILED and in_turn:
+        whole = done[:-1] == expected[: len(done) - 1]
+        if not (whole and set(done[-1]) <= set(expected[len(done) - 1])):
+            problems.append(f"compensated {sent}, expected the last stages of {undoable}")
+        elif not _stage_order(definition, in_turn):
+            problems.append(f"compensated {sent}: stages not in reverse")
     return problems
+
+
+def _by_stage(definition: Saga[Any], steps: Sequence[str]) -> list[list[str]]:
+    """``steps`` grouped by stage, last stage first, sorted within a stage."""
+    stages = sorted({definition.stage_of(n) for n in steps}, reverse=True)
+    return [sorted(n for n in steps if definition.stage_of(n) == i) for i in stages]
+
+
+def _stage_order(definition: Saga[Any], sent: Sequence[str]) -> bool:
+    """Whether ``sent`` (in order of sending) undid stage after stage, in reverse."""
+    stages = [definition.stage_of(n) for n in sent]
+    return stages == sorted(stages, reverse=True)
 
 
 async def sagas_ended(
@@ -210,7 +259,7 @@ async def legal_transitions(
 async def compensations(
     ctx: ChaosContext, final: Sequence[SagaInstance[Any]]
 ) -> dict[str, list[str]]:
-    """Exactly the succeeded steps compensated, in reverse order of completion."""
+    """Exactly the succeeded (or maybe applied) steps compensated, stages in reverse."""
     definitions = {(d.name, d.version): d for d in all_definitions()}
     found: list[str] = []
     for inst in final:

@@ -39,6 +39,7 @@ NAMES = [
     b"content-type",
     b"saga_id",
     b"reply_to",
+    b"in_reply_to",
     b"traceparent",
     b"tracestate",
     b"other",

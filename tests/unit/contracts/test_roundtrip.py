@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from sagas.contracts.avro_types import normalize
 from sagas.contracts.classmap import ClassMap
 from sagas.contracts.codec import Codec
-from sagas.contracts.errors import EncodeError
+from sagas.contracts.errors import EncodeError, HeaderError
 from sagas.contracts.headers import to_headers
 from sagas.contracts.record import Envelope, Record
 from sagas.contracts.registry import EmbeddedRegistry
@@ -41,7 +41,7 @@ def test_every_message_round_trips(cls: type[Record], codec: Codec, tree: Schema
     @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
     @given(instances(cls, normalize(tree.current[cls.SCHEMA].raw)))
     def round_trip(payload: Record) -> None:
-        sent = envelope(payload, saga_id="s-1", reply_to="sagas.x.inbox")
+        sent = envelope(payload, saga_id="s-1", reply_to="sagas.x.inbox", in_reply_to="s-1:a:1")
         headers, value = codec.encode(sent)
         assert codec.decode(headers, value) == sent
 
@@ -66,7 +66,21 @@ def test_headers_follow_the_cloudevents_kafka_binding(codec: Codec) -> None:
     assert values["content-type"] == b"application/avro"
     assert values["traceparent"] == trace.encode()
     assert "reply_to" not in values
+    assert "in_reply_to" not in values
     assert codec.decode(headers, codec.encode(sent)[1]) == sent
+
+
+def test_a_reply_names_the_command_it_answers(codec: Codec) -> None:
+    sent = envelope(sample(OrderCancelled), saga_id="s", in_reply_to="s:reserve_stock:2")
+    headers, value = codec.encode(sent)
+    assert dict(headers)["in_reply_to"] == b"s:reserve_stock:2"
+    assert codec.decode(headers, value).in_reply_to == "s:reserve_stock:2"
+    empty = [(k, b" " if k == "in_reply_to" else v) for k, v in headers]
+    with pytest.raises(HeaderError, match="in_reply_to is empty"):
+        codec.decode(empty, value)
+    twice = [*headers, ("in_reply_to", b"s:x:1")]
+    with pytest.raises(HeaderError, match="more than once"):
+        codec.decode(twice, value)
 
 
 def test_ids_are_stable_and_independent_of_file_order(tree: SchemaTree) -> None:
