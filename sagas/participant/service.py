@@ -1,25 +1,20 @@
-"""Run a `Participant` on Kafka with faust-streaming: agents, replies, health endpoint.
+"""Run a `Participant` on Kafka: its store, its consuming loop, its web endpoint.
 
-One faust app per service process: its consumer group is the service's, one agent
-reads ``<service>.commands`` and one reads each followed events topic; every record
-goes through the `Processor` and what it returns is produced before the agent moves
-on (so the offset is committed only after the reply is on Kafka).
+The default runner is `sagas.participant.runner.KafkaRunner` on aiokafka: a consumer of
+the service's group with ``read_committed`` (an aborted or fenced engine transaction's
+commands are never delivered), an idempotent producer, replies sent and acknowledged
+before the command's offset is committed; a command delivered again replays its stored
+reply (see `Processor`). ``SERVICE_RUNNER=faust`` runs the same processing as
+faust-streaming agents instead (`sagas.participant.app`), which `sagas bench` measures
+against the default (docs/benchmarks.md says what each costs on a step's path).
 
-read_committed: faust has no setting for the consumer's isolation level. It configures
-its aiokafka consumer with ``isolation_level="read_committed"`` exactly when the app
-runs "in a transaction", i.e. ``processing_guarantee="exactly_once"`` and
-``app.in_worker`` (faust/transport/drivers/aiokafka.py, ``_create_worker_consumer``).
-So the app is configured exactly_once, and `start` sets ``in_worker`` (faust's own
-Worker does the same) and refuses to run unless ``app.in_transaction`` holds. Aborted
-commands of the engine are then never delivered to a handler; the integration tests
-prove it with an aborted transaction.
-
-Replies, dead letters and domain events go out through faust's plain (idempotent,
-non-transactional) producer, awaited one by one. faust's transactional producers are
-keyed by the *destination* partition number, which only works when the output topic
-has the input's partition layout; a reply goes to a saga inbox with its own layout. The
-guarantee does not need them: a reply is sent before its command's offset is
-committed, and a redelivered command replays its stored reply (see `Processor`).
+read_committed under faust: faust has no setting for the consumer's isolation level. It
+configures its aiokafka consumer with ``isolation_level="read_committed"`` exactly when
+the app runs "in a transaction", i.e. ``processing_guarantee="exactly_once"`` and
+``app.in_worker`` (faust/transport/drivers/aiokafka.py, ``_create_worker_consumer``),
+so that runner is configured exactly_once and refuses to start otherwise. Its replies
+go out through faust's plain (idempotent, non-transactional) producer, awaited one by
+one.
 """
 
 from __future__ import annotations
@@ -41,11 +36,13 @@ from sagas.contracts.record import Envelope, Record
 from sagas.kafka_security import checked_options
 from sagas.participant.definition import JSONObject, Participant
 from sagas.participant.processor import Faults, Incoming, Processor
+from sagas.participant.runner import KafkaRunner
 from sagas.participant.settings import ServiceSettings
 from sagas.participant.store import Outbound, Store
+from sagas.participant.web import WebEndpoint
 from sagas.runtime.topics import wait_until_ready
 from sagas.settings import KafkaSettings
-from sagas.telemetry.participant import Handling, ParticipantTelemetry
+from sagas.telemetry.participant import ParticipantTelemetry
 
 log = logging.getLogger(__name__)
 
@@ -124,6 +121,11 @@ class ParticipantService:
             telemetry=telemetry,
         )
         self.app: Any = None
+        """The faust app, with ``SERVICE_RUNNER=faust``."""
+        self.runner: KafkaRunner | None = None
+        """The aiokafka loop (the default runner)."""
+        self._task: asyncio.Task[None] | None = None
+        self._web: WebEndpoint | None = None
         self._stopping = asyncio.Event()
         self._started = False
 
@@ -145,7 +147,8 @@ class ParticipantService:
     # -- lifecycle ---------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Open the store (seeding it once), create missing topics, start consuming."""
+        """Open the store (seeding it once), create missing topics, start consuming, and
+        serve the web endpoint; returns once the service consumes."""
         if self._started:
             return
         if self.kafka is not None:
@@ -153,44 +156,93 @@ class ParticipantService:
             # open SQLite connection's thread would keep the process alive).
             self.client_options = await checked_options(self.kafka, self.bootstrap)
         self._started = True
-        await prepare_store(self.store, self.participant, self.settings.seed_file)
-        await self._create_topics()
-        self.app = self._build_app()
+        try:
+            await prepare_store(self.store, self.participant, self.settings.seed_file)
+            await self._create_topics()
+            if self.settings.runner == "faust":
+                await self._start_faust()
+            else:
+                await self._start_runner()
+            if self.web_port > 0:
+                self._web = WebEndpoint(self, self.settings.web_host, self.web_port)
+                await self._web.start()
+            if self.participant.on_start is not None:
+                await self.participant.on_start(self)
+        except BaseException:
+            await self.stop()
+            raise
+        log.info("%s: consuming %s", self.participant.name, self.commands_topic)
+
+    async def _start_runner(self) -> None:
+        topics = [self.commands_topic] if self.participant.handlers else []
+        topics += sorted({self.topic(s.topic) for s in self.participant.subscriptions})
+        runner = KafkaRunner(
+            self.bootstrap,
+            self.settings.group(self.participant.name),
+            topics,
+            self.handle,
+            after_batch=self._after_batch,
+            client_options=self.client_options,
+        )
+        await runner.start()
+        self.runner = runner
+        self._task = asyncio.create_task(runner.run(), name=f"{self.participant.name}-runner")
+
+    async def _start_faust(self) -> None:
+        from sagas.participant.app import build_app
+
+        self.app = build_app(self)
         # faust enables transactions (and with them read_committed) only in a worker.
         self.app.in_worker = True
         if not self.app.in_transaction:
             raise RuntimeError("faust would consume read_uncommitted; refusing to start")
         await self.app.start()
-        if self.participant.on_start is not None:
-            await self.participant.on_start(self)
-        log.info("%s: consuming %s", self.participant.name, self.commands_topic)
 
-    async def stop(self, grace: timedelta = timedelta(seconds=30)) -> None:
-        """Stop consuming and close the store (idempotent)."""
+    async def stop(self, grace: timedelta = timedelta(seconds=10)) -> None:
+        """Stop consuming (after the batch in flight), the web endpoint, and close the
+        store; idempotent, each part bounded by ``grace``."""
         self._stopping.set()
         if not self._started:
             return
         self._started = False
+        web, self._web = self._web, None
+        runner, self.runner = self.runner, None
+        task, self._task = self._task, None
         app, self.app = self.app, None
         try:
+            if web is not None:
+                await web.stop()
+            if runner is not None:
+                runner.stop()
+                if task is not None:
+                    await asyncio.wait({task}, timeout=grace.total_seconds())
+                    if not task.done():
+                        task.cancel()
+                    await asyncio.wait({task})
+                await runner.close()
             if app is not None:
                 await asyncio.wait_for(app.stop(), grace.total_seconds())
         finally:
             await self.store.close()
+        if task is not None and not task.cancelled() and task.exception() is not None:
+            raise task.exception()  # type: ignore[misc]  # checked not None just above
 
     async def run(self) -> None:
-        """Start, serve until `stop` is requested or faust stops, then stop."""
+        """Start, serve until `stop` is requested (or the consuming loop ends), then stop."""
         await self.start()
         try:
-            stopped = asyncio.ensure_future(self.app.wait_until_stopped())
-            asked = asyncio.ensure_future(self._stopping.wait())
+            waits: list[asyncio.Future[Any]] = [asyncio.ensure_future(self._stopping.wait())]
+            if self._task is not None:
+                waits.append(asyncio.ensure_future(asyncio.shield(self._task)))
+            if self.app is not None:
+                waits.append(asyncio.ensure_future(self.app.wait_until_stopped()))
             try:
-                await asyncio.wait({stopped, asked}, return_when=asyncio.FIRST_COMPLETED)
+                await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
             finally:
-                for task in (stopped, asked):
-                    task.cancel()
+                for wait in waits:
+                    wait.cancel()
                     with contextlib.suppress(asyncio.CancelledError):
-                        await task
+                        await wait
         finally:
             await self.stop()
 
@@ -211,7 +263,13 @@ class ParticipantService:
         """Produce ``records`` one by one, each acknowledged before the next."""
         for r in records:
             span = self.telemetry.published(r) if self.telemetry is not None else None
-            await self.app.producer.send_and_wait(r.topic, r.key, r.value, None, None, r.headers)
+            if self.runner is not None:
+                producer = self.runner.producer
+                await producer.send_and_wait(r.topic, r.value, r.key, None, None, r.headers)
+            else:
+                await self.app.producer.send_and_wait(
+                    r.topic, r.key, r.value, None, None, r.headers
+                )
             if span is not None:
                 span.end()
 
@@ -257,33 +315,31 @@ class ParticipantService:
         finally:
             await admin.close()
 
-    def _build_app(self) -> Any:
-        from sagas.participant.app import build_app
-
-        return build_app(self)
-
     async def handle_route(self, path: str, body: JSONObject) -> JSONObject:
         """Run the service's ``POST`` route ``path``."""
         return await self.participant.routes[path](self, body)
 
-    async def process(self, topic: str, record: Incoming) -> None:
-        """Process one consumed record and produce what it yields (the agents call this)."""
+    async def handle(self, topic: str, record: Incoming) -> list[Outbound]:
+        """Apply one consumed record; return what to produce (the runner sends it)."""
         if self.telemetry is None:
-            await self._process(topic, record)
-            return
+            return await self._handle(topic, record)
         # The handling span is current inside: reply spans and log lines join it.
         with self.telemetry.handling(record) as handling:
-            await self._process(topic, record, handling)
-
-    async def _process(
-        self, topic: str, record: Incoming, handling: Handling | None = None
-    ) -> None:
-        if topic != self.commands_topic:
-            out = await self.processor.event(record)
-        else:
-            out = await self.processor.command(record)
-        if handling is not None and self.telemetry is not None:
+            out = await self._handle(topic, record)
             self.telemetry.outcome(handling, out)
-        await self.send(out)
-        if topic == self.commands_topic and self.participant.after_command is not None:
+            return out
+
+    async def _handle(self, topic: str, record: Incoming) -> list[Outbound]:
+        if topic != self.commands_topic:
+            return await self.processor.event(record)
+        return await self.processor.command(record)
+
+    async def _after_batch(self) -> None:
+        if self.participant.after_command is not None:
             await self.participant.after_command(self)
+
+    async def process(self, topic: str, record: Incoming) -> None:
+        """Apply one record and produce what it yields, acknowledged (the faust agents)."""
+        await self.send(await self.handle(topic, record))
+        if topic == self.commands_topic:
+            await self._after_batch()
