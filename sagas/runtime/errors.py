@@ -7,7 +7,10 @@
         ├── StoreError              the SQLite store cannot be read or written (retryable)
         │   └── StoreUnwritable     it refuses writes for now: full, read-only, locked, I/O
         ├── TopicSetupError         topics are missing and cannot be created
-        └── FencedError             another process took over a partition (this one stops)
+        ├── FencedError             another process took over a partition (this one stops)
+        └── TransportError          the broker did not answer or refused for now (retryable)
+            ├── InDoubt             a transaction's outcome is unknown
+            └── NotAssigned         the partition left this member's assignment
 """
 
 from __future__ import annotations
@@ -38,3 +41,18 @@ class TopicSetupError(RuntimeFailure):
 
 class FencedError(RuntimeFailure):
     """A newer owner of a partition fenced this process's producer."""
+
+
+class TransportError(RuntimeFailure):
+    """The broker did not answer, or refused for now; the same call may succeed later."""
+
+    retryable = True
+
+
+class InDoubt(TransportError):
+    """Nobody knows whether the transaction committed: abandon the producer and read
+    the partition's state back from the broker."""
+
+
+class NotAssigned(TransportError):
+    """The partition left this member's assignment meanwhile (its next owner has it)."""
