@@ -106,8 +106,10 @@ async def serve(bootstrap: str, prefix: str, stop: asyncio.Event) -> None:
             for records in data.values():
                 for r in records:
                     command = codec.decode(r.headers or [], r.value)
-                    topic, key, headers, value = reply(codec, command)
-                    futures.append(await producer.send(topic, value, key=key, headers=headers))
+                    topic, _, headers, value = reply(codec, command)
+                    # Keyed like the command, as the participant framework does: the reply
+                    # comes back to the saga's partition.
+                    futures.append(await producer.send(topic, value, key=r.key, headers=headers))
             for f in futures:
                 await f
     finally:

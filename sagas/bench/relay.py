@@ -24,10 +24,13 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPa
 
 from sagas.bench.harness import BenchError, Phase
 from sagas.bench.load import Generator, Observer
-from sagas.runtime.loop import DEFAULT_IDLE_TICK, LINGER_MS, TXN_RETRY_BACKOFF_MS
+from sagas.runtime.loop import DEFAULT_IDLE_TICK
 from sagas.runtime.topics import TopicSpec, ensure_topics
+from sagas.runtime.transport.kafka import TXN_RETRY_BACKOFF_MS
 from sagas.settings import EngineSettings
 from services.app import app as examples
+
+LINGER_MS = 0  # as the engine's transactional producers
 
 IDLE_MS = int(DEFAULT_IDLE_TICK.total_seconds() * 1000)  # the engine's poll timeout
 

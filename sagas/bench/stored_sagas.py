@@ -24,8 +24,8 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from sagas.contracts.record import Record
 from sagas.machine import SagaInstance
 from sagas.runtime import changelog, store
+from sagas.runtime.batch import stored_row
 from sagas.runtime.store import Changes, Store, StoredInstance
-from sagas.runtime.worker import stored_row
 from sagas.testing import Handler, Harness, reply, silent
 from services.definitions.order_fulfilment import ORDER_FULFILMENT
 from services.messages.inventory import (

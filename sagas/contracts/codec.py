@@ -13,8 +13,9 @@ into today's class.
 
 from __future__ import annotations
 
+import asyncio
 import io
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 import fastavro
 import fastavro.validation
@@ -25,6 +26,7 @@ from sagas.contracts.errors import (
     ContractError,
     EncodeError,
     FramingError,
+    MessageError,
     OversizeError,
     PayloadError,
     TypeMismatchError,
@@ -79,6 +81,39 @@ class Codec:
     def close(self) -> None:
         """Close the registry's connections (idempotent)."""
         self.registry.close()
+
+    async def resolve(self, values: Iterable[bytes | None]) -> None:
+        """Fetch, off the event loop, the writer schemas of ``values`` the registry has
+        not cached yet, so `decode` (synchronous) does not wait on the network.
+
+        Raises:
+            RegistryError: the registry could not be reached (after its own retries):
+                decode these values later, they are not bad.
+        """
+        ids = {
+            int.from_bytes(v[1:PREFIX_BYTES], "big")
+            for v in values
+            if v is not None and len(v) >= PREFIX_BYTES and v[0] == MAGIC_BYTE
+        }
+        missing = [i for i in sorted(ids) if not self.registry.has(i)]
+        for schema_id in missing:
+            try:
+                await asyncio.to_thread(self.registry.lookup, schema_id)
+            except MessageError:
+                continue  # no such schema: `decode` reports it as the message's error
+
+    async def prepare(self) -> None:
+        """Register every known type's writer schema now, off the event loop (so the
+        first `encode` of each type does not wait on the network).
+
+        Raises:
+            RegistryError: the registry could not be reached.
+        """
+        for name in self.classes:
+            if name not in self._writer_ids:
+                self._writer_ids[name] = await asyncio.to_thread(
+                    self.registry.register, name, self.schema_of(name).raw
+                )
 
     def schema_of(self, name: str) -> SchemaFile:
         """The current schema of a type; raises `UnknownTypeError`."""

@@ -1,6 +1,9 @@
 """A client for a Confluent-compatible schema registry over HTTP (httpx).
 
-Only the two calls the codec needs are used, both part of the stable Confluent REST API:
+The client is synchronous: the runtime calls it off the event loop (`Codec.resolve`,
+`Codec.prepare`, in a worker thread), so a slow registry never stalls other
+partitions. Only the two calls the codec needs are used, both part of the stable
+Confluent REST API:
 ``POST /subjects/{subject}/versions`` (register, idempotent) and
 ``GET /schemas/ids/{id}`` (look up a writer schema). Answers are cached for the life of
 the client: a registry id never changes meaning.
@@ -9,6 +12,7 @@ the client: a registry id never changes meaning.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Mapping
 from datetime import timedelta
 from types import TracebackType
@@ -22,6 +26,10 @@ from sagas.contracts.registry import RegisteredSchema
 from sagas.contracts.schemas import SchemaFile, canonical_json
 
 CONTENT_TYPE = "application/vnd.schemaregistry.v1+json"
+ATTEMPTS = 3
+"""Tries of one registry call before it fails with `RegistryError`."""
+PAUSE_S = 0.2
+"""Pause before the second try (doubled before the third)."""
 SCHEMA_NOT_FOUND = 40403
 
 
@@ -81,6 +89,10 @@ class HttpRegistry:
         self._ids[key] = schema_id
         return schema_id
 
+    def has(self, schema_id: int) -> bool:
+        """Whether ``schema_id`` was fetched already."""
+        return schema_id in self._by_id
+
     def lookup(self, schema_id: int) -> RegisteredSchema:
         """The schema with that id, fetched once then cached."""
         cached = self._by_id.get(schema_id)
@@ -101,10 +113,7 @@ class HttpRegistry:
         return found
 
     def _call(self, method: str, path: str, body: dict[str, Any] | None) -> dict[str, Any]:
-        try:
-            response = self._client.request(method, path, json=body)
-        except httpx.HTTPError as exc:
-            raise RegistryError(f"schema registry {method} {path} failed: {exc}") from exc
+        response = self._request(method, path, body)
         try:
             answer = response.json()
         except ValueError:
@@ -121,3 +130,18 @@ class HttpRegistry:
         if response.status_code in (409, 422):
             raise SchemaError(f"registry refused {method} {path}: {detail}")
         raise RegistryError(f"schema registry {method} {path}: {detail}")
+
+    def _request(self, method: str, path: str, body: dict[str, Any] | None) -> httpx.Response:
+        """One call, tried ``ATTEMPTS`` times while the registry cannot be reached or
+        answers 5xx; then `RegistryError` (the caller retries later, never dead-letters)."""
+        for attempt in range(1, ATTEMPTS + 1):
+            try:
+                response = self._client.request(method, path, json=body)
+            except httpx.HTTPError as exc:
+                if attempt == ATTEMPTS:
+                    raise RegistryError(f"schema registry {method} {path} failed: {exc}") from exc
+            else:
+                if response.status_code < 500 or attempt == ATTEMPTS:
+                    return response
+            time.sleep(PAUSE_S * attempt)  # backoff between attempts (runs in a worker thread)
+        raise AssertionError("unreachable")

@@ -64,6 +64,10 @@ class SchemaRegistry(Protocol):
         """
         ...
 
+    def has(self, schema_id: int) -> bool:
+        """Whether `lookup` answers ``schema_id`` without a request (cached or local)."""
+        ...
+
     def close(self) -> None:
         """Release connections, if any (idempotent)."""
         ...
@@ -115,6 +119,10 @@ class EmbeddedRegistry:
         if found is None:
             raise UnknownSchemaError(f"no schema with id {schema_id} in the embedded registry")
         return found
+
+    def has(self, schema_id: int) -> bool:
+        """Every schema of the embedded registry is local."""
+        return True
 
     def close(self) -> None:
         """Nothing to release."""

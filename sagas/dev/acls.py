@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from sagas.definition import Saga, Step
 from sagas.runtime import topics
-from sagas.runtime.engine import output_topics
+from sagas.runtime.engine import by_name, output_topics
 from sagas.runtime.router import event_topics
 
 if TYPE_CHECKING:
@@ -97,7 +97,7 @@ def engine_acls(prefix: str, definitions: Sequence[Saga[Any]]) -> list[Acl]:
     ``<prefix>sagas``, as their defaults do.
     """
     out = {prefix + t for d in definitions for t in output_topics(d)}
-    routed = {prefix + t for t in event_topics(definitions)}
+    routed = {prefix + t for t in event_topics(by_name(definitions))}
     return [
         *_grant(ENGINE, Resource.TOPIC, f"{prefix}sagas.", Pattern.PREFIXED, R, W, C, D),
         *_topics(ENGINE, out, W, C, D),

@@ -112,7 +112,11 @@ class Sender:
         codec: Codec,
         topic_prefix: str = "",
         client_options: dict[str, Any] | None = None,
+        key_of: Callable[[str, str], bytes] | None = None,
     ) -> None:
+        """``key_of(saga, saga_id)``: the Kafka key that lands in the saga's partition
+        (`sagas.runtime.partitioning.Partitioning.key`; the saga id by default)."""
+        self._key_of = key_of or (lambda saga, saga_id: saga_id.encode())
         self._producer = AIOKafkaProducer(
             bootstrap_servers=bootstrap_servers,
             enable_idempotence=True,
@@ -141,7 +145,7 @@ class Sender:
                 await self._producer.send(
                     self._prefix + topics.inbox(req.saga),
                     value,
-                    key=req.saga_id.encode(),
+                    key=self._key_of(req.saga, req.saga_id),
                     headers=headers,
                 )
             )

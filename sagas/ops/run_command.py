@@ -14,6 +14,7 @@ from sagas.errors import ConfigurationError
 from sagas.kafka_security import checked_options, describe
 from sagas.runtime.engine import Engine
 from sagas.runtime.store import Store
+from sagas.runtime.transport.kafka import KafkaTransport
 from sagas.settings import EngineSettings, KafkaSettings, TelemetrySettings
 from sagas.telemetry import EngineTelemetry, Telemetry, configure_logging, setup
 
@@ -54,14 +55,14 @@ async def serve(
     hooks = None
     if telemetry is not None and telemetry.enabled:
         hooks = EngineTelemetry(telemetry, settings.topic_prefix, settings.engine_db)
+    transport = KafkaTransport(bootstrap, settings.topic_prefix, options)
     engine = Engine(
         definitions,
         settings,
-        bootstrap,
-        codec,
-        app.classes,
-        store,
-        client_options=options,
+        transport=transport,
+        codec=codec,
+        classes=app.classes,
+        store=store,
         telemetry=hooks,
         **chaos_options(settings, store),
     )

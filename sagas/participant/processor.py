@@ -20,7 +20,7 @@ import asyncio
 import logging
 import random
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -101,7 +101,14 @@ class Processor:
     # -- commands ----------------------------------------------------------------------
 
     async def command(self, record: Incoming) -> list[Outbound]:
-        """What to produce for one record of ``<service>.commands``."""
+        """What to produce for one record of ``<service>.commands``.
+
+        A reply is keyed like the command: the engine keys a saga's commands so that
+        what comes back lands in the saga's partition (`sagas.runtime.partitioning`).
+        """
+        return [replace(out, key=record.key) for out in await self._command(record)]
+
+    async def _command(self, record: Incoming) -> list[Outbound]:
         try:
             envelope = self.codec.decode(
                 record.headers,

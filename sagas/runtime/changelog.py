@@ -7,9 +7,9 @@ record's key is the saga id (held messages: ``held\\x00`` + saga id); its value 
 * ``{"kind": "held", "held": {...}}``; a tombstone (no value) for held messages means
   they were applied or dead-lettered.
 
-`catch_up` reads a changelog partition from the offset the store has applied up to the
-last stable offset and applies it, so the SQLite store agrees with Kafka before the
-partition is processed.
+`catch_up` reads a changelog partition (through the transport's `PartitionReader`) from
+the offset the store has applied up to the last stable offset and applies it, so the
+SQLite store agrees with Kafka before the partition is processed.
 """
 
 from __future__ import annotations
@@ -23,22 +23,14 @@ from dataclasses import asdict
 from typing import Any
 
 import orjson
-from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from sagas.runtime.store import Changes, Held, Store, StoredInstance, row
+from sagas.runtime.transport.base import PartitionReader
+from sagas.runtime.transport.records import TP
 
 log = logging.getLogger(__name__)
 
 HELD_PREFIX = b"held\x00"
-
-FETCH_BYTES = 16 << 20
-"""Most bytes one catch-up fetch returns (bounds its memory too)."""
-
-CLOSE_TIMEOUT_S = 5.0
-"""Longest wait for the reader's consumer to stop (see `ChangelogReader.close`)."""
-
-FETCH_WAIT_MS = 20
-"""How long the broker holds a catch-up fetch that has nothing to return yet."""
 
 
 _BODY = b',"body":'
@@ -203,149 +195,50 @@ def apply_record(changes: Changes, key: bytes | None, value: bytes | None) -> No
     changes.instances.append(StoredInstance(**row, body=body, history=_history_of(body)))
 
 
-class ChangelogReader:
-    """Reads changelog partitions to their end; one consumer, reused for every partition.
-
-    Starting a consumer costs a metadata round trip (about a second on a busy machine);
-    an engine taking many partitions in one rebalance must not pay it per partition, or
-    the rebalance outlasts the session timeout.
-    """
-
-    def __init__(
-        self, bootstrap_servers: str, client_options: dict[str, Any] | None = None
-    ) -> None:
-        self._bootstrap = bootstrap_servers
-        self._options = client_options or {}
-        self._consumer: AIOKafkaConsumer | None = None
-        # One consumer, assigned one partition at a time: concurrent catch-ups take turns.
-        self._turn = asyncio.Lock()
-
-    async def _ready(self) -> AIOKafkaConsumer:
-        if self._consumer is None:
-            consumer = AIOKafkaConsumer(
-                bootstrap_servers=self._bootstrap,
-                isolation_level="read_committed",
-                enable_auto_commit=False,
-                # A changelog record is a whole instance (a few KiB): the default 1 MiB
-                # per fetch made catch-up wait on hundreds of round trips.
-                max_partition_fetch_bytes=FETCH_BYTES,
-                fetch_max_bytes=FETCH_BYTES,
-                # A fetch with nothing to return waits this long on the broker, and the
-                # offset requests of the next catch-up queue behind it on the connection
-                # (the default 500 ms made taking 12 partitions cost 6 s).
-                fetch_max_wait_ms=FETCH_WAIT_MS,
-                **self._options,
-            )
-            await consumer.start()
-            self._consumer = consumer
-        return self._consumer
-
-    async def close(self) -> None:
-        """Idempotent; bounded by ``CLOSE_TIMEOUT_S``.
-
-        Seen here: a stop right after a catch-up unassigned the reader never returned.
-        aiokafka's fetch routine, still cancelling the fetches of the old assignment,
-        swallowed its own cancellation and went on waiting for a new assignment. The
-        process is shutting down then; waiting for ever would keep it from ending.
-        """
-        consumer, self._consumer = self._consumer, None
-        if consumer is None:
-            return
-        try:
-            async with asyncio.timeout(CLOSE_TIMEOUT_S):
-                await consumer.stop()
-        except TimeoutError:
-            log.warning(
-                "the changelog reader did not stop within %.0fs; left behind", CLOSE_TIMEOUT_S
-            )
-
-    async def catch_up(
-        self,
-        store: Store,
-        saga_name: str,
-        topic: str,
-        partition: int,
-        chunk: int = 2000,
-        apply: Callable[[Changes], Coroutine[Any, Any, None]] | None = None,
-    ) -> int:
-        """Apply ``topic[partition]`` from the store's offset to the end; return records read.
-
-        ``apply`` writes each slice (default: ``store.apply``; the engine passes a
-        `StoreWriter`'s, which waits out a full or read-only store).
-        """
-        async with self._turn:
-            return await self._catch_up(store, saga_name, topic, partition, chunk, apply)
-
-    async def _catch_up(
-        self,
-        store: Store,
-        saga_name: str,
-        topic: str,
-        partition: int,
-        chunk: int,
-        apply: Callable[[Changes], Coroutine[Any, Any, None]] | None,
-    ) -> int:
-        write = apply or store.apply
-        tp = TopicPartition(topic, partition)
-        start = await store.next_changelog_offset(saga_name, partition)
-        consumer = await self._ready()
-        began = time.monotonic()
-        consumer.assign([tp])
-        try:
-            end = (await consumer.end_offsets([tp]))[tp]
-            if end <= start:
-                return 0
-            consumer.seek(tp, start)
-            read = await _apply_slices(consumer, tp, end, chunk, saga_name, write)
-            await write(Changes(saga_name, partition, next_changelog_offset=end))
-            log.info(
-                "caught up %s[%d]: %d records from offset %d in %.2fs",
-                topic,
-                partition,
-                read,
-                start,
-                time.monotonic() - began,
-            )
-            return read
-        finally:
-            # Unassigned, the reader fetches nothing more: it keeps no buffer of the
-            # records this engine goes on writing to the changelog.
-            consumer.unsubscribe()
-
-
-async def _apply_slices(
-    consumer: AIOKafkaConsumer,
-    tp: TopicPartition,
-    end: int,
-    chunk: int,
+async def catch_up(
+    reader: PartitionReader,
+    store: Store,
     saga_name: str,
-    write: Callable[[Changes], Coroutine[Any, Any, None]],
+    tp: TP,
+    apply: Callable[[Changes], Coroutine[Any, Any, None]] | None = None,
+    chunk: int = 2000,
 ) -> int:
-    """Fetch ``tp`` up to ``end`` and write it slice by slice; return the records read.
+    """Apply changelog partition ``tp`` from the store's offset to its end; return the
+    records read.
 
-    A slice is written while the next one is fetched and decoded (SQLite works in
-    aiosqlite's thread); slices are still written one after the other, in order.
+    ``apply`` writes each slice (default: ``store.apply``; the engine passes a
+    `StoreWriter`'s, which waits out a full or read-only store). One store transaction
+    per slice, only the last record of a key decoded; a slice is written while the next
+    is fetched and decoded (SQLite works in aiosqlite's thread), in order.
     """
+    write = apply or store.apply
+    start = await store.next_changelog_offset(saga_name, tp.partition)
+    began = time.monotonic()
+    end = await reader.end_offset(tp)
+    if end <= start:
+        return 0
     read = 0
     writing: asyncio.Task[None] | None = None
     try:
-        while (position := await consumer.position(tp)) < end:
-            fetched = await consumer.getmany(tp, timeout_ms=1000, max_records=chunk)
-            batch = fetched.get(tp, [])
-            # One store transaction per slice; only the last record of a key decoded.
+        async for batch, position in reader.read(tp, start, end, chunk):
             changes = changes_of(saga_name, tp.partition, [(r.key, r.value) for r in batch])
-            last = batch[-1].offset if batch else position - 1
             read += len(batch)
-            # Control records (transaction markers) advance the position, not `last`.
-            changes.next_changelog_offset = max(last + 1, await consumer.position(tp))
-            if changes.instance_rows or changes.held or changes.released or last >= position:
-                if writing is not None:
-                    await writing
-                writing = asyncio.create_task(write(changes))
+            changes.next_changelog_offset = position
+            if writing is not None:
+                await writing
+            writing = asyncio.create_task(write(changes))
         if writing is not None:
             await writing
             writing = None
     finally:
         if writing is not None:  # failed or cancelled meanwhile: let the write end
             await asyncio.wait([writing])
+    await write(Changes(saga_name, tp.partition, next_changelog_offset=end))
+    log.info(
+        "caught up %s: %d records from offset %d in %.2fs",
+        tp,
+        read,
+        start,
+        time.monotonic() - began,
+    )
     return read

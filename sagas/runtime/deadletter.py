@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from aiokafka.record.default_records import DefaultRecordBatchBuilder
 
+from sagas.runtime.transport.records import Consumed, OutRecord
+
 Headers = list[tuple[str, bytes]]
 
 MAX_DEAD_LETTER_BYTES = 1_000_000
@@ -48,3 +50,22 @@ def fit(
         room = max_bytes - size_of(key, b"", headers) - 16  # 16: the value's length varint
         value = value[: max(room, 0)]
     return value, headers
+
+
+def dead_letter(
+    record: Consumed, physical_topic: str, target: str, reason: str, message: str, error: str
+) -> OutRecord:
+    """The original record for dead-letter topic ``target``, bytes untouched, with the
+    reason and where it was read in headers (``dlq_topic`` names the physical topic, as
+    `sagas dlq replay` needs it); shortened only when too large to produce (`fit`)."""
+    headers: Headers = [
+        *record.headers,
+        ("dlq_reason", reason.encode()),
+        ("dlq_error", error.encode()),
+        ("dlq_message", message.encode()),
+        ("dlq_topic", physical_topic.encode()),
+        ("dlq_partition", str(record.partition).encode()),
+        ("dlq_offset", str(record.offset).encode()),
+    ]
+    value, headers = fit(record.key, record.value, headers)  # Kafka must take it
+    return OutRecord(target, value, key=record.key, headers=tuple(headers))

@@ -1,32 +1,42 @@
-"""The engine: the router and the partition workers of a set of definitions.
+"""The engine: a set of saga definitions run on a transport, until `shutdown`.
 
-One `asyncio.TaskGroup` owns both loops; `shutdown` asks them to finish the batch in
-flight and return, and is idempotent.
+Use it as ``async with Engine(...) as engine:`` (it runs in a task; `ready` says when
+every unit it was given is owned; leaving the block shuts it down within
+``grace``), or ``await engine.run()`` with `shutdown` called from elsewhere (a signal
+handler). `shutdown` is idempotent: the loop finishes the batches in flight and
+returns.
 """
 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from types import TracebackType
 from typing import Any, Protocol
 
 from sagas.contracts.classmap import ClassMap
 from sagas.contracts.codec import Codec
+from sagas.contracts.errors import RegistryError
 from sagas.definition import Saga, Step
 from sagas.errors import ConfigurationError
 from sagas.runtime import topics
 from sagas.runtime.instance_cache import InstanceCache
-from sagas.runtime.loop import TransactionalLoop
-from sagas.runtime.router import Router, event_topics
+from sagas.runtime.loop import DEFAULT_COMMIT_TIMEOUT, DEFAULT_IDLE_TICK, EngineLoop
+from sagas.runtime.partitioning import Partitioning
+from sagas.runtime.router import event_topics
 from sagas.runtime.store import Store
+from sagas.runtime.transport.base import Transport
+from sagas.runtime.units import UnitConfig
 from sagas.runtime.worker import Clock, SagaWorker
 from sagas.settings import EngineSettings
 from sagas.telemetry.engine import EngineTelemetry
 
 log = logging.getLogger(__name__)
+
+REGISTRY_RETRY = timedelta(seconds=2)
+"""Pause between attempts to register the writer schemas while the registry is down."""
 
 
 def utcnow() -> datetime:
@@ -34,7 +44,7 @@ def utcnow() -> datetime:
 
 
 class Companion(Protocol):
-    """A task that runs next to the engine's loops and stops with them (chaos control)."""
+    """A task that runs next to the engine's loop and stops with it."""
 
     async def run(self) -> None:
         """Run until `stop`."""
@@ -55,111 +65,100 @@ def by_name(definitions: Sequence[Saga[Any]]) -> dict[str, dict[int, Saga[Any]]]
 
 
 class Engine:
-    """Runs the router and the inbox workers until `shutdown`.
+    """Runs every version of the given sagas until `shutdown`.
 
     Args:
         definitions: every version of every saga this engine runs.
-        settings: topics, groups, timing.
-        bootstrap_servers: Kafka.
+        settings: groups, partitions, timing, limits.
+        transport: the broker (`sagas.runtime.transport.kafka.KafkaTransport`, or the
+            in-memory one).
         codec, classes: the message contracts.
         store: this process's SQLite store.
-        clock: the engine's notion of now (injectable for tests and chaos).
-        client_options: extra aiokafka options (security), for every client.
+        clock: the engine's notion of now.
         telemetry: spans and metrics; None (the default) when telemetry is off.
-        companions: tasks run and stopped with the loops (e.g. `sagas.chaos.control`).
+        companions: tasks run and stopped with the loop.
     """
 
     def __init__(
         self,
         definitions: Sequence[Saga[Any]],
         settings: EngineSettings,
-        bootstrap_servers: str,
+        *,
+        transport: Transport,
         codec: Codec,
         classes: ClassMap,
         store: Store,
         clock: Clock = utcnow,
-        client_options: dict[str, Any] | None = None,
         telemetry: EngineTelemetry | None = None,
         companions: Sequence[Companion] = (),
     ) -> None:
         self.definitions = by_name(definitions)
+        self.settings = settings
+        self._transport = transport
+        self._codec = codec
+        self._store = store
         self._companions = tuple(companions)
         self._telemetry = telemetry
-        self.settings = settings
-        self._bootstrap = bootstrap_servers
-        self._store = store
-        self._options = client_options or {}
+        self.partitioning = Partitioning(self.definitions, settings.partitions)
+        physical = transport.physical
+        self._reader = transport.partition_reader()
         self.worker = SagaWorker(
             self.definitions,
             codec,
             classes,
             store,
             clock,
-            settings.hold_unknown_for,
-            bootstrap_servers,
-            self._options,
-            settings.topic_prefix,
-            telemetry,
-            InstanceCache(settings.instance_cache),
+            partitioning=self.partitioning,
+            reader=self._reader,
+            physical=physical,
+            hold_for=settings.hold_unknown_for,
+            telemetry=telemetry,
+            cache=InstanceCache(settings.instance_cache),
         )
-        latest = [max(v.items())[1] for v in self.definitions.values()]
-        self.router = Router(latest, codec, telemetry)
-        self._router_topics = event_topics(latest)
-        self._loops = [
-            TransactionalLoop(
-                bootstrap_servers,
-                settings.engine_group,
-                [topics.inbox(n) for n in sorted(self.definitions)],
-                self.worker,
-                f"{settings.transactional_prefix}.engine",
-                client_options=self._options,
-                max_records=settings.max_batch,
-                session_timeout=settings.session_timeout,
-                topic_prefix=settings.topic_prefix,
-            ),
-            TransactionalLoop(
-                bootstrap_servers,
-                settings.router_group,
-                self._router_topics,
-                self.router,
-                f"{settings.transactional_prefix}.router",
-                client_options=self._options,
-                max_records=settings.max_batch,
-                session_timeout=settings.session_timeout,
-                topic_prefix=settings.topic_prefix,
-            ),
-        ]
-
+        self.event_topics = event_topics(self.definitions)
+        config = UnitConfig(
+            transport=transport,
+            worker=self.worker,
+            group_id=settings.engine_group,
+            transactional_prefix=settings.transactional_prefix,
+            max_batch=settings.max_batch,
+            commit_timeout=DEFAULT_COMMIT_TIMEOUT,
+            heartbeat=settings.session_timeout / 5,
+            idle_tick=DEFAULT_IDLE_TICK,
+        )
+        self.loop = EngineLoop(
+            config,
+            [*(topics.inbox(n) for n in sorted(self.definitions)), *self.event_topics],
+            settings.session_timeout,
+        )
+        self._task: asyncio.Task[None] | None = None
         if telemetry is not None:
             telemetry.add_lag_source(self._lag)
 
-    def _lag(self) -> list[tuple[str, int, str, int]]:
-        """(topic, partition, group, lag) of every partition the loops own.
+    @property
+    def ready(self) -> asyncio.Event:
+        """Set once every unit the group gave this engine is owned."""
+        return self.loop.ready
 
-        Lag is the last stable offset (read_committed) minus the position after the
-        last batch handed to the worker or router (partitions with no batch yet are
-        left out). Reads only (metrics thread).
-        """
+    def _lag(self) -> list[tuple[str, int, str, int]]:
+        """(topic, partition, group, lag) of every partition owned (metrics thread)."""
         found: list[tuple[str, int, str, int]] = []
+        consumer = self.loop.consumer
         positions = self._telemetry.positions if self._telemetry else {}
-        for loop, group in zip(
-            self._loops, (self.settings.engine_group, self.settings.router_group), strict=True
-        ):
-            consumer = loop.consumer
-            if consumer is None:
-                continue
-            for tp in list(consumer.assignment()):
-                end = consumer.last_stable_offset(tp) or consumer.highwater(tp)
-                if end is None:
-                    continue
-                position = positions.get((tp.topic, tp.partition))
-                if position is None:
-                    continue  # nothing consumed here yet: position unknown
-                found.append((tp.topic, tp.partition, group, max(end - position, 0)))
+        if consumer is None:
+            return found
+        for tp in sorted(consumer.assignment()):
+            position = positions.get((tp.topic, tp.partition))
+            if position is None:
+                continue  # nothing consumed here yet: position unknown
+            lag = consumer.lag(tp, position)
+            if lag is not None:
+                found.append((tp.topic, tp.partition, self.settings.engine_group, lag))
         return found
 
     async def prepare(self) -> None:
-        """Refuse removed versions still in use; create missing topics."""
+        """Refuse removed versions still in use; create missing topics; register the
+        writer schemas (waiting while the schema registry is down)."""
         for name, versions in self.definitions.items():
             in_use = await self._store.unfinished_versions(name)
             missing = sorted(in_use - set(versions))
@@ -168,21 +167,27 @@ class Engine:
                     f"saga {name!r}: versions {missing} still have running instances in "
                     f"{self._store.path}; keep those definitions until they end"
                 )
-        specs = [
-            s for n in self.definitions for s in topics.saga_topics(n, self.settings.partitions)
-        ]
-        specs += [topics.TopicSpec(t, self.settings.partitions) for t in self._router_topics]
-        specs += [topics.TopicSpec(topics.OUTCOMES, self.settings.partitions)]
-        specs += [topics.TopicSpec("sagas.router.dlq", 1)]
+        n = self.settings.partitions
+        specs = [s for name in self.definitions for s in topics.saga_topics(name, n)]
+        specs += [topics.TopicSpec(t, n) for t in self.event_topics]
+        specs += [topics.TopicSpec(topics.OUTCOMES, n)]
+        specs += [topics.TopicSpec(topics.ROUTER_DEAD_LETTERS, 1)]
         specs += [topics.TopicSpec(topics.READ_MODEL_DEAD_LETTERS, 1)]
-        specs += [topics.TopicSpec(t, self.settings.partitions) for t in self._command_topics()]
-        prefix = self.settings.topic_prefix
-        specs = [dataclasses.replace(s, name=prefix + s.name) for s in specs]
-        await topics.ensure_topics(
-            self._bootstrap, specs, self.settings.replication_factor, self._options
-        )
+        specs += [
+            topics.TopicSpec(t, n)
+            for t in sorted(self._output_topics())
+            if t not in self.event_topics
+        ]
+        await self._transport.ensure_topics(specs, self.settings.replication_factor)
+        while True:
+            try:
+                await self._codec.prepare()
+                return
+            except RegistryError as exc:
+                log.warning("the schema registry is unavailable (%s); waiting for it", exc)
+                await asyncio.sleep(REGISTRY_RETRY.total_seconds())  # backoff while it is down
 
-    def _command_topics(self) -> set[str]:
+    def _output_topics(self) -> set[str]:
         return {
             t
             for versions in self.definitions.values()
@@ -191,28 +196,68 @@ class Engine:
         }
 
     async def run(self) -> None:
+        """Prepare, then run the loop (and the companions) until `shutdown`."""
         await self.prepare()
         log.info(
-            "engine running sagas %s; router on %s",
+            "engine running sagas %s; domain events from %s",
             ", ".join(f"{n} v{sorted(v)}" for n, v in self.definitions.items()),
-            ", ".join(self._router_topics),
+            ", ".join(self.event_topics) or "none",
         )
         try:
             async with asyncio.TaskGroup() as tg:
-                for loop in self._loops:
-                    tg.create_task(loop.run())
+                tg.create_task(self.loop.run())
                 for companion in self._companions:
                     tg.create_task(companion.run())
         finally:
-            await self.worker.close()
+            await self._reader.close()
         log.info("engine stopped")
 
     def shutdown(self) -> None:
-        """Stop after the batches in flight; idempotent."""
-        for loop in self._loops:
-            loop.stop()
+        """Stop after the batches in flight; idempotent (safe from a signal handler)."""
+        self.loop.stop()
         for companion in self._companions:
             companion.stop()
+
+    async def __aenter__(self) -> Engine:
+        self._task = asyncio.create_task(self.run(), name="engine")
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def close(self, grace: timedelta = timedelta(seconds=30)) -> None:
+        """Shut down and wait for the run task, at most ``grace``, then cancel it."""
+        self.shutdown()
+        task, self._task = self._task, None
+        if task is None:
+            return
+        done, _ = await asyncio.wait({task}, timeout=grace.total_seconds())
+        if not done:
+            log.warning("the engine did not stop within %s: cancelling it", grace)
+            task.cancel()
+            await asyncio.wait({task})
+        if not task.cancelled() and task.exception() is not None:
+            raise task.exception()  # type: ignore[misc]  # checked not None just above
+
+    async def wait_ready(self, within: timedelta = timedelta(seconds=60)) -> None:
+        """Wait until `ready`, or raise TimeoutError (or what the run task raised)."""
+        waiter = asyncio.ensure_future(self.ready.wait())
+        waits: set[asyncio.Future[Any]] = {waiter}
+        if self._task is not None:
+            waits.add(self._task)
+        done, _ = await asyncio.wait(
+            waits, timeout=within.total_seconds(), return_when=asyncio.FIRST_COMPLETED
+        )
+        if waiter not in done:
+            waiter.cancel()
+            if self._task is not None and self._task.done():
+                self._task.result()
+            raise TimeoutError(f"the engine did not own its units within {within}")
 
 
 def output_topics(definition: Saga[Any]) -> set[str]:

@@ -1,119 +1,94 @@
-"""The router: forwards start and choreography events to the saga inboxes.
+"""Which sagas a domain event concerns: start events and choreography events.
 
-It consumes the domain event topics the definitions listen to and, for each event a
-saga starts on or waits for, copies the record (bytes untouched, ``saga_id`` header
-set) to ``sagas.<saga>.inbox`` keyed by saga id, in the same transaction as the
-consumed offsets. Events no saga cares about are passed over; undecodable ones go to
-``sagas.router.dlq``.
+The engine reads the ``<domain>.events`` topics its sagas start from or wait for, in
+the same units as the inboxes (`sagas.runtime.partitioning`). For each event, `routes`
+names every saga it concerns and the saga id; the worker decides it at once when the
+saga lives in the unit that read it, and otherwise forwards it (bytes untouched,
+``saga_id`` header set) to the saga's inbox partition.
+
+Every version an engine runs is routed, not only the newest: an instance finishes on
+the version it started with, and an older version may wait for an event the newer one
+no longer does. Only the newest version starts sagas.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
-from aiokafka import ConsumerRecord, TopicPartition
-from aiokafka.structs import RecordMetadata
-
-from sagas.contracts.codec import Codec
-from sagas.contracts.errors import ContractError
-from sagas.definition import Await, Saga
+from sagas.contracts.record import Envelope
+from sagas.definition import Await, Saga, format_template
 from sagas.runtime import topics
-from sagas.runtime.loop import Batch, Outgoing
-from sagas.runtime.worker import dead_letter
-from sagas.telemetry.engine import EngineTelemetry
-
-DEAD_LETTERS = "sagas.router.dlq"
 
 
-def routed_types(definition: Saga[Any]) -> set[str]:
-    """The event types that reach ``definition`` through the router."""
-    types = {start.event.SCHEMA for start in definition.starts}
-    for leaf in definition.leaves:
-        if isinstance(leaf, Await):
-            types.update(on.type.SCHEMA for on in (*leaf.success, *leaf.failure))
+@dataclass(frozen=True)
+class Route:
+    """An event concerns saga ``saga`` (by name), instance ``saga_id``."""
+
+    saga: str
+    saga_id: str
+
+
+def routed_types(versions: Mapping[int, Saga[Any]]) -> set[str]:
+    """The event types that reach a saga through the router: the newest version's start
+    events and every version's awaited events."""
+    newest = versions[max(versions)]
+    types = {start.event.SCHEMA for start in newest.starts}
+    for definition in versions.values():
+        for leaf in definition.leaves:
+            if isinstance(leaf, Await):
+                types.update(on.type.SCHEMA for on in (*leaf.success, *leaf.failure))
     return types
 
 
-def event_topics(definitions: Sequence[Saga[Any]]) -> list[str]:
+def event_topics(definitions: Mapping[str, Mapping[int, Saga[Any]]]) -> list[str]:
     """``<domain>.events`` for every start or choreography event of the definitions."""
-    return sorted({topics.events(t.split(".", 1)[0]) for d in definitions for t in routed_types(d)})
+    return sorted(
+        {
+            topics.events(t.split(".", 1)[0])
+            for versions in definitions.values()
+            for t in routed_types(versions)
+        }
+    )
 
 
 class Router:
-    """`PartitionHandler` for the domain event topics."""
+    """Routes decoded events to the sagas they concern.
 
-    def __init__(
-        self,
-        definitions: Sequence[Saga[Any]],
-        codec: Codec,
-        telemetry: EngineTelemetry | None = None,
-    ) -> None:
-        self._definitions = list(definitions)
-        self._codec = codec
-        self._telemetry = telemetry
-        self.forwarded = 0
+    Args:
+        definitions: every version of every saga, by name and version.
+    """
 
-    async def assigned(self, tp: TopicPartition) -> None:
-        return None
+    def __init__(self, definitions: Mapping[str, Mapping[int, Saga[Any]]]) -> None:
+        self._templates: dict[str, list[tuple[str, str]]] = {}
+        for name, versions in sorted(definitions.items()):
+            newest = versions[max(versions)]
+            for start in newest.starts:
+                self._add(start.event.SCHEMA, name, start.saga_id)
+            for definition in versions.values():
+                for leaf in definition.leaves:
+                    if not isinstance(leaf, Await):
+                        continue
+                    template = leaf.saga_id or definition.starts[0].saga_id
+                    for on in (*leaf.success, *leaf.failure):
+                        self._add(on.type.SCHEMA, name, template)
 
-    async def revoked(self, tp: TopicPartition) -> None:
-        return None
+    def _add(self, schema: str, saga: str, template: str) -> None:
+        found = self._templates.setdefault(schema, [])
+        if (saga, template) not in found:
+            found.append((saga, template))
 
-    async def tick(self, tp: TopicPartition) -> Batch | None:
-        return None
+    def routes(self, envelope: Envelope) -> list[Route]:
+        """Every saga ``envelope`` concerns (none: no saga cares about its type).
 
-    async def committed(
-        self, tp: TopicPartition, batch: Batch, sent: Sequence[RecordMetadata]
-    ) -> None:
-        self.forwarded += int(batch.context or 0)
-        if self._telemetry is not None:
-            dead = sum(1 for o in batch.outgoing if o.topic == DEAD_LETTERS)
-            if dead:
-                self._telemetry.dead_lettered(DEAD_LETTERS, "router", dead)
-
-    async def dead_letter(
-        self, tp: TopicPartition, record: ConsumerRecord[Any, Any], error: BaseException
-    ) -> Batch:
-        return Batch(
-            [
-                dead_letter(
-                    record, DEAD_LETTERS, "processing-error", repr(error), type(error).__name__
-                )
-            ]
-        )
-
-    async def process(
-        self, tp: TopicPartition, records: Sequence[ConsumerRecord[Any, Any]]
-    ) -> Batch:
-        # The router forwards the record's bytes and headers untouched (traceparent
-        # included): the start event's span stays the parent of the saga span.
-        if self._telemetry is not None:
-            self._telemetry.consumed(records)
-        out: list[Outgoing] = []
-        forwarded = 0
-        for record in records:
-            try:
-                envelope = self._codec.decode(
-                    record.headers or [],
-                    record.value,
-                    topic=record.topic,
-                    partition=record.partition,
-                    offset=record.offset,
-                )
-            except ContractError as exc:
-                out.append(
-                    dead_letter(record, DEAD_LETTERS, exc.reason, exc.message, type(exc).__name__)
-                )
-                continue
-            for definition in self._definitions:
-                saga_id = definition.route(envelope)
-                if saga_id is None:
-                    continue
-                headers = [(k, v) for k, v in record.headers or () if k != "saga_id"]
-                headers.append(("saga_id", saga_id.encode()))
-                out.append(
-                    Outgoing(definition.inbox, record.value, key=saga_id.encode(), headers=headers)
-                )
-                forwarded += 1
-        return Batch(out, forwarded)
+        Raises:
+            AttributeError, KeyError, ValueError: a template reads what the event lacks
+                (the worker dead-letters it).
+        """
+        found: list[Route] = []
+        for saga, template in self._templates.get(envelope.type, ()):
+            route = Route(saga, format_template(template, envelope.payload))
+            if route not in found:
+                found.append(route)
+        return found

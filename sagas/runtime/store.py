@@ -322,6 +322,14 @@ class Store:
             row = await cur.fetchone()
         return str(row[0]) if row and row[0] is not None else None
 
+    async def earliest_held_expiry(self, saga_name: str, partition: int) -> str | None:
+        async with self._db.execute(
+            "SELECT MIN(expires_at) FROM held WHERE saga_name = ? AND partition = ?",
+            (saga_name, partition),
+        ) as cur:
+            row = await cur.fetchone()
+        return str(row[0]) if row and row[0] is not None else None
+
     async def held_ids(self, saga_name: str, saga_ids: Sequence[str]) -> set[str]:
         """Which of the given sagas have held messages (one query per 500 ids)."""
         found: set[str] = set()

@@ -17,6 +17,8 @@ from sagas.runtime.errors import TopicSetupError
 log = logging.getLogger(__name__)
 
 OUTCOMES = "sagas.events"
+ROUTER_DEAD_LETTERS = "sagas.router.dlq"
+"""Where domain events the engine cannot read (or route) go."""
 READ_MODEL_DEAD_LETTERS = "sagas.readmodel.dlq"
 """Where the read model (dashboard, CLI) puts records of its topics it cannot read."""
 

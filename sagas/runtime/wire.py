@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -26,8 +27,11 @@ from sagas.machine import (
     Unpause,
 )
 from sagas.machine.inputs import OperatorAction
+from sagas.machine.outputs import OutgoingKind
 from sagas.machine.serialize import record_from_dict
-from sagas.runtime import loop
+from sagas.runtime import topics
+from sagas.runtime.deadletter import dead_letter
+from sagas.runtime.transport.records import Consumed, OutRecord
 
 COMPENSATES = "compensates"
 """The header of a compensation naming the command ids it undoes, comma-separated."""
@@ -48,16 +52,25 @@ def encode(
     now: datetime,
     codec: Codec,
     classes: ClassMap,
-    topic_prefix: str = "",
+    *,
+    key: bytes,
+    physical: Callable[[str], str],
+    partition: int = -1,
     trace: tuple[str, str | None] | None = None,
-) -> loop.Outgoing:
+) -> OutRecord:
     """One decided message as a Kafka record with CloudEvents headers.
 
-    ``reply_to`` names a physical topic (the participant replies there as told), so it
-    carries the topic prefix; the record's own topic is prefixed by the loop.
+    Commands and compensations are keyed by the saga key ``key``, so the participant's
+    reply (keyed like the command) comes back to the saga's partition; outcome events by
+    the saga id; domain events by the end event's own key. ``reply_to`` names a physical
+    topic (the participant replies there as told): ``physical`` maps the inbox's name.
     ``trace``: the ``traceparent`` / ``tracestate`` of the span that sends it (with
-    telemetry on); otherwise the saga's own trace context is passed on.
+    telemetry on); otherwise the saga's own trace context is passed on. A message the
+    instance kept and dropped (`OutgoingKind.DEAD_LETTER`) becomes a dead letter of the
+    saga's inbox ``partition``.
     """
+    if out.kind is OutgoingKind.DEAD_LETTER:
+        return kept_dead_letter(out, codec, physical, partition)
     traceparent, tracestate = trace or (
         (instance.traceparent, instance.tracestate) if instance else (None, None)
     )
@@ -68,14 +81,44 @@ def encode(
         time=now,
         payload=to_record(out.payload, classes),
         saga_id=out.saga_id,
-        reply_to=topic_prefix + out.reply_to if out.reply_to else None,
+        reply_to=physical(out.reply_to) if out.reply_to else None,
         traceparent=traceparent,
         tracestate=tracestate,
     )
     headers, value = codec.encode(envelope)
     if out.compensates:  # the commands a compensation undoes, for the participant's tombstone
         headers.insert(len(headers) - 1, (COMPENSATES, ",".join(out.compensates).encode()))
-    return loop.Outgoing(out.topic, value, key=out.key.encode(), headers=headers)
+    if out.kind in (OutgoingKind.COMMAND, OutgoingKind.COMPENSATION):
+        record_key = key
+    else:
+        record_key = out.key.encode()
+    return OutRecord(out.topic, value, key=record_key, headers=tuple(headers))
+
+
+def kept_dead_letter(
+    out: Outgoing, codec: Codec, physical: Callable[[str], str], partition: int = -1
+) -> OutRecord:
+    """A message an instance kept and dropped (an early event), as a dead letter of its
+    saga, with the same ``dlq_*`` headers as any other.
+
+    The record it arrived in is gone (the instance kept the decoded envelope), so it is
+    encoded again with the codec: the same headers and payload, possibly under another
+    schema id. Its offset is not known: ``dlq_offset`` is ``-1``.
+    """
+    assert out.envelope is not None  # set on every dead letter
+    assert out.reason is not None
+    saga = out.source.removeprefix("/sagas/")
+    headers, value = codec.encode(out.envelope)
+    record = Consumed(topics.inbox(saga), partition, -1, out.key.encode(), value, tuple(headers))
+    message = f"{out.envelope.type} {out.envelope.id} kept by saga {out.saga_id}: {out.reason}"
+    return dead_letter(
+        record,
+        physical(record.topic),
+        topics.dead_letters(saga),
+        out.reason,
+        message,
+        "EarlyEventDropped",
+    )
 
 
 def operator_action(record: OperatorActionRecord, definition: Saga[Any]) -> OperatorAction:

@@ -1,9 +1,16 @@
-"""The partition worker: decides on every record of a saga inbox partition.
+"""The unit worker: decides every record of a unit's batch.
 
-For each batch it decodes the records, loads the instances they concern, runs the pure
-`decide`, and returns everything to produce in the batch's transaction: the decided
-commands and events, one changelog record per changed instance, held-message records
-and dead letters. The SQLite store is written only after the transaction commits.
+For a batch it reads each record (`sagas.runtime.inputs`): an inbox record is an input
+of its saga; a domain event is routed (`sagas.runtime.router`) and decided at once when
+its saga lives in this unit, else forwarded to the saga's inbox partition. It loads the
+instances the batch concerns in one store query per saga (the cache first), runs the
+pure `decide`, and returns everything to produce in the batch's transaction: commands,
+outcome and domain events, dead letters, forwarded events, and one changelog record per
+changed instance and per changed set of held messages. The store is written only once
+the transaction committed (`committed`).
+
+A schema registry that cannot be reached is not a bad message: the batch is decided
+again after a pause (`Decided.retry`), and nothing is dead-lettered for it.
 """
 
 from __future__ import annotations
@@ -13,28 +20,31 @@ import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
-
-from aiokafka import ConsumerRecord, TopicPartition
-from aiokafka.structs import RecordMetadata
 
 from sagas.contracts.classmap import ClassMap
 from sagas.contracts.codec import Codec
-from sagas.contracts.errors import ContractError
+from sagas.contracts.errors import ContractError, RegistryError
 from sagas.contracts.messages.sagas import OperatorAction as OperatorActionRecord
 from sagas.contracts.record import Envelope
 from sagas.definition import Saga
 from sagas.errors import SagasError
-from sagas.machine import Outgoing as CoreOutgoing
-from sagas.machine import OutgoingKind, SagaInstance, TimerFired, decide
-from sagas.machine.serialize import instance_from_dict, instance_to_dict
-from sagas.runtime import changelog, deadletter, topics, wire
+from sagas.machine import SagaInstance, TimerFired, decide
+from sagas.machine.outputs import OutgoingKind
+from sagas.machine.serialize import instance_from_dict
+from sagas.runtime import changelog, topics, wire
+from sagas.runtime.batch import SagaBatch, iso
 from sagas.runtime.clock import NonDecreasingClock
+from sagas.runtime.deadletter import dead_letter
 from sagas.runtime.instance_cache import InstanceCache
-from sagas.runtime.loop import Batch, Outgoing
-from sagas.runtime.store import Changes, Held, Store, StoredInstance
+from sagas.runtime.partitioning import Partitioning
+from sagas.runtime.router import Router
+from sagas.runtime.store import Changes, Held, Store
 from sagas.runtime.store_writer import StoreWriter
+from sagas.runtime.transport.base import PartitionReader
+from sagas.runtime.transport.records import TP, Consumed, Delivered, OutRecord
+from sagas.runtime.units import Decided
 from sagas.telemetry.engine import EngineTelemetry, Pending
 from sagas.telemetry.logs import saga_scope
 
@@ -43,93 +53,50 @@ log = logging.getLogger(__name__)
 Clock = Callable[[], datetime]
 
 
-def iso(moment: datetime) -> str:
-    """Sortable UTC text: the store compares due times as strings."""
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def dead_letter(
-    record: ConsumerRecord[Any, Any], topic: str, reason: str, message: str, error: str
-) -> Outgoing:
-    """The original record, bytes untouched, with the reason in headers (shortened only
-    when it would be too large to produce: `sagas.runtime.deadletter.fit`)."""
-    headers = [
-        *list(record.headers or ()),
-        ("dlq_reason", reason.encode()),
-        ("dlq_error", error.encode()),
-        ("dlq_message", message.encode()),
-        ("dlq_topic", record.topic.encode()),
-        ("dlq_partition", str(record.partition).encode()),
-        ("dlq_offset", str(record.offset).encode()),
-    ]
-    value, headers = deadletter.fit(record.key, record.value, headers)  # Kafka must take it
-    return Outgoing(topic, value, key=record.key, headers=headers)
-
-
-def kept_dead_letter(out: CoreOutgoing, codec: Codec, saga: str, partition: int) -> Outgoing:
-    """A message an instance kept and dropped (`OutgoingKind.DEAD_LETTER`: an early
-    event), as a dead letter of inbox ``partition``, with the same ``dlq_*`` headers as
-    `dead_letter`.
-
-    The record it arrived in is gone (the instance kept the decoded envelope), so it is
-    encoded again with the codec: the same headers and payload, possibly under another
-    schema id. Its inbox offset is not known: ``dlq_offset`` is ``-1``.
-    """
-    assert out.envelope is not None  # set on every dead letter
-    assert out.reason is not None
-    headers, value = codec.encode(out.envelope)
-    record: ConsumerRecord[Any, Any] = ConsumerRecord(
-        topics.inbox(saga),
-        partition,
-        -1,
-        0,
-        0,
-        out.key.encode(),
-        value,
-        None,
-        0,
-        0,
-        tuple(headers),
-    )
-    message = f"{out.envelope.type} {out.envelope.id} kept by saga {out.saga_id}: {out.reason}"
-    return dead_letter(record, topics.dead_letters(saga), out.reason, message, "EarlyEventDropped")
-
-
 @dataclass
-class _Work:
-    """What a batch has decided so far, for one partition of one saga."""
+class _Input:
+    """A record read as an input of one saga instance."""
 
     saga: str
-    partition: int
-    instances: dict[str, SagaInstance[Any]] = field(default_factory=dict)
-    before: dict[str, int] = field(default_factory=dict)  # history length when loaded
-    outgoing: list[Outgoing] = field(default_factory=list)
-    held: dict[str, Held] = field(default_factory=dict)
-    released: set[str] = field(default_factory=set)
-    absent: set[str] = field(default_factory=set)  # looked up in the store, not there
-    none_held: set[str] = field(default_factory=set)  # absent, and no held messages stored
-    trace: Pending | None = None  # spans and metrics to report once committed
+    saga_id: str
+    envelope: Envelope
+    record: Consumed
 
 
 @dataclass
-class _Decided:
-    """A batch's context: the store changes and the instances they hold."""
+class _UnitWork:
+    """What a batch (or tick) of one unit has decided so far."""
 
-    changes: Changes
-    instances: list[SagaInstance[Any]] = field(default_factory=list)
+    k: int
+    sagas: dict[str, SagaBatch] = field(default_factory=dict)
+    outgoing: list[OutRecord] = field(default_factory=list)
+    traces: dict[str, Pending] = field(default_factory=dict)
+    dead: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class _Committed:
+    """A batch's context: per saga, its store changes, where its changelog records are
+    among the batch's outgoing records, and the instances changed (for the cache)."""
+
+    changes: list[tuple[Changes, list[int], list[SagaInstance[Any]]]]
+    dead: dict[str, int]
 
 
 class SagaWorker:
-    """`PartitionHandler` for the inboxes of the given definitions.
+    """`UnitWorker` of the given definitions.
 
     Args:
-        definitions: by saga name, by version; the highest version starts new sagas.
-        codec: decodes inputs and encodes outputs.
+        definitions: by saga name, by version; the newest version starts new sagas.
+        codec, classes: the message contracts.
         store: the process's SQLite store.
-        clock: the wall clock (injectable: tests and chaos jump it); `decide` is given
-            it through a `NonDecreasingClock`, so a backward jump makes no timer early.
+        clock: the wall clock (tests and chaos jump it); `decide` is given it through a
+            `NonDecreasingClock`, so a backward jump makes no timer early.
+        partitioning: saga keys and partitions.
+        reader: reads changelog partitions on catch-up.
+        physical: the broker's name of a topic (the ``reply_to`` of commands and the
+            ``dlq_topic`` of dead letters name physical topics).
         hold_for: how long a message for a saga not started yet is kept.
-        bootstrap_servers, client_options: for changelog catch-up.
         telemetry: spans and metrics (None when telemetry is off: no cost at all).
         cache: recently committed instances (`sagas.runtime.instance_cache`).
     """
@@ -141,214 +108,276 @@ class SagaWorker:
         classes: ClassMap,
         store: Store,
         clock: Clock,
+        *,
+        partitioning: Partitioning,
+        reader: PartitionReader,
+        physical: Callable[[str], str],
         hold_for: timedelta,
-        bootstrap_servers: str,
-        client_options: dict[str, Any] | None = None,
-        topic_prefix: str = "",
         telemetry: EngineTelemetry | None = None,
         cache: InstanceCache | None = None,
     ) -> None:
         self._definitions = definitions
-        self.cache = cache if cache is not None else InstanceCache()
-        self._telemetry = telemetry
-        self._topic_prefix = topic_prefix
-        self._by_inbox = {topics.inbox(name): name for name in definitions}
         self._codec = codec
         self._classes = classes
         self._store = store
-        # Store writes wait out a full or read-only store (nothing committed is dropped).
         self.writer = StoreWriter(store)
         self._clock = NonDecreasingClock(clock)
+        self._partitioning = partitioning
+        self._reader = reader
+        self._physical = physical
         self._hold_for = hold_for
-        self._changelog = changelog.ChangelogReader(bootstrap_servers, client_options)
+        self._telemetry = telemetry
+        self.cache = cache if cache is not None else InstanceCache()
+        self._router = Router(definitions)
+        self._inboxes = {topics.inbox(name): name for name in definitions}
+        self._wake: dict[tuple[str, int], str | None] = {}
+        """Per saga and unit, the earliest due timer or held expiry known (UTC text);
+        None: nothing is due; missing: unknown (the store is asked)."""
         self.decisions = 0
 
-    async def close(self) -> None:
-        """Release the changelog reader; idempotent."""
-        await self._changelog.close()
+    # -- UnitWorker -------------------------------------------------------------------
 
-    # -- PartitionHandler -----------------------------------------------------------
+    async def take(self, k: int) -> None:
+        for saga in self._definitions:
+            self.cache.drop(saga, k)  # catch-up may change what the store holds
+            self._wake.pop((saga, k), None)
+            if self._telemetry is not None:
+                self._telemetry.assigned(saga, k)
+            await changelog.catch_up(
+                self._reader, self._store, saga, TP(topics.changelog(saga), k), self.writer.apply
+            )
 
-    async def assigned(self, tp: TopicPartition) -> None:
-        saga = self._by_inbox[tp.topic]
-        self.cache.drop(saga, tp.partition)  # catch-up may change what the store holds
-        if self._telemetry is not None:
-            self._telemetry.assigned(saga, tp.partition)
-        await self._changelog.catch_up(
-            self._store,
-            saga,
-            self._topic_prefix + topics.changelog(saga),
-            tp.partition,
-            apply=self.writer.apply,
-        )
+    def give_up(self, k: int) -> None:
+        for saga in self._definitions:
+            self.cache.drop(saga, k)
+            self._wake.pop((saga, k), None)
+            if self._telemetry is not None:
+                self._telemetry.revoked(saga, k)
 
-    async def revoked(self, tp: TopicPartition) -> None:
-        self.cache.drop(self._by_inbox[tp.topic], tp.partition)
-        if self._telemetry is not None:
-            self._telemetry.revoked(self._by_inbox[tp.topic], tp.partition)
-
-    def _work(self, saga: str, partition: int) -> _Work:
-        work = _Work(saga, partition)
-        if self._telemetry is not None:
-            work.trace = self._telemetry.batch(saga, partition)
-        return work
-
-    async def process(
-        self, tp: TopicPartition, records: Sequence[ConsumerRecord[Any, Any]]
-    ) -> Batch:
-        work = self._work(self._by_inbox[tp.topic], tp.partition)
+    async def decide(self, k: int, records: Sequence[Consumed]) -> Decided:
+        work = _UnitWork(k)
+        try:
+            # The registry's answers are fetched off the event loop; a registry that is
+            # down delays the batch, it dead-letters nothing.
+            await self._codec.resolve(r.value for r in records)
+        except RegistryError as exc:
+            log.warning("unit %d: the schema registry is unavailable (%s); retrying", k, exc)
+            return Decided(retry=True)
+        inputs: list[_Input] = []
+        for record in records:
+            if record.topic in self._inboxes:
+                found = self._read_inbox(work, self._inboxes[record.topic], record)
+                if found is not None:
+                    inputs.append(found)
+            else:
+                inputs.extend(self._read_event(work, record))
         if self._telemetry is not None:
             self._telemetry.consumed(records)
-        await self._prefetch(work, records)
-        for record in records:
-            await self._one(work, record)
+        await self._prefetch(work, inputs)
+        for item in inputs:
+            await self._input(work, item)
         return self._finish(work)
 
-    async def _prefetch(self, work: _Work, records: Sequence[ConsumerRecord[Any, Any]]) -> None:
-        """Load the batch's instances in one store query instead of one per record.
+    def dead_letter(self, k: int, record: Consumed, error: BaseException) -> Decided:
+        work = _UnitWork(k)
+        saga = self._inboxes.get(record.topic)
+        self._dlq(work, saga, record, "processing-error", repr(error), type(error).__name__)
+        return self._finish(work)
 
-        Ids come from the ``saga_id`` header or the key, as `_one` reads them; an id read
-        wrongly here only costs `_load` its own query later.
-        """
-        ids: set[str] = set()
-        for record in records:
-            raw = next((v for k, v in record.headers or () if k == "saga_id"), record.key)
-            if raw:
-                ids.add(bytes(raw).decode(errors="replace"))
-        for saga_id in list(ids):
-            cached = self.cache.get(work.saga, work.partition, saga_id)
-            if cached is not None:
-                self._adopt(work, cached)
-                ids.discard(saga_id)
-        if not ids:
-            return
-        bodies = await self._store.get_many(work.saga, sorted(ids))
-        for body in bodies.values():
-            self._remember(work, body)
-        absent = ids - set(bodies)
-        work.absent.update(absent)
-        if absent:  # a saga starting here releases its held messages: look them up at once
-            held = await self._store.held_ids(work.saga, sorted(absent))
-            work.none_held.update(absent - held)
-
-    async def dead_letter(
-        self, tp: TopicPartition, record: ConsumerRecord[Any, Any], error: BaseException
-    ) -> Batch:
-        saga = self._by_inbox[tp.topic]
-        self._work(saga, tp.partition)  # nothing decided: no spans from the failed attempt
-        out = dead_letter(
-            record, topics.dead_letters(saga), "processing-error", repr(error), type(error).__name__
-        )
-        return Batch([out], _Decided(Changes(saga, tp.partition)))
-
-    async def tick(self, tp: TopicPartition) -> Batch | None:
-        saga = self._by_inbox[tp.topic]
+    async def tick(self, k: int) -> Decided | None:
         now = self._clock()
-        due = await self._store.due(saga, tp.partition, iso(now))
-        expired = await self._store.expired_held(saga, tp.partition, iso(now))
-        if not due and not expired:
-            return None
-        work = self._work(saga, tp.partition)
-        for body in due:
-            instance = self._remember(work, body)
-            for timer in sorted(instance.scheduled_timers, key=lambda t: t.due):
-                if timer.due <= now:
-                    fired = TimerFired(
-                        kind=timer.kind, step=timer.step, attempt=timer.attempt, due=timer.due
-                    )
-                    await self._decide(work, work.instances[instance.saga_id], fired, now)
-        for held in expired:
-            self._expire(work, held)
-        return self._finish(work)
+        now_text = iso(now)
+        work: _UnitWork | None = None
+        for saga in self._definitions:
+            wake = self._wake.get((saga, k), "")
+            if wake is None or (wake and wake > now_text):
+                continue  # nothing due yet: no store query
+            due = await self._store.due(saga, k, now_text)
+            expired = await self._store.expired_held(saga, k, now_text)
+            self._wake[(saga, k)] = await self._next_wake(saga, k, now_text, due, expired)
+            if not due and not expired:
+                continue
+            work = work or _UnitWork(k)
+            sb = self._saga(work, saga)
+            for body in due:
+                instance = self._remember(sb, body)
+                for timer in sorted(instance.scheduled_timers, key=lambda t: t.due):
+                    if timer.due <= now:
+                        fired = TimerFired(
+                            kind=timer.kind, step=timer.step, attempt=timer.attempt, due=timer.due
+                        )
+                        await self._decide(work, sb, sb.instances[instance.saga_id], fired, now)
+            for held in expired:
+                self._expire(work, sb, held)
+        return None if work is None else self._finish(work)
 
-    async def committed(
-        self, tp: TopicPartition, batch: Batch, sent: Sequence[RecordMetadata]
-    ) -> None:
-        decided: _Decided = batch.context
-        changes = decided.changes
-        log_topic = topics.changelog(changes.saga_name)
-        offsets = [
-            m.offset for o, m in zip(batch.outgoing, sent, strict=True) if o.topic == log_topic
-        ]
-        if offsets:
-            changes.next_changelog_offset = max(offsets) + 1
-        # Returns only once the store took the changes: the loop's next poll waits for
-        # it, so no batch is decided against a store behind Kafka.
-        await self.writer.apply(changes)
-        self.cache.committed(changes.saga_name, changes.partition, decided.instances)
+    async def committed(self, k: int, decided: Decided, delivered: Sequence[Delivered]) -> None:
+        context = decided.context
+        assert isinstance(context, _Committed)  # every Decided of this worker carries one
+        for changes, positions, changed in context.changes:
+            if positions:
+                changes.next_changelog_offset = max(delivered[i].offset for i in positions) + 1
+            # Returns only once the store took the changes: the unit's next batch waits
+            # for it, so no batch is decided against a store behind Kafka.
+            await self.writer.apply(changes)
+            self.cache.committed(changes.saga_name, k, changed)
+            self._note_wake(changes)
         if self._telemetry is not None:
-            dlq = topics.dead_letters(changes.saga_name)
-            dead = sum(1 for o in batch.outgoing if o.topic == dlq)
-            self._telemetry.committed(changes.saga_name, tp.partition, dead)
+            for saga in self._definitions:
+                dead = context.dead.get(saga, 0)
+                if dead or any(c.saga_name == saga for c, _, _ in context.changes):
+                    self._telemetry.committed(saga, k, dead)
+            if context.dead.get(topics.ROUTER_DEAD_LETTERS):
+                self._telemetry.dead_lettered(
+                    topics.ROUTER_DEAD_LETTERS, "router", context.dead[topics.ROUTER_DEAD_LETTERS]
+                )
 
-    # -- one record -----------------------------------------------------------------
+    # -- reading records ------------------------------------------------------------
 
-    async def _one(self, work: _Work, record: ConsumerRecord[Any, Any]) -> None:
-        dlq = topics.dead_letters(work.saga)
+    def _decode(self, record: Consumed) -> Envelope:
+        return self._codec.decode(
+            record.headers,
+            record.value,
+            topic=self._physical(record.topic),
+            partition=record.partition,
+            offset=record.offset,
+        )
+
+    def _read_inbox(self, work: _UnitWork, saga: str, record: Consumed) -> _Input | None:
         try:
-            envelope = self._codec.decode(
-                record.headers or [],
-                record.value,
-                topic=record.topic,
-                partition=record.partition,
-                offset=record.offset,
-            )
+            envelope = self._decode(record)
         except ContractError as exc:
-            work.outgoing.append(
-                dead_letter(record, dlq, exc.reason, exc.message, type(exc).__name__)
-            )
-            return
-        saga_id = envelope.saga_id or (record.key.decode(errors="replace") if record.key else None)
-        if not saga_id:
-            work.outgoing.append(
-                dead_letter(record, dlq, "missing-saga-id", "no saga_id header or key", "Rejected")
-            )
-            return
-        now = self._clock()
-        instance = await self._load(work, saga_id)
+            self._dlq(work, saga, record, exc.reason, exc.message, type(exc).__name__)
+            return None
+        raw = envelope.saga_id or (record.key.decode(errors="replace") if record.key else None)
+        if not raw:
+            self._dlq(work, saga, record, "missing-saga-id", "no saga_id header or key", "Rejected")
+            return None
+        return _Input(saga, raw, envelope, record)
+
+    def _read_event(self, work: _UnitWork, record: Consumed) -> list[_Input]:
         try:
-            definition = self._definition_for(work.saga, instance)
-            action: Any = envelope
-            if isinstance(envelope.payload, OperatorActionRecord):
+            envelope = self._decode(record)
+            routes = self._router.routes(envelope)
+        except ContractError as exc:
+            self._dlq(work, None, record, exc.reason, exc.message, type(exc).__name__)
+            return []
+        except (AttributeError, KeyError, ValueError) as exc:
+            self._dlq(work, None, record, "rejected", repr(exc), type(exc).__name__)
+            return []
+        found: list[_Input] = []
+        for route in routes:
+            partition = self._partitioning.partition(route.saga, route.saga_id)
+            if partition == work.k:
+                found.append(_Input(route.saga, route.saga_id, envelope, record))
+                continue
+            # Forwarded, bytes and headers untouched (traceparent included: the start
+            # event's span stays the parent of the saga span), the saga id added.
+            headers = tuple((n, v) for n, v in record.headers if n != "saga_id")
+            work.outgoing.append(
+                OutRecord(
+                    topics.inbox(route.saga),
+                    record.value,
+                    key=self._partitioning.key(route.saga, route.saga_id),
+                    headers=(*headers, ("saga_id", route.saga_id.encode())),
+                    partition=partition,
+                )
+            )
+        return found
+
+    def _dlq(
+        self,
+        work: _UnitWork,
+        saga: str | None,
+        record: Consumed,
+        reason: str,
+        message: str,
+        error: str,
+    ) -> None:
+        target = topics.dead_letters(saga) if saga else topics.ROUTER_DEAD_LETTERS
+        work.outgoing.append(
+            dead_letter(record, self._physical(record.topic), target, reason, message, error)
+        )
+        work.dead[saga or target] = work.dead.get(saga or target, 0) + 1
+
+    # -- deciding ---------------------------------------------------------------------
+
+    def _saga(self, work: _UnitWork, saga: str) -> SagaBatch:
+        sb = work.sagas.get(saga)
+        if sb is None:
+            sb = work.sagas[saga] = SagaBatch(saga, work.k)
+            if self._telemetry is not None:
+                work.traces[saga] = self._telemetry.batch(saga, work.k)
+        return sb
+
+    async def _prefetch(self, work: _UnitWork, inputs: Sequence[_Input]) -> None:
+        """Load the batch's instances in one store query per saga (the cache first)."""
+        wanted: dict[str, set[str]] = {}
+        for item in inputs:
+            wanted.setdefault(item.saga, set()).add(item.saga_id)
+        for saga, ids in wanted.items():
+            sb = self._saga(work, saga)
+            for saga_id in list(ids):
+                cached = self.cache.get(saga, work.k, saga_id)
+                if cached is not None:
+                    sb.adopt(cached)
+                    ids.discard(saga_id)
+            if not ids:
+                continue
+            bodies = await self._store.get_many(saga, sorted(ids))
+            for body in bodies.values():
+                self._remember(sb, body)
+            absent = ids - set(bodies)
+            sb.absent.update(absent)
+            if absent:  # a saga starting here releases its held messages: look them up
+                held = await self._store.held_ids(saga, sorted(absent))
+                sb.none_held.update(absent - held)
+
+    async def _input(self, work: _UnitWork, item: _Input) -> None:
+        sb = self._saga(work, item.saga)
+        now = self._clock()
+        instance = await self._load(sb, item.saga_id)
+        try:
+            definition = self._definition_for(item.saga, instance)
+            action: Any = item.envelope
+            if isinstance(item.envelope.payload, OperatorActionRecord):
                 if instance is None:
-                    raise ValueError(f"no saga {saga_id} to act on")
-                action = wire.operator_action(envelope.payload, definition)
-            with saga_scope(saga_id):
-                decided = await self._decide(work, instance, action, now, record=record)
+                    raise ValueError(f"no saga {item.saga_id} to act on")
+                action = wire.operator_action(item.envelope.payload, definition)
+            with saga_scope(item.saga_id):
+                decided = await self._decide(work, sb, instance, action, now, item.record)
         except (SagasError, ValueError, TypeError) as exc:
-            work.outgoing.append(dead_letter(record, dlq, "rejected", str(exc), type(exc).__name__))
+            self._dlq(work, item.saga, item.record, "rejected", str(exc), type(exc).__name__)
             return
         if not decided:
-            self._hold(work, saga_id, record, now)
+            self._hold(sb, item.saga_id, item.record, now)
 
     async def _decide(
         self,
-        work: _Work,
+        work: _UnitWork,
+        sb: SagaBatch,
         instance: SagaInstance[Any] | None,
         action: Any,
         now: datetime,
-        record: ConsumerRecord[Any, Any] | None = None,
+        record: Consumed | None = None,
     ) -> bool:
         """Run `decide`; False when the input concerns a saga that does not exist yet."""
-        definition = self._definition_for(work.saga, instance)
-        began = time.time_ns() if work.trace is not None else 0
+        definition = self._definition_for(sb.saga, instance)
+        trace = work.traces.get(sb.saga)
+        began = time.time_ns() if trace is not None else 0
         decision = decide(definition, instance, action, now)
         self.decisions += 1
         if decision.instance is None:
             return False
         new = decision.instance
         traces: list[tuple[str, str | None] | None] | None = None
-        if self._telemetry is not None and work.trace is not None:
-            if instance is None:
-                new = self._telemetry.ensure_trace(new)
+        if self._telemetry is not None and trace is not None:
             traces = self._telemetry.decided(
-                work.trace, instance, new, action, record, decision.outgoing, began
+                trace, instance, new, action, record, decision.outgoing, began
             )
-        work.instances[new.saga_id] = new
+        sb.instances[new.saga_id] = new
+        key = self._partitioning.key(sb.saga, new.saga_id)
         for i, out in enumerate(decision.outgoing):
-            if out.kind is OutgoingKind.DEAD_LETTER:
-                work.outgoing.append(kept_dead_letter(out, self._codec, work.saga, work.partition))
-                continue
             work.outgoing.append(
                 wire.encode(
                     out,
@@ -356,95 +385,88 @@ class SagaWorker:
                     now,
                     self._codec,
                     self._classes,
-                    self._topic_prefix,
+                    key=key,
+                    physical=self._physical,
+                    partition=sb.partition,
                     trace=traces[i] if traces is not None else None,
                 )
             )
+            if out.kind is OutgoingKind.DEAD_LETTER:
+                work.dead[sb.saga] = work.dead.get(sb.saga, 0) + 1
         if instance is None:
-            await self._release_held(work, new.saga_id, now)
+            await self._release_held(work, sb, new.saga_id, now)
         return True
 
-    # -- held messages (a reply or event that overtook its saga's start) ----------------
+    # -- held messages (a reply or event that overtook its saga's start) ------------------
 
-    def _hold(
-        self, work: _Work, saga_id: str, record: ConsumerRecord[Any, Any], now: datetime
-    ) -> None:
-        previous = work.held.get(saga_id)
+    def _hold(self, sb: SagaBatch, saga_id: str, record: Consumed, now: datetime) -> None:
+        previous = sb.held.get(saga_id)
         messages = list(previous.messages) if previous else []
         messages.append(
             {
-                "headers": [[k, base64.b64encode(v).decode()] for k, v in record.headers or ()],
+                "headers": [[k, base64.b64encode(v).decode()] for k, v in record.headers],
                 "value": base64.b64encode(record.value or b"").decode(),
                 "key": base64.b64encode(record.key or b"").decode(),
                 "offset": record.offset,
+                "topic": record.topic,
             }
         )
         expires = previous.expires_at if previous else iso(now + self._hold_for)
-        work.held[saga_id] = Held(saga_id, work.partition, expires, messages)
+        sb.held[saga_id] = Held(saga_id, sb.partition, expires, messages)
 
-    async def _release_held(self, work: _Work, saga_id: str, now: datetime) -> None:
-        held = work.held.pop(saga_id, None)
-        if held is None and saga_id not in work.none_held:
-            held = await self._store.held(work.saga, saga_id)
+    async def _release_held(
+        self, work: _UnitWork, sb: SagaBatch, saga_id: str, now: datetime
+    ) -> None:
+        held = sb.held.pop(saga_id, None)
+        if held is None and saga_id not in sb.none_held:
+            held = await self._store.held(sb.saga, saga_id)
         if held is None:
             return
-        work.released.add(saga_id)
+        sb.released.add(saga_id)
         for message in held.messages:
             headers = [(k, base64.b64decode(v)) for k, v in message["headers"]]
             envelope: Envelope = self._codec.decode(headers, base64.b64decode(message["value"]))
-            await self._decide(work, work.instances[saga_id], envelope, now)
+            await self._decide(work, sb, sb.instances[saga_id], envelope, now)
 
-    def _expire(self, work: _Work, held: Held) -> None:
-        work.released.add(held.saga_id)
+    def _expire(self, work: _UnitWork, sb: SagaBatch, held: Held) -> None:
+        sb.released.add(held.saga_id)
         for message in held.messages:
-            record: ConsumerRecord[Any, Any] = ConsumerRecord(
-                topics.inbox(work.saga),
+            record = Consumed(
+                str(message.get("topic") or topics.inbox(sb.saga)),
                 held.partition,
-                message["offset"],
-                0,
-                0,
+                int(message["offset"]),
                 base64.b64decode(message["key"]),
                 base64.b64decode(message["value"]),
-                None,
-                0,
-                0,
                 tuple((k, base64.b64decode(v)) for k, v in message["headers"]),
             )
-            work.outgoing.append(
-                dead_letter(
-                    record,
-                    topics.dead_letters(work.saga),
-                    "saga-not-started",
-                    f"saga {held.saga_id} did not start before {held.expires_at}",
-                    "Expired",
-                )
+            self._dlq(
+                work,
+                sb.saga,
+                record,
+                "saga-not-started",
+                f"saga {held.saga_id} did not start before {held.expires_at}",
+                "Expired",
             )
 
-    # -- state ----------------------------------------------------------------------
+    # -- state ------------------------------------------------------------------------
 
-    async def _load(self, work: _Work, saga_id: str) -> SagaInstance[Any] | None:
-        if saga_id in work.instances:
-            return work.instances[saga_id]
-        if saga_id in work.absent:
+    async def _load(self, sb: SagaBatch, saga_id: str) -> SagaInstance[Any] | None:
+        if saga_id in sb.instances:
+            return sb.instances[saga_id]
+        if saga_id in sb.absent:
             return None
-        cached = self.cache.get(work.saga, work.partition, saga_id)
+        cached = self.cache.get(sb.saga, sb.partition, saga_id)
         if cached is not None:
-            return self._adopt(work, cached)
-        body = await self._store.get(work.saga, saga_id)
-        return None if body is None else self._remember(work, body)
+            return sb.adopt(cached)
+        body = await self._store.get(sb.saga, saga_id)
+        return None if body is None else self._remember(sb, body)
 
-    def _remember(self, work: _Work, body: dict[str, Any]) -> SagaInstance[Any]:
+    def _remember(self, sb: SagaBatch, body: dict[str, Any]) -> SagaInstance[Any]:
         saga_id = str(body["saga_id"])
-        if saga_id in work.instances:
-            return work.instances[saga_id]
-        definition = self._definitions[work.saga][int(body["version"])]
-        return self._adopt(work, instance_from_dict(definition, body))
-
-    def _adopt(self, work: _Work, instance: SagaInstance[Any]) -> SagaInstance[Any]:
-        """Make ``instance`` (decoded from the store, or cached) the batch's starting point."""
-        work.instances[instance.saga_id] = instance
-        work.before[instance.saga_id] = len(instance.history)
-        return instance
+        if saga_id in sb.instances:
+            return sb.instances[saga_id]
+        definition = self._definitions[sb.saga][int(body["version"])]
+        return sb.adopt(instance_from_dict(definition, body))
 
     def _definition_for(self, saga: str, instance: SagaInstance[Any] | None) -> Saga[Any]:
         versions = self._definitions[saga]
@@ -452,67 +474,41 @@ class SagaWorker:
             return versions[max(versions)]
         return versions[instance.version]
 
-    def _finish(self, work: _Work) -> Batch:
-        changes = Changes(work.saga, work.partition, released=sorted(work.released))
-        decided = _Decided(changes)
-        log_topic = topics.changelog(work.saga)
-        for saga_id, instance in work.instances.items():
-            stored = _stored(work, instance)
-            if stored is None:
-                continue
-            changes.instances.append(stored)
-            decided.instances.append(instance)
-            work.outgoing.append(
-                Outgoing(
-                    log_topic,
-                    changelog.instance_value(stored),
-                    key=saga_id.encode(),
-                    partition=work.partition,
-                )
-            )
-        for held in work.held.values():
-            changes.held.append(held)
-            work.outgoing.append(
-                Outgoing(
-                    log_topic,
-                    changelog.held_value(held),
-                    key=changelog.held_key(held.saga_id),
-                    partition=work.partition,
-                )
-            )
-        for saga_id in work.released:
-            work.outgoing.append(
-                Outgoing(log_topic, None, key=changelog.held_key(saga_id), partition=work.partition)
-            )
-        return Batch(work.outgoing, decided)
+    def _finish(self, work: _UnitWork) -> Decided:
+        outgoing = list(work.outgoing)
+        changes: list[tuple[Changes, list[int], list[SagaInstance[Any]]]] = []
+        for sb in work.sagas.values():
+            saga_changes, records, changed = sb.finish()
+            positions = list(range(len(outgoing), len(outgoing) + len(records)))
+            outgoing.extend(records)
+            changes.append((saga_changes, positions, changed))
+        return Decided(outgoing=outgoing, context=_Committed(changes, dict(work.dead)))
 
+    # -- when to look for due timers again ------------------------------------------------
 
-def stored_row(instance: SagaInstance[Any], partition: int) -> StoredInstance:
-    """The store row (and changelog record) the engine writes for ``instance``, whole history."""
-    stored = _stored(_Work(instance.saga, partition), instance)
-    assert stored is not None  # an instance not loaded in this batch is always written
-    return stored
+    async def _next_wake(
+        self, saga: str, k: int, now: str, due: Sequence[Any], expired: Sequence[Held]
+    ) -> str | None:
+        if due or expired:
+            return ""  # more may be due once these are decided: ask again next tick
+        earliest = await self._store.earliest_due(saga, k)
+        expiry = await self._store.earliest_held_expiry(saga, k)
+        found = [t for t in (earliest, expiry) if t is not None]
+        return min(found) if found else None
 
-
-def _stored(work: _Work, instance: SagaInstance[Any]) -> StoredInstance | None:
-    """The row for an instance the batch changed (None when it did not change)."""
-    first_new = work.before.get(instance.saga_id, 0)
-    if first_new == len(instance.history) and instance.saga_id in work.before:
-        return None
-    body = instance_to_dict(instance)
-    history = body.get("history")
-    entries = history[first_new:] if isinstance(history, list) else []
-    due = [t.due for t in instance.scheduled_timers]
-    return StoredInstance(
-        saga_name=instance.saga,
-        saga_id=instance.saga_id,
-        partition=work.partition,
-        version=instance.version,
-        state=instance.state.value,
-        updated_at=iso(instance.updated),
-        body=body,
-        started_at=iso(instance.created),
-        ended_at=iso(instance.ended) if instance.ended else None,
-        next_due=iso(min(due)) if due else None,
-        history=[(int(str(e["seq"])), str(e["at"]), e) for e in entries if isinstance(e, dict)],
-    )
+    def _note_wake(self, changes: Changes) -> None:
+        key = (changes.saga_name, changes.partition)
+        if key not in self._wake:
+            return  # unknown: the next tick asks the store
+        times = [i.next_due for i in changes.instances if i.next_due is not None]
+        times += [h.expires_at for h in changes.held]
+        if changes.instance_rows:
+            self._wake.pop(key, None)  # rows copied undecoded: ask the store
+            return
+        current = self._wake[key]
+        if current == "" or not times:
+            return
+        earliest = min(times)
+        self._wake[key] = earliest if current is None else min(current, earliest)
+        # A timer cancelled or moved later leaves the known time too early, never too
+        # late: the tick then finds nothing due and asks the store again.

@@ -30,13 +30,12 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import closing
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime
 from functools import partial
 from pathlib import Path
 from typing import Any
 
-from aiokafka import ConsumerRecord
 from opentelemetry.context import Context
 from opentelemetry.metrics import CallbackOptions, Observation
 from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
@@ -46,6 +45,7 @@ from sagas.contracts.record import Envelope
 from sagas.machine import SagaInstance, SagaState, TimerFired
 from sagas.machine.instance import StepStatus
 from sagas.machine.outputs import Outgoing, OutgoingKind
+from sagas.runtime.transport.records import Consumed
 from sagas.telemetry import propagation
 from sagas.telemetry.process import ProcessMetrics
 from sagas.telemetry.setup import Telemetry, fixed_ids
@@ -137,13 +137,6 @@ class EngineTelemetry:
 
     # -- the saga's trace -------------------------------------------------------------
 
-    def ensure_trace(self, instance: SagaInstance[Any]) -> SagaInstance[Any]:
-        """A new instance keeps its start event's trace; one without gets a new trace."""
-        if propagation.parse(instance.traceparent, instance.tracestate) is not None:
-            return instance
-        value = propagation.new_trace(self._ids.generate_trace_id(), instance.saga_id)
-        return replace(instance, traceparent=value, tracestate=None)
-
     def batch(self, saga: str, partition: int) -> Pending:
         """The collector of a new batch (replacing one that never committed)."""
         pending = Pending()
@@ -156,7 +149,7 @@ class EngineTelemetry:
         before: SagaInstance[Any] | None,
         after: SagaInstance[Any],
         action: Any,
-        record: ConsumerRecord[Any, Any] | None,
+        record: Consumed | None,
         outgoing: Sequence[Outgoing],
         started_ns: int,
     ) -> list[TraceHeaders | None]:
@@ -220,8 +213,8 @@ class EngineTelemetry:
         self.owned.discard((saga, partition))
         self._pending.pop((saga, partition), None)
 
-    def consumed(self, records: Sequence[ConsumerRecord[Any, Any]]) -> None:
-        """Remember the position after ``records`` (physical topic names)."""
+    def consumed(self, records: Sequence[Consumed]) -> None:
+        """Remember the position after ``records`` (logical topic names)."""
         if records:
             last = records[-1]
             self.positions[(last.topic, last.partition)] = last.offset + 1
@@ -237,7 +230,7 @@ class EngineTelemetry:
         before: SagaInstance[Any] | None,
         after: SagaInstance[Any],
         action: Any,
-        record: ConsumerRecord[Any, Any] | None,
+        record: Consumed | None,
     ) -> tuple[str, SpanKind, dict[str, Any]]:
         attributes: dict[str, Any] = {"saga.name": after.saga, "saga.id": after.saga_id}
         if isinstance(action, TimerFired):
@@ -253,9 +246,8 @@ class EngineTelemetry:
                 "messaging.operation.type": "process",
                 "messaging.operation.name": "process",
                 "messaging.message.id": action.id,
-                "messaging.destination.name": (
-                    record.topic if record else f"{self._prefix}sagas.{after.saga}.inbox"
-                ),
+                "messaging.destination.name": self._prefix
+                + (record.topic if record else f"sagas.{after.saga}.inbox"),
                 "messaging.kafka.message.key": after.saga_id,
             }
         )

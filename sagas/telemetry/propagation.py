@@ -93,11 +93,22 @@ def saga_span_id(trace_id: int, saga_id: str) -> int:
     return int.from_bytes(digest, "big") or 1
 
 
-def saga_context(value: str | None, state: str | None, saga_id: str) -> SpanContext | None:
-    """The saga span's context, from the instance's stored ``traceparent``."""
+def saga_context(value: str | None, state: str | None, saga_id: str) -> SpanContext:
+    """The saga span's context, from the instance's stored ``traceparent``.
+
+    A saga started by an event without one gets a trace derived from its id
+    (`saga_trace_id`): the same in every process and after every restart, so nothing
+    about tracing is stored with the instance.
+    """
     start = parse(value, state)
     if start is None:
-        return None
+        trace_id = saga_trace_id(saga_id)
+        return SpanContext(
+            trace_id=trace_id,
+            span_id=saga_span_id(trace_id, saga_id),
+            is_remote=True,
+            trace_flags=TraceFlags(TraceFlags.SAMPLED),
+        )
     return SpanContext(
         trace_id=start.trace_id,
         span_id=saga_span_id(start.trace_id, saga_id),
@@ -105,6 +116,12 @@ def saga_context(value: str | None, state: str | None, saga_id: str) -> SpanCont
         trace_flags=start.trace_flags,
         trace_state=start.trace_state,
     )
+
+
+def saga_trace_id(saga_id: str) -> int:
+    """The trace id of a saga whose start event carried no trace context."""
+    digest = hashlib.blake2b(f"saga/{saga_id}".encode(), digest_size=16).digest()
+    return int.from_bytes(digest, "big") or 1
 
 
 def new_trace(trace_id: int, saga_id: str) -> str:

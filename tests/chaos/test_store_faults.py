@@ -26,6 +26,7 @@ from sagas.ops.run_command import chaos_options
 from sagas.runtime import topics
 from sagas.runtime.engine import Engine
 from sagas.runtime.store import Store
+from sagas.runtime.transport.kafka import KafkaTransport
 from sagas.settings import EngineSettings
 from services.app import app as examples
 from tests.integration.engine_support import (
@@ -100,7 +101,15 @@ async def test_full_then_readonly_store_loses_nothing(
     store = await Store.open(settings.engine_db)
     options = chaos_options(settings, store)
     control: ChaosControl = options["companions"][0]
-    engine = Engine([saga], settings, kafka_bootstrap, codec, examples.classes, store, **options)
+    engine = Engine(
+        [saga],
+        settings,
+        transport=KafkaTransport(kafka_bootstrap, settings.topic_prefix),
+        codec=codec,
+        classes=examples.classes,
+        store=store,
+        **options,
+    )
     writer = engine.worker.writer
     orders: list[str] = []
 

@@ -19,6 +19,7 @@ from sagas.contracts.codec import Codec
 from sagas.contracts.record import Envelope, Record
 from sagas.runtime.engine import Engine
 from sagas.runtime.store import Store
+from sagas.runtime.transport.kafka import KafkaTransport
 from sagas.settings import EngineSettings
 from services.app import app as examples
 from services.messages.inventory import (
@@ -258,7 +259,14 @@ async def running_engine(
 ) -> AsyncIterator[tuple[Engine, Store]]:
     codec = examples.codec()
     store = await Store.open(settings.engine_db)
-    engine = Engine(definitions, settings, bootstrap, codec, examples.classes, store)
+    engine = Engine(
+        definitions,
+        settings,
+        transport=KafkaTransport(bootstrap, settings.topic_prefix),
+        codec=codec,
+        classes=examples.classes,
+        store=store,
+    )
     try:
         async with asyncio.TaskGroup() as tg:
             tg.create_task(engine.run())

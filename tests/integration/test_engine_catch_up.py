@@ -25,8 +25,10 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from sagas.machine import SagaInstance
 from sagas.runtime import topics
-from sagas.runtime.changelog import HELD_PREFIX, ChangelogReader, instance_of
+from sagas.runtime.changelog import HELD_PREFIX, catch_up, instance_of
 from sagas.runtime.store import Store
+from sagas.runtime.transport.kafka import KafkaTransport
+from sagas.runtime.transport.records import TP
 from services.app import app as examples
 from tests.integration.engine_support import (
     Participants,
@@ -147,12 +149,13 @@ async def test_catch_up_rebuilds_the_live_store(kafka_bootstrap: str, tmp_path: 
 
     fresh_db = tmp_path / "fresh" / "engine.db"
     changelog_topic = prefix + topics.changelog(saga.name)
-    reader = ChangelogReader(kafka_bootstrap)
+    reader = KafkaTransport(kafka_bootstrap, prefix).partition_reader()
     fresh = await Store.open(fresh_db)
     try:
         read = 0
         for partition in range(PARTITIONS):
-            read += await reader.catch_up(fresh, saga.name, changelog_topic, partition, chunk=64)
+            tp = TP(topics.changelog(saga.name), partition)
+            read += await catch_up(reader, fresh, saga.name, tp, chunk=64)
         offsets = [await fresh.next_changelog_offset(saga.name, p) for p in range(PARTITIONS)]
     finally:
         await reader.close()

@@ -16,6 +16,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from sagas.definition import Saga
 from sagas.runtime.engine import Engine
 from sagas.runtime.store import Store
+from sagas.runtime.transport.kafka import KafkaTransport
 from sagas.settings import EngineSettings, TelemetrySettings
 from sagas.telemetry import EngineTelemetry, setup
 from sagas.telemetry.files import span_line
@@ -42,7 +43,15 @@ async def traced_engine(
     codec = examples.codec()
     store = await Store.open(settings.engine_db)
     hooks = EngineTelemetry(telemetry, settings.topic_prefix, settings.engine_db)
-    engine = Engine([saga], settings, bootstrap, codec, examples.classes, store, telemetry=hooks)
+    engine = Engine(
+        [saga],
+        settings,
+        transport=KafkaTransport(bootstrap, settings.topic_prefix),
+        codec=codec,
+        classes=examples.classes,
+        store=store,
+        telemetry=hooks,
+    )
     try:
         async with asyncio.TaskGroup() as tg:
             tg.create_task(engine.run())

@@ -10,6 +10,7 @@ import pytest
 from sagas.errors import ConfigurationError
 from sagas.runtime.engine import Engine, by_name
 from sagas.runtime.store import Changes, Store, StoredInstance
+from sagas.runtime.transport.kafka import KafkaTransport
 from sagas.settings import EngineSettings
 from services.app import app as examples
 from tests.integration.engine_support import two_step_saga
@@ -38,7 +39,14 @@ async def test_removing_a_version_with_running_sagas_is_refused(tmp_path: Path) 
             Changes("versioned", 0, instances=[_row("a", 1, None), _row("b", 2, None)])
         )
         settings = EngineSettings(engine_db=tmp_path / "engine.db")
-        engine = Engine([v2], settings, "127.0.0.1:1", codec, examples.classes, store)
+        engine = Engine(
+            [v2],
+            settings,
+            transport=KafkaTransport("127.0.0.1:1", settings.topic_prefix),
+            codec=codec,
+            classes=examples.classes,
+            store=store,
+        )
         with pytest.raises(
             ConfigurationError, match=r"'versioned': versions \[1\] still have running"
         ):

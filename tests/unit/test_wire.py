@@ -14,7 +14,7 @@ from sagas.contracts.codec import Codec
 from sagas.contracts.record import Envelope, Record
 from sagas.machine import Outgoing, OutgoingKind
 from sagas.runtime import wire
-from sagas.runtime.worker import kept_dead_letter
+from sagas.runtime.wire import kept_dead_letter
 from services.app import app as examples
 from services.definitions.onboarding import ONBOARDING
 from services.messages.access import GrantCloudAccess, RevokeCloudAccess
@@ -58,7 +58,7 @@ def test_a_compensation_names_the_commands_it_undoes_in_a_header(codec: Codec) -
         revoke,
         ("employee:e-1:grant_access:1", "employee:e-1:grant_access:2"),
     )
-    record = wire.encode(out, None, NOW, codec, codec.classes)
+    record = wire.encode(out, None, NOW, codec, codec.classes, key=b"e-1", physical=str)
     headers = dict(record.headers)
     assert headers["compensates"] == b"employee:e-1:grant_access:1,employee:e-1:grant_access:2"
     assert record.headers[-1][0] == "content-type"  # still last
@@ -69,7 +69,7 @@ def test_a_compensation_names_the_commands_it_undoes_in_a_header(codec: Codec) -
 def test_a_command_has_no_compensates_header(codec: Codec) -> None:
     grant = GrantCloudAccess(employee_id="e-1", roles=("developer",))
     out = outgoing(OutgoingKind.COMMAND, "employee:e-1:grant_access:1", grant)
-    record = wire.encode(out, None, NOW, codec, codec.classes)
+    record = wire.encode(out, None, NOW, codec, codec.classes, key=b"e-1", physical=str)
     assert "compensates" not in dict(record.headers)
 
 
@@ -96,7 +96,7 @@ def test_an_early_event_dropped_goes_to_the_dead_letters_with_its_reason(codec: 
     [dropped] = [m for m in decision.outgoing if m.kind is OutgoingKind.DEAD_LETTER]
     assert dropped.reason == "step-not-reached"  # the saga ended before laptop_delivered
 
-    record = kept_dead_letter(dropped, codec, "onboarding", 3)
+    record = kept_dead_letter(dropped, codec, str, 3)
     assert record.topic == "sagas.onboarding.dlq"
     assert record.key == b"employee:e-1"
     headers = dict(record.headers)

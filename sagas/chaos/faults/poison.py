@@ -42,6 +42,7 @@ from sagas.contracts.codec import PREFIX_BYTES
 from sagas.contracts.headers import Headers
 from sagas.contracts.record import Envelope
 from sagas.runtime import topics
+from sagas.runtime.engine import by_name
 from sagas.runtime.router import event_topics
 from services.app import app as examples
 from services.definitions import all_definitions
@@ -73,7 +74,7 @@ def consumed_topics(ctx: ChaosContext, existing: set[str]) -> list[str]:
     if ctx.engines:
         running = [d for d in all_definitions() if p + topics.inbox(d.name) in existing]
         logical.update(topics.inbox(d.name) for d in running)
-        logical.update(event_topics(running))
+        logical.update(event_topics(by_name(running)))
     if ctx.notes.get("read_model"):
         logical.add(topics.OUTCOMES)
     for participant in examples.participants:

@@ -33,6 +33,7 @@ from sagas.ops.commands.context import ops_context as open_ops
 from sagas.ops.commands.query import STATE_STYLE, resolve, rows_table
 from sagas.ops.errors import OpsError
 from sagas.ops.readmodel import InstanceRow, Query
+from sagas.runtime.partitioning import Partitioning
 
 if TYPE_CHECKING:
     Sub = argparse._SubParsersAction[argparse.ArgumentParser]
@@ -168,7 +169,11 @@ async def act(args: argparse.Namespace, kind: OperatorActionKind) -> int:
             raise OpsError("KAFKA_BOOTSTRAP_SERVERS is not set: cannot send operator actions")
         requests = _requests(ops, args, kind, rows)
         async with Sender(
-            ops.bootstrap, ops.codec, ops.prefix, client_options=ops.client_options
+            ops.bootstrap,
+            ops.codec,
+            ops.prefix,
+            client_options=ops.client_options,
+            key_of=Partitioning(ops.app.definitions, 1).key,
         ) as sender:
             await sender.send(requests)
         follower = ops.follower

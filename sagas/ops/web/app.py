@@ -19,6 +19,7 @@ from sagas.ops.errors import AmbiguousError, KafkaUnavailableError, NotFoundErro
 from sagas.ops.readmodel import Follower, OpsStore
 from sagas.ops.web import api, pages
 from sagas.ops.web.state import WebConfig, WebState
+from sagas.runtime.partitioning import Partitioning
 
 SECURITY_HEADERS = {
     # No inline script or style anywhere: the page's one script and stylesheet are files.
@@ -82,6 +83,7 @@ def _lifespan(config: WebConfig) -> Callable[[FastAPI], AbstractAsyncContextMana
                     codec,
                     config.topic_prefix,
                     client_options=config.client_options,
+                    key_of=Partitioning(config.app.definitions, 1).key,
                 )
                 await stack.enter_async_context(sender)
             stopping = asyncio.Event()

@@ -129,6 +129,10 @@ class PartitionReader(Protocol):
 class Transport(Protocol):
     """Makes the clients of one broker (or of the in-memory one)."""
 
+    def physical(self, topic: str) -> str:
+        """The broker's name of a logical topic (what a record names for other
+        processes: the ``reply_to`` of a command, the ``dlq_topic`` of a dead letter)."""
+
     def group_consumer(
         self,
         group_id: str,

@@ -8,14 +8,21 @@ aiokafka's errors are translated here into the runtime's (`sagas.runtime.errors`
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from datetime import timedelta
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
+from aiokafka.cluster import ClusterMetadata
+from aiokafka.coordinator.assignors.abstract import AbstractPartitionAssignor
+from aiokafka.coordinator.protocol import (
+    ConsumerProtocolMemberAssignment,
+    ConsumerProtocolMemberMetadata,
+)
 from aiokafka.errors import (
     IllegalOperation,
     IllegalStateError,
@@ -134,6 +141,52 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka is
         await self._listener.assigned(self._tps(assigned))
 
 
+class CoPartitionedAssignor(AbstractPartitionAssignor):  # type: ignore[misc]  # aiokafka is untyped
+    """Gives partition ``k`` of every subscribed topic to the same member.
+
+    Partition numbers are dealt round robin over the members (sorted by id); a member
+    not subscribed to a topic is skipped for that topic's partition ``k`` (the next
+    member in the order that is subscribed gets it). With one subscription for all
+    members, as engines of one group have, each member gets whole units.
+    """
+
+    name = "sagas-copartitioned"
+    version = 0
+
+    @classmethod
+    def assign(
+        cls,
+        cluster: ClusterMetadata,
+        members: Mapping[str, ConsumerProtocolMemberMetadata],
+    ) -> dict[str, ConsumerProtocolMemberAssignment]:
+        order = sorted(members)
+        topics = sorted({t for meta in members.values() for t in meta.subscription})
+        assignment: dict[str, dict[str, list[int]]] = collections.defaultdict(
+            lambda: collections.defaultdict(list)
+        )
+        for topic in topics:
+            for partition in sorted(cluster.partitions_for_topic(topic) or ()):
+                for step in range(len(order)):
+                    member = order[(partition + step) % len(order)]
+                    if topic in members[member].subscription:
+                        assignment[member][topic].append(partition)
+                        break
+        return {
+            member: ConsumerProtocolMemberAssignment(
+                cls.version, sorted(assignment[member].items()), b""
+            )
+            for member in members
+        }
+
+    @classmethod
+    def metadata(cls, topics: Iterable[str]) -> ConsumerProtocolMemberMetadata:
+        return ConsumerProtocolMemberMetadata(cls.version, list(topics), b"")
+
+    @classmethod
+    def on_assignment(cls, assignment: ConsumerProtocolMemberAssignment) -> None:
+        return None
+
+
 class KafkaGroupConsumer:
     """`GroupConsumer` on an `AIOKafkaConsumer` (read_committed, no auto commit)."""
 
@@ -159,6 +212,8 @@ class KafkaGroupConsumer:
             # An idle fetch waits no longer than this: requests such as a rewind's offset
             # lookup queue behind it on the connection (aiokafka's default: 500 ms).
             fetch_max_wait_ms=int(fetch_wait.total_seconds() * 1000),
+            # Partition k of every topic to one member: a unit (sagas.runtime.partitioning).
+            partition_assignment_strategy=(CoPartitionedAssignor,),
             **transport.options(),
         )
         self._consumer.subscribe(

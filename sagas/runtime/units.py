@@ -1,0 +1,429 @@
+"""One unit: partition ``k`` of every topic the engine consumes, owned by one process.
+
+A unit has one explicit ownership state and one task that drives it:
+
+    TAKING ──taken──> OWNED ──indefinite error──> IN_DOUBT ──after a pause──> TAKING
+       │                 └──fenced──> FENCED (until the group gives it back: TAKING)
+       └──revoked (any state)──> RELEASED (the task ends; producers closed)
+
+*Taking* starts the unit's transactional producers (their ids are the unit's, so a
+previous owner's open transaction is aborted and its producers fenced before anything
+is read), catches the store up from the changelogs (`UnitWorker.take`), and rewinds
+every topic partition of the unit to the group's committed offset: records fetched
+before are dropped, so nothing is decided twice by one owner.
+
+While OWNED, the task decides what was fetched for the unit (up to a batch), commits
+everything the batch produced together with its consumed offsets in one transaction,
+and only then lets the worker update its store and caches. The next batch is taken as
+soon as that commit ends: a unit never waits for another unit.
+
+Transactions of one unit run one after the other, each on the next of the unit's
+``PRODUCERS`` producers. A transaction begun on the producer that just committed is
+refused (CONCURRENT_TRANSACTIONS, and on brokers that verify transactional partitions
+NOT_ENOUGH_REPLICAS) until the broker has written the previous commit's markers, which
+cost a retry of 20 ms or more each time; another producer has no such wait. Fencing
+stays whole: a new owner initialises every one of the unit's transactional ids.
+
+After an indefinite error (a commit that outlasts ``commit_timeout``, a lost
+connection) nobody knows whether the transaction committed: the producer is abandoned
+and the unit taken again (the re-initialised id settles the transaction one way or the
+other; the store catches up with what did commit; the consumer returns to the
+committed offsets), so local state agrees with Kafka whichever way it went. The
+process never stops over it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import Counter, deque
+from collections.abc import Coroutine, Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+from enum import StrEnum
+from typing import Any, Protocol
+
+from sagas.runtime.errors import FencedError, InDoubt, NotAssigned, TransportError
+from sagas.runtime.transport.base import GroupConsumer, TransactionalProducer, Transport
+from sagas.runtime.transport.records import TP, Consumed, Delivered, OutRecord
+
+log = logging.getLogger(__name__)
+
+PRODUCERS = 3
+"""Transactional producers per unit, used in turn (see the module docstring). Part of
+the transactional ids: every engine of a group must use the same number."""
+
+RETRY_TAKE = timedelta(seconds=1)
+"""Pause before taking a unit again after taking it failed."""
+
+RETRY_BATCH = timedelta(milliseconds=500)
+"""Pause before a batch a dependency could not serve (the schema registry) is retried."""
+
+
+class Ownership(StrEnum):
+    """Where a unit stands (see the module docstring)."""
+
+    TAKING = "TAKING"
+    OWNED = "OWNED"
+    IN_DOUBT = "IN_DOUBT"
+    FENCED = "FENCED"
+    RELEASED = "RELEASED"
+
+
+@dataclass
+class Decided:
+    """What the worker decided for one batch (or tick) of a unit.
+
+    Attributes:
+        outgoing: every record to produce in the batch's transaction.
+        retry: a dependency (the schema registry) could not serve the batch: nothing is
+            committed, the batch is decided again after a pause.
+        context: the worker's own, handed back to `UnitWorker.committed`.
+    """
+
+    outgoing: list[OutRecord] = field(default_factory=list)
+    retry: bool = False
+    context: object = None
+
+
+class UnitWorker(Protocol):
+    """The decisions of a unit; every method may run for several units at once, and
+    calls for one unit never overlap."""
+
+    async def take(self, k: int) -> None:
+        """Make the store agree with the changelogs of partition ``k`` (catch-up)."""
+
+    def give_up(self, k: int) -> None:
+        """Forget what is cached of partition ``k``."""
+
+    async def decide(self, k: int, records: Sequence[Consumed]) -> Decided:
+        """Decide on ``records``; bad input is dead-lettered, never raised."""
+
+    def dead_letter(self, k: int, record: Consumed, error: BaseException) -> Decided:
+        """A batch moving ``record``, which made `decide` raise, to a dead-letter topic."""
+
+    async def tick(self, k: int) -> Decided | None:
+        """Work not driven by input (due timers, expired held messages), if any is due."""
+
+    async def committed(self, k: int, decided: Decided, delivered: Sequence[Delivered]) -> None:
+        """The transaction of ``decided`` committed; ``delivered`` is aligned with its
+        outgoing records. Returns once the store has the changes."""
+
+
+@dataclass(frozen=True)
+class UnitConfig:
+    """What every unit of a loop shares."""
+
+    transport: Transport
+    worker: UnitWorker
+    group_id: str
+    transactional_prefix: str
+    max_batch: int
+    commit_timeout: timedelta
+    heartbeat: timedelta
+    idle_tick: timedelta
+
+
+class Unit:
+    """Partition ``k`` of the loop's topics: its state, producers, fetched records, task."""
+
+    def __init__(self, k: int, config: UnitConfig, consumer: GroupConsumer) -> None:
+        self.k = k
+        self.state = Ownership.TAKING
+        self.tps: set[TP] = set()
+        self._c = config
+        self._consumer = consumer
+        self._producers: list[TransactionalProducer] = []
+        self._turn = 0
+        self._pending: deque[Consumed] = deque()
+        self._next: dict[TP, int] = {}
+        self._wake = asyncio.Event()
+        self._stop = False
+        self._busy = asyncio.Lock()  # held while a batch is decided and committed
+        self._retry_at = 0.0
+        self._rewind: set[TP] = set()
+        self._suspended = False
+        self.batches = 0
+        self.doubts: Counter[str] = Counter()
+        self.task: asyncio.Task[None] | None = None
+
+    # -- called by the loop ---------------------------------------------------------
+
+    def transactional_id(self, i: int) -> str:
+        return f"{self._c.transactional_prefix}.{self._c.group_id}.{self.k}.{i}"
+
+    def feed(self, tp: TP, records: Sequence[Consumed]) -> None:
+        """Records fetched for one of the unit's partitions (stale ones are dropped)."""
+        if self.state is not Ownership.OWNED or tp in self._rewind:
+            return
+        floor = self._next.get(tp)
+        if floor is None:
+            return
+        fresh = [r for r in records if r.offset >= floor]
+        if fresh:
+            self._next[tp] = fresh[-1].offset + 1
+            self._pending.extend(fresh)
+            self._wake.set()
+
+    @property
+    def backlog(self) -> int:
+        return len(self._pending)
+
+    def add(self, tps: Sequence[TP]) -> None:
+        """More of partition ``k`` was assigned: rewound before it is read."""
+        new = set(tps) - self.tps
+        self.tps |= new
+        self._rewind |= new
+        self._consumer.pause(sorted(new))
+        self._wake.set()
+
+    async def suspend(self) -> None:
+        """Decide nothing more until `reassigned`, and wait for the batch in flight (a
+        revocation must not cut a transaction)."""
+        self._suspended = True
+        async with self._busy:
+            return
+
+    def reassigned(self) -> None:
+        """Given back after a rebalance: nobody else owned it meanwhile, but what was
+        fetched and not decided is dropped and every partition rewound."""
+        self._suspended = False
+        self._pending.clear()
+        self._rewind |= self.tps
+        if self.state is Ownership.FENCED:
+            self.state = Ownership.TAKING
+        self._wake.set()
+
+    async def release(self) -> None:
+        """Stop the task and close the producers (the unit is revoked)."""
+        self._stop = True
+        self._wake.set()
+        if self.task is not None:
+            await asyncio.wait({self.task})
+        self.state = Ownership.RELEASED
+        await self._close_producers(abandon=False)
+        self._c.worker.give_up(self.k)
+
+    # -- the task -------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Drive the unit until it is released."""
+        while not self._stop:
+            if self.state is Ownership.TAKING:
+                await self._take()
+            elif self.state is Ownership.OWNED:
+                await self._step()
+            else:  # IN_DOUBT (until the pause ends) or FENCED (until given back)
+                await self._wait(self._retry_at - time.monotonic())
+                if self.state is Ownership.IN_DOUBT and time.monotonic() >= self._retry_at:
+                    self.state = Ownership.TAKING
+
+    async def _wait(self, seconds: float) -> None:
+        self._wake.clear()
+        if seconds <= 0:
+            return
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                await self._wake.wait()
+
+    async def _take(self) -> None:
+        tps = sorted(self.tps)
+        self._consumer.pause(tps)
+        self._pending.clear()
+        try:
+            await self._close_producers(abandon=False)
+            producers = [
+                self._c.transport.transactional_producer(
+                    self.transactional_id(i), request_timeout=self._c.commit_timeout
+                )
+                for i in range(PRODUCERS)
+            ]
+            # start() initialises the ids: the previous owner's open transaction is
+            # aborted and its producers fenced before anything is read. Concurrently:
+            # taking many units after a rebalance costs one start, not the sum.
+            self._producers = producers
+            bound = self._c.commit_timeout.total_seconds()
+            async with asyncio.timeout(bound):
+                await asyncio.gather(*(p.start() for p in producers))
+            # Not bounded: a large changelog takes what it takes (heartbeats go on).
+            await self._c.worker.take(self.k)
+            # Bounded: a coordinator that does not answer must not hold the unit.
+            async with asyncio.timeout(bound):
+                for tp in tps:
+                    await self._rewind_to_committed(tp)
+        except FencedError as exc:
+            log.warning("unit %d: fenced while taking it (%r)", self.k, exc)
+            await self._close_producers(abandon=True)
+            self.state = Ownership.FENCED
+            return
+        except NotAssigned:
+            return  # revoked meanwhile: the loop releases the unit
+        except (TransportError, TimeoutError, OSError) as exc:
+            log.warning("unit %d: taking it failed (%r); will retry", self.k, exc)
+            await self._close_producers(abandon=True)
+            await self._wait(RETRY_TAKE.total_seconds())
+            return
+        self._rewind.clear()
+        self.state = Ownership.OWNED
+        self._consumer.resume(tps)
+        log.info("unit %d owned: %s", self.k, ", ".join(map(str, tps)))
+
+    async def _rewind_to_committed(self, tp: TP) -> None:
+        committed = await self._consumer.committed(tp)
+        self._consumer.seek(tp, committed)
+        self._next[tp] = committed
+
+    async def _step(self) -> None:
+        if self._rewind and not self._suspended:
+            for tp in sorted(self._rewind):
+                try:
+                    await self._rewind_to_committed(tp)
+                except (TransportError, NotAssigned) as exc:
+                    log.warning("unit %d: rewinding %s failed (%r)", self.k, tp, exc)
+                    return
+                self._consumer.resume([tp])
+            self._rewind.clear()
+        if not self._pending or self._suspended:
+            await self._wait(self._c.idle_tick.total_seconds())
+        async with self._busy:
+            if self._stop or self._suspended or self.state is not Ownership.OWNED:
+                return
+            if self._pending:
+                await self._batch()
+            if self.state is Ownership.OWNED:
+                decided = await self._c.worker.tick(self.k)
+                if decided is not None and decided.outgoing:
+                    await self._commit(decided, {})
+
+    async def _batch(self) -> None:
+        batch: list[Consumed] = []
+        while self._pending and len(batch) < self._c.max_batch:
+            batch.append(self._pending.popleft())
+        try:
+            decided = await self._c.worker.decide(self.k, batch)
+        except Exception as exc:  # a worker bug must not stop the unit
+            log.exception("unit %d: deciding a batch failed; retrying record by record", self.k)
+            await self._isolate(batch, exc)
+            return
+        if decided.retry:
+            self._again(batch)
+            await self._wait(RETRY_BATCH.total_seconds())
+            return
+        await self._commit(decided, _offsets(batch))
+
+    def _again(self, batch: Sequence[Consumed]) -> None:
+        """Put ``batch`` back in front of what is pending, to be decided again."""
+        self._pending.extendleft(reversed(batch))
+
+    async def _isolate(self, batch: list[Consumed], first: Exception) -> None:
+        for i, record in enumerate(batch):
+            try:
+                decided = await self._c.worker.decide(self.k, [record])
+            except Exception as exc:
+                decided = self._c.worker.dead_letter(self.k, record, exc)
+            if decided.retry:
+                self._again(batch[i:])
+                return
+            if not await self._commit(decided, _offsets([record])):
+                return
+
+    async def _commit(self, decided: Decided, offsets: dict[TP, int]) -> bool:
+        """Produce ``decided`` and ``offsets`` in one transaction; False if the unit was
+        lost (fenced or in doubt)."""
+        producer = self._producers[self._turn % PRODUCERS]
+        self._turn += 1
+        sent: list[asyncio.Future[Delivered]] = []
+        try:
+            delivered = await self._bounded(self._transaction(producer, decided, offsets, sent))
+        except FencedError as exc:
+            # A newer owner initialised our ids (we are a zombie, e.g. dropped from the
+            # group while busy): our writes are refused. Never re-initialise here: that
+            # would fence the rightful owner; wait for the group to give it back.
+            log.warning("unit %d was fenced (%r): another process owns it now", self.k, exc)
+            _retrieve(sent)
+            await self._lose(Ownership.FENCED, abandon=True)
+            return False
+        except (InDoubt, TransportError, TimeoutError) as exc:
+            log.warning(
+                "unit %d: transaction on %s ended in doubt (%r): taking the unit again and "
+                "reading what Kafka committed",
+                self.k,
+                producer.transactional_id,
+                exc,
+            )
+            _retrieve(sent)
+            self.doubts["in_doubt"] += 1
+            await self._lose(Ownership.IN_DOUBT, abandon=True)
+            # Not at once: if this process was paused (a zombie whose session expired),
+            # two heartbeats let the group take the unit away first; re-initialising it
+            # here would fence its rightful new owner.
+            self._retry_at = time.monotonic() + 2 * self._c.heartbeat.total_seconds()
+            return False
+        self.batches += 1
+        await self._c.worker.committed(self.k, decided, delivered)
+        return True
+
+    async def _transaction(
+        self,
+        producer: TransactionalProducer,
+        decided: Decided,
+        offsets: dict[TP, int],
+        sent: list[asyncio.Future[Delivered]],
+    ) -> list[Delivered]:
+        await producer.begin()
+        for record in decided.outgoing:
+            sent.append(await producer.send(record))
+        if offsets:
+            await producer.send_offsets(offsets, self._c.group_id)
+        await producer.commit()
+        return list(await asyncio.gather(*sent))
+
+    async def _bounded(self, work: Coroutine[Any, Any, list[Delivered]]) -> list[Delivered]:
+        """Run ``work`` within the commit timeout; TimeoutError when it outlasts it."""
+        task = asyncio.ensure_future(work)
+        try:
+            await asyncio.wait({task}, timeout=self._c.commit_timeout.total_seconds())
+            if not task.done():
+                # A second look: a process paused past the deadline (SIGSTOP) finds its
+                # answer (often: fenced) at once, rather than treating it as in doubt.
+                await asyncio.wait({task}, timeout=1.0)
+        finally:
+            if not task.done():
+                task.cancel()
+                await asyncio.wait({task})
+        if task.cancelled():
+            raise TimeoutError(f"the transaction outlasted {self._c.commit_timeout}")
+        return task.result()
+
+    async def _lose(self, state: Ownership, *, abandon: bool) -> None:
+        self.state = state
+        self._consumer.pause(sorted(self.tps))
+        self._pending.clear()
+        await self._close_producers(abandon=abandon)
+        self._c.worker.give_up(self.k)
+
+    async def _close_producers(self, *, abandon: bool) -> None:
+        producers, self._producers = self._producers, []
+        for producer in producers:
+            if abandon:
+                await producer.abandon()
+            else:
+                await producer.stop()
+
+
+def _offsets(batch: Sequence[Consumed]) -> dict[TP, int]:
+    found: dict[TP, int] = {}
+    for record in batch:
+        found[TP(record.topic, record.partition)] = record.offset + 1
+    return found
+
+
+def _retrieve(futures: Sequence[asyncio.Future[Delivered]]) -> None:
+    """Look at the errors of sends given up on (else asyncio logs them as never retrieved)."""
+    for future in futures:
+        if future.done() and not future.cancelled():
+            future.exception()
+        else:
+            future.cancel()
