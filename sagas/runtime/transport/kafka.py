@@ -240,6 +240,7 @@ class KafkaTransactionalProducer:
     ) -> None:
         self.transactional_id = transactional_id
         self._t = transport
+        self._fenced: KafkaError | None = None
         self._producer = AIOKafkaProducer(
             transactional_id=transactional_id,
             # A record is sent as soon as it is queued: the commit waits for it anyway.
@@ -313,10 +314,15 @@ class KafkaTransactionalProducer:
 
     @contextlib.contextmanager
     def _translated(self, what: str) -> Any:
+        if self._fenced is not None:
+            # aiokafka's transaction manager is in its fatal state now: a later call
+            # would fail its state-transition assertion instead (an AssertionError).
+            raise FencedError(f"{self.transactional_id} was fenced ({what})") from self._fenced
         try:
             yield
         except (ProducerFenced, IllegalOperation) as exc:
             # aiokafka reports a fence as IllegalOperation once its sender saw it.
+            self._fenced = exc
             raise FencedError(f"{self.transactional_id} was fenced ({what}): {exc!r}") from exc
         except (KafkaError, OSError) as exc:
             raise InDoubt(f"{self.transactional_id}: {what} failed: {exc!r}") from exc
