@@ -18,7 +18,9 @@ from tests.contract.support import (
     new_topic,
     placed,
     poll_until,
+    started,
     unique,
+    write,
 )
 
 Event = tuple[str, str, frozenset[TP]]
@@ -114,3 +116,28 @@ async def test_pause_resume_seek_and_lag(transport: Transport) -> None:
     finally:
         await member.stop()
         await reader.close()
+
+
+async def test_lag_counts_up_to_the_last_stable_offset(transport: Transport) -> None:
+    topic = await new_topic(transport)
+    tp = TP(topic, 0)
+    pending = await started(transport)
+    await pending.begin()
+    assert (await write(pending, OutRecord(topic, b"open", partition=0))).offset == 0
+    member = consumer(transport, unique("group"), [topic])
+    await member.start()
+    try:
+
+        def known(_: object) -> bool:
+            return tp in member.assignment() and member.lag(tp, 0) is not None
+
+        await poll_until([member], known, "the lag of the partition")
+        assert member.lag(tp, 0) == 0  # the open transaction's record is not readable
+        assert member.lag(TP(unique("other"), 0), 0) is None  # not assigned: unknown
+        await pending.commit()  # marker 1
+        [got] = await poll_until([member], lambda got: bool(got[0]), "the committed record")
+        assert placed(got) == [(0, b"open")]
+        assert (member.lag(tp, 0), member.lag(tp, 2)) == (2, 0)
+    finally:
+        await member.stop()
+        await pending.stop()

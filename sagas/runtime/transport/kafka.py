@@ -228,7 +228,12 @@ class KafkaGroupConsumer:
 
     def lag(self, tp: TP, position: int) -> int | None:
         physical = self._tp(tp)
-        end = self._consumer.last_stable_offset(physical) or self._consumer.highwater(physical)
+        if physical not in self._consumer.assignment():
+            return None  # aiokafka asserts the partition is assigned
+        # Not `or`: a last stable offset of 0 (an open transaction at the head) is known.
+        end = self._consumer.last_stable_offset(physical)
+        if end is None:
+            end = self._consumer.highwater(physical)
         return None if end is None else max(int(end) - position, 0)
 
 
