@@ -283,7 +283,12 @@ class KafkaGroupConsumer:
 
     def lag(self, tp: TP, position: int) -> int | None:
         physical = self._tp(tp)
-        end = self._consumer.last_stable_offset(physical) or self._consumer.highwater(physical)
+        if physical not in self._consumer.assignment():
+            return None  # aiokafka asserts the partition is assigned
+        # Not `or`: a last stable offset of 0 (an open transaction at the head) is known.
+        end = self._consumer.last_stable_offset(physical)
+        if end is None:
+            end = self._consumer.highwater(physical)
         return None if end is None else max(int(end) - position, 0)
 
 
@@ -295,6 +300,7 @@ class KafkaTransactionalProducer:
     ) -> None:
         self.transactional_id = transactional_id
         self._t = transport
+        self._fenced: KafkaError | None = None
         self._producer = AIOKafkaProducer(
             transactional_id=transactional_id,
             # A record is sent as soon as it is queued: the commit waits for it anyway.
@@ -368,10 +374,15 @@ class KafkaTransactionalProducer:
 
     @contextlib.contextmanager
     def _translated(self, what: str) -> Any:
+        if self._fenced is not None:
+            # aiokafka's transaction manager is in its fatal state now: a later call
+            # would fail its state-transition assertion instead (an AssertionError).
+            raise FencedError(f"{self.transactional_id} was fenced ({what})") from self._fenced
         try:
             yield
         except (ProducerFenced, IllegalOperation) as exc:
             # aiokafka reports a fence as IllegalOperation once its sender saw it.
+            self._fenced = exc
             raise FencedError(f"{self.transactional_id} was fenced ({what}): {exc!r}") from exc
         except (KafkaError, OSError) as exc:
             raise InDoubt(f"{self.transactional_id}: {what} failed: {exc!r}") from exc

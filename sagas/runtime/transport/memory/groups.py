@@ -1,0 +1,90 @@
+"""Consumer groups: members, generations, the round-robin assignment, session expiry.
+
+The model is Kafka's eager rebalance protocol as aiokafka runs it. Every change of
+membership (a join, a leave, an expired session, a new topic) starts a generation with
+a fresh assignment. Each member then gives up everything it held (its ``revoked``
+listener, even for partitions it keeps) and syncs; only when every member has synced
+does any of them take its new partitions (``assigned``). So a partition is never held
+by two members at once, and a member that does not poll holds the group up until its
+session ends.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from sagas.runtime.transport.records import TP
+
+
+@dataclass
+class Member:
+    member_id: str
+    topics: frozenset[str]
+    session_timeout: float
+    """Seconds without a poll after which the member is removed."""
+    last_seen: float
+    """Loop time of its last poll (its start, or when it last left `poll`)."""
+    polling: bool = False
+    """Inside `poll` now: alive whatever the time (Kafka's heartbeats)."""
+
+    def expires_at(self) -> float | None:
+        return None if self.polling else self.last_seen + self.session_timeout
+
+
+@dataclass
+class Group:
+    group_id: str
+    members: dict[str, Member] = field(default_factory=dict)
+    generation: int = 0
+    assignment: dict[str, frozenset[TP]] = field(default_factory=dict)
+    synced: set[str] = field(default_factory=set)
+    """Members that gave up their partitions for the current generation."""
+    committed: dict[TP, int] = field(default_factory=dict)
+
+    def rebalance(self, partitions: Mapping[str, int]) -> None:
+        """Start a generation: every member must sync before anyone gets partitions."""
+        self.generation += 1
+        self.synced.clear()
+        self.assignment = round_robin(self.members, partitions)
+
+    def sync(self, member_id: str, generation: int) -> None:
+        if generation == self.generation and member_id in self.members:
+            self.synced.add(member_id)
+
+    def settled(self, generation: int) -> bool:
+        """Whether every member synced for ``generation`` (still the current one)."""
+        return generation == self.generation and self.synced >= self.members.keys()
+
+    def stale(self, now: float) -> list[str]:
+        """The members whose session ended by ``now``."""
+        return [
+            m.member_id
+            for m in self.members.values()
+            if (end := m.expires_at()) is not None and now >= end
+        ]
+
+    def next_expiry(self) -> float | None:
+        """When the next session ends, unless its member polls first."""
+        ends = [end for m in self.members.values() if (end := m.expires_at()) is not None]
+        return min(ends, default=None)
+
+
+def round_robin(
+    members: Mapping[str, Member], partitions: Mapping[str, int]
+) -> dict[str, frozenset[TP]]:
+    """aiokafka's default assignor (``RoundRobinPartitionAssignor``): every partition of
+    the subscribed topics, sorted, dealt to the members sorted by id, skipping a member
+    not subscribed to the partition's topic."""
+    dealt: dict[str, set[TP]] = {m: set() for m in members}
+    if not members:
+        return {}
+    topics = sorted({t for m in members.values() for t in m.topics if t in partitions})
+    order = itertools.cycle(sorted(members))
+    for tp in (TP(t, p) for t in topics for p in range(partitions[t])):
+        member = next(order)
+        while tp.topic not in members[member].topics:
+            member = next(order)
+        dealt[member].add(tp)
+    return {m: frozenset(tps) for m, tps in dealt.items()}
