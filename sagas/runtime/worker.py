@@ -253,7 +253,29 @@ class SagaWorker:
         if not raw:
             self._dlq(work, saga, record, "missing-saga-id", "no saga_id header or key", "Rejected")
             return None
+        partition = self._partitioning.partition(saga, raw)
+        if partition != work.k:
+            # Keyed otherwise than its saga (a participant that keys replies by saga id,
+            # say): decided where the saga lives, one hop later.
+            self._forward(work, saga, raw, record, partition)
+            return None
         return _Input(saga, raw, envelope, record)
+
+    def _forward(
+        self, work: _UnitWork, saga: str, saga_id: str, record: Consumed, partition: int
+    ) -> None:
+        """``record`` to the saga's inbox partition, bytes and headers untouched (the
+        traceparent too: the span that sent it stays the parent), the saga id set."""
+        headers = tuple((n, v) for n, v in record.headers if n != "saga_id")
+        work.outgoing.append(
+            OutRecord(
+                topics.inbox(saga),
+                record.value,
+                key=self._partitioning.key(saga, saga_id),
+                headers=(*headers, ("saga_id", saga_id.encode())),
+                partition=partition,
+            )
+        )
 
     def _read_event(self, work: _UnitWork, record: Consumed) -> list[_Input]:
         try:
@@ -270,19 +292,8 @@ class SagaWorker:
             partition = self._partitioning.partition(route.saga, route.saga_id)
             if partition == work.k:
                 found.append(_Input(route.saga, route.saga_id, envelope, record))
-                continue
-            # Forwarded, bytes and headers untouched (traceparent included: the start
-            # event's span stays the parent of the saga span), the saga id added.
-            headers = tuple((n, v) for n, v in record.headers if n != "saga_id")
-            work.outgoing.append(
-                OutRecord(
-                    topics.inbox(route.saga),
-                    record.value,
-                    key=self._partitioning.key(route.saga, route.saga_id),
-                    headers=(*headers, ("saga_id", route.saga_id.encode())),
-                    partition=partition,
-                )
-            )
+            else:
+                self._forward(work, route.saga, route.saga_id, record, partition)
         return found
 
     def _dlq(

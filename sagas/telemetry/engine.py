@@ -324,9 +324,12 @@ class EngineTelemetry:
     def _saga_span(self, instance: SagaInstance[Any], ended: datetime) -> None:
         own = propagation.saga_context(instance.traceparent, instance.tracestate, instance.saga_id)
         start = propagation.parse(instance.traceparent, instance.tracestate)
-        if own is None or start is None:
-            return
-        parent = Context() if start.span_id == own.span_id else propagation.in_context(start)
+        # A saga whose start event carried no trace is the root of its own trace.
+        parent = (
+            Context()
+            if start is None or start.span_id == own.span_id
+            else propagation.in_context(start)
+        )
         attributes: dict[str, Any] = {
             "saga.name": instance.saga,
             "saga.id": instance.saga_id,

@@ -206,8 +206,10 @@ class Participants:
                     saga_id=command.saga_id,
                 )
                 headers, value = self.codec.encode(reply)
-                key = (command.saga_id or "").encode()
-                await producer.send_and_wait(command.reply_to, value, key=key, headers=headers)
+                # Keyed like the command, as a participant must (the saga's partition).
+                await producer.send_and_wait(
+                    command.reply_to, value, key=record.key, headers=headers
+                )
         finally:
             await consumer.stop()
             await producer.stop()

@@ -44,7 +44,7 @@ async def cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str]
 
 def owns_partitions(engine: Engine) -> bool:
     # The inbox loop is the first; `owned` lists the partitions it holds right now.
-    return bool(engine._loops[0].owned)
+    return bool(engine.loop.owned)
 
 
 async def test_cli_and_api_see_the_sagas_of_both_engines(

@@ -1,53 +1,17 @@
-"""The transactional loop relays exactly once, also when members come and go."""
+"""The engine's loop on Kafka relays exactly once, also when members come and go."""
 
 from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Sequence
-from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
-from aiokafka.structs import RecordMetadata
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from sagas.runtime.loop import Batch, Outgoing, TransactionalLoop
+from sagas.runtime.transport.kafka import KafkaTransport
+from sagas.runtime.units import Ownership
 from tests.conftest import MakeTopic
 from tests.integration.engine_support import wait_for
-
-
-class Relay:
-    """Copies every record to ``out``; counts what it saw."""
-
-    def __init__(self, out: str) -> None:
-        self.out = out
-        self.assigned_tps: list[TopicPartition] = []
-        self.has_partitions = asyncio.Event()
-        self.committed_records = 0
-
-    async def assigned(self, tp: TopicPartition) -> None:
-        self.assigned_tps.append(tp)
-        self.has_partitions.set()
-
-    async def revoked(self, tp: TopicPartition) -> None:
-        pass
-
-    async def process(
-        self, tp: TopicPartition, records: Sequence[ConsumerRecord[Any, Any]]
-    ) -> Batch:
-        return Batch([Outgoing(self.out, r.value, key=r.key) for r in records], len(records))
-
-    async def dead_letter(
-        self, tp: TopicPartition, record: ConsumerRecord[Any, Any], error: BaseException
-    ) -> Batch:
-        raise AssertionError("no record should fail")
-
-    async def tick(self, tp: TopicPartition) -> Batch | None:
-        return None
-
-    async def committed(
-        self, tp: TopicPartition, batch: Batch, sent: Sequence[RecordMetadata]
-    ) -> None:
-        self.committed_records += batch.context
+from tests.loop_support import Relay, relay_loop
 
 
 async def _produce(bootstrap: str, topic: str, n: int) -> None:
@@ -88,8 +52,9 @@ async def test_relay_exactly_once(kafka_bootstrap: str, make_topic: MakeTopic) -
     dst = await make_topic("out", partitions=3)
     await _produce(kafka_bootstrap, src, 300)
     relay = Relay(dst)
-    loop = TransactionalLoop(
-        kafka_bootstrap, f"g-{uuid.uuid4().hex[:8]}", [src], relay, f"relay-{uuid.uuid4().hex[:8]}"
+    transport = KafkaTransport(kafka_bootstrap)
+    loop = relay_loop(
+        transport, f"g-{uuid.uuid4().hex[:8]}", [src], relay, f"relay-{uuid.uuid4().hex[:8]}"
     )
     async with asyncio.TaskGroup() as tg:
         tg.create_task(loop.run())
@@ -97,7 +62,7 @@ async def test_relay_exactly_once(kafka_bootstrap: str, make_topic: MakeTopic) -
         loop.stop()
     assert sorted(out) == sorted(f"v{i}".encode() for i in range(300))
     assert relay.committed_records == 300
-    assert {tp.partition for tp in relay.assigned_tps} == {0, 1, 2}
+    assert set(relay.taken) == {0, 1, 2}
 
 
 async def test_second_member_takes_over_without_duplicates(
@@ -106,15 +71,16 @@ async def test_second_member_takes_over_without_duplicates(
     src = await make_topic("in", partitions=4)
     dst = await make_topic("out", partitions=1)
     group, prefix = f"g-{uuid.uuid4().hex[:8]}", f"relay-{uuid.uuid4().hex[:8]}"
-    first = TransactionalLoop(kafka_bootstrap, group, [src], Relay(dst), prefix)
+    transport = KafkaTransport(kafka_bootstrap)
+    first = relay_loop(transport, group, [src], Relay(dst), prefix)
     second_relay = Relay(dst)
-    second = TransactionalLoop(kafka_bootstrap, group, [src], second_relay, prefix)
+    second = relay_loop(transport, group, [src], second_relay, prefix)
     async with asyncio.TaskGroup() as tg:
         tg.create_task(first.run())
         await _produce(kafka_bootstrap, src, 200)
         tg.create_task(second.run())
         async with asyncio.timeout(60):
-            await second_relay.has_partitions.wait()
+            await second_relay.has_units.wait()
         await _produce(kafka_bootstrap, src, 200)
         first.stop()
         out = await _read_committed(kafka_bootstrap, dst, 400, deadline_s=90)
@@ -131,24 +97,30 @@ async def test_fenced_zombie_gives_up_the_partition_and_keeps_running(
     dst = await make_topic("out", partitions=1)
     prefix = f"relay-{uuid.uuid4().hex[:8]}"
     relay = Relay(dst)
-    loop = TransactionalLoop(kafka_bootstrap, f"g-{uuid.uuid4().hex[:8]}", [src], relay, prefix)
+    group = f"g-{uuid.uuid4().hex[:8]}"
+    loop = relay_loop(KafkaTransport(kafka_bootstrap), group, [src], relay, prefix)
     async with asyncio.TaskGroup() as tg:
         running = tg.create_task(loop.run())
         async with asyncio.timeout(60):
-            await relay.has_partitions.wait()
-        # A newer owner initialises the same transactional id: the loop is now a zombie.
-        usurper = AIOKafkaProducer(
-            bootstrap_servers=kafka_bootstrap, transactional_id=f"{prefix}.{src}.0"
-        )
-        await usurper.start()
+            await loop.ready.wait()
+        # A newer owner initialises the unit's transactional ids: the loop is a zombie.
+        usurpers = [
+            AIOKafkaProducer(
+                bootstrap_servers=kafka_bootstrap, transactional_id=f"{prefix}.{group}.0.{i}"
+            )
+            for i in range(3)
+        ]
+        for usurper in usurpers:
+            await usurper.start()
         await _produce(kafka_bootstrap, src, 5)
 
         async def fenced() -> bool:  # the loop notices the fence when it commits
-            return bool(loop.fenced)
+            return loop.units[0].state is Ownership.FENCED
 
         await wait_for(fenced, 60, "the zombie to notice the fence")
         assert not running.done()  # a fenced producer does not bring the process down
         assert loop.owned == []
         loop.stop()
-        await usurper.stop()
+        for usurper in usurpers:
+            await usurper.stop()
     assert relay.committed_records == 0  # nothing the zombie tried to write committed

@@ -14,7 +14,7 @@ asyncio, no threads, deterministic. What it models:
 - offsets sent with a transaction become the group's committed offsets when it commits;
 - transactional ids with epochs: a producer's `start` aborts the open transaction of the
   id and fences the earlier producer (`FencedError` from then on);
-- consumer groups with aiokafka's eager protocol and round-robin assignor; sessions
+- consumer groups with aiokafka's eager protocol and the engine's co-partitioned assignor; sessions
   ending by the running loop's clock (a member that has not polled for its session
   timeout is removed) or at once with `MemoryBroker.expire`;
 - faults on request: `MemoryBroker.fail_next`, `MemoryBroker.fail_next_commit`

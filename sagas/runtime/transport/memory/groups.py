@@ -11,7 +11,6 @@ session ends.
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -47,7 +46,7 @@ class Group:
         """Start a generation: every member must sync before anyone gets partitions."""
         self.generation += 1
         self.synced.clear()
-        self.assignment = round_robin(self.members, partitions)
+        self.assignment = co_partitioned(self.members, partitions)
 
     def sync(self, member_id: str, generation: int) -> None:
         if generation == self.generation and member_id in self.members:
@@ -71,20 +70,22 @@ class Group:
         return min(ends, default=None)
 
 
-def round_robin(
+def co_partitioned(
     members: Mapping[str, Member], partitions: Mapping[str, int]
 ) -> dict[str, frozenset[TP]]:
-    """aiokafka's default assignor (``RoundRobinPartitionAssignor``): every partition of
-    the subscribed topics, sorted, dealt to the members sorted by id, skipping a member
-    not subscribed to the partition's topic."""
+    """The engine's assignor (`sagas.runtime.transport.kafka.CoPartitionedAssignor`):
+    partition ``k`` of every subscribed topic goes to the member ``k`` mod the number of
+    members (sorted by id), or the next one after it subscribed to that topic."""
     dealt: dict[str, set[TP]] = {m: set() for m in members}
     if not members:
         return {}
+    order = sorted(members)
     topics = sorted({t for m in members.values() for t in m.topics if t in partitions})
-    order = itertools.cycle(sorted(members))
-    for tp in (TP(t, p) for t in topics for p in range(partitions[t])):
-        member = next(order)
-        while tp.topic not in members[member].topics:
-            member = next(order)
-        dealt[member].add(tp)
+    for topic in topics:
+        for k in range(partitions[topic]):
+            for step in range(len(order)):
+                member = order[(k + step) % len(order)]
+                if topic in members[member].topics:
+                    dealt[member].add(TP(topic, k))
+                    break
     return {m: frozenset(tps) for m, tps in dealt.items()}

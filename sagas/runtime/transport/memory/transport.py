@@ -28,6 +28,10 @@ class MemoryTransport:
     def __init__(self, broker: MemoryBroker | None = None) -> None:
         self.broker = broker if broker is not None else MemoryBroker()
 
+    def physical(self, topic: str) -> str:
+        """Topic names are not prefixed in memory."""
+        return topic
+
     def group_consumer(
         self,
         group_id: str,

@@ -1,0 +1,70 @@
+"""A relay on the engine's loop: every record of a unit copied to another topic.
+
+The same loop (units, transactions, rebalances, in-doubt handling) as the engine's,
+without saga logic, so its guarantees can be checked on either transport.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from datetime import timedelta
+
+from sagas.runtime.loop import EngineLoop
+from sagas.runtime.transport.base import Transport
+from sagas.runtime.transport.records import Consumed, Delivered, OutRecord
+from sagas.runtime.units import Decided, UnitConfig
+
+
+class Relay:
+    """`UnitWorker` copying every record to ``out`` (its partition); counts commits."""
+
+    def __init__(self, out: str) -> None:
+        self.out = out
+        self.taken: list[int] = []
+        self.has_units = asyncio.Event()
+        self.committed_records = 0
+        self.given_up: list[int] = []
+
+    async def take(self, k: int) -> None:
+        self.taken.append(k)
+        self.has_units.set()
+
+    def give_up(self, k: int) -> None:
+        self.given_up.append(k)
+
+    async def decide(self, k: int, records: Sequence[Consumed]) -> Decided:
+        out = [OutRecord(self.out, r.value, key=r.key, partition=0) for r in records]
+        return Decided(outgoing=out, context=len(records))
+
+    def dead_letter(self, k: int, record: Consumed, error: BaseException) -> Decided:
+        raise AssertionError(f"no record should fail: {error!r}")
+
+    async def tick(self, k: int) -> Decided | None:
+        return None
+
+    async def committed(self, k: int, decided: Decided, delivered: Sequence[Delivered]) -> None:
+        assert isinstance(decided.context, int)
+        self.committed_records += decided.context
+
+
+def relay_loop(
+    transport: Transport,
+    group: str,
+    topics: Sequence[str],
+    relay: Relay,
+    transactional_prefix: str,
+    session_timeout: timedelta = timedelta(seconds=6),
+    commit_timeout: timedelta = timedelta(seconds=15),
+) -> EngineLoop:
+    config = UnitConfig(
+        transport=transport,
+        worker=relay,
+        group_id=group,
+        transactional_prefix=transactional_prefix,
+        max_batch=500,
+        commit_timeout=commit_timeout,
+        heartbeat=session_timeout / 5,
+        idle_tick=timedelta(milliseconds=100),
+    )
+    return EngineLoop(config, topics, session_timeout)
