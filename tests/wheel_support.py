@@ -4,10 +4,10 @@ outside the repository.
 `build_venv` copies what the wheel is built from (pyproject.toml, README.md, ``sagas/``)
 to a temporary folder, so building writes nothing into the checkout (no ``build/``, no
 ``*.egg-info``), builds the wheel with pip (``pip wheel --no-deps``: no new dependency),
-and installs it with its dependencies into a virtualenv made without pip (this run's pip
-installs into it with ``--python``). The dependencies are constrained to the versions of
-this run's environment (``pip freeze``), so pip finds them in its cache instead of
-resolving and downloading newer ones: a minute becomes about fifteen seconds.
+and installs it with its dependencies, and pytest, into a virtualenv made without pip
+(this run's pip installs into it with ``--python``). Every package is constrained to
+its version in this run's environment (``pip freeze``), so pip finds it in its cache
+instead of resolving and downloading newer ones.
 """
 
 from __future__ import annotations
@@ -39,17 +39,9 @@ class WheelVenv:
     timings: dict[str, float] = field(default_factory=dict)
 
     @property
-    def python(self) -> Path:
-        return self.root / "bin" / "python"
-
-    @property
-    def sagas(self) -> Path:
-        """Its ``sagas`` console script."""
-        return self.root / "bin" / "sagas"
-
-    def bin(self) -> str:
-        """Its ``bin`` folder, to put first on ``PATH``."""
-        return str(self.root / "bin")
+    def bin_dir(self) -> Path:
+        """Its ``bin`` folder: ``python``, ``sagas``, ``pytest``."""
+        return self.root / "bin"
 
 
 def _run(argv: list[str], cwd: Path) -> None:
@@ -89,8 +81,9 @@ def build_venv(folder: Path) -> WheelVenv:
     constraints = folder / "constraints.txt"
     constraints.write_text(frozen)
     target = str(root / "bin" / "python")
-    _run(
-        [*pip, "--python", target, "install", "--quiet", "-c", str(constraints), str(wheel)], folder
-    )
+    # pytest and pytest-asyncio: what a project's tests need (the tutorial has its reader
+    # install them with the framework).
+    install = [*pip, "--python", target, "install", "--quiet", "-c", str(constraints)]
+    _run([*install, str(wheel), "pytest", "pytest-asyncio"], folder)
     timings["venv"] = time.monotonic() - began
     return WheelVenv(root=root, wheel=wheel, timings=timings)

@@ -139,7 +139,7 @@ def sagas_list(project: Path, venv: WheelVenv, env: dict[str, str]) -> list[dict
             ["sagas", "list", "--json", "--limit", "200"],
             project,
             env=env,
-            bin_dir=venv.root / "bin",
+            bin_dir=venv.bin_dir,
         )
     )
     return list(json.loads(out)["items"])
@@ -153,7 +153,7 @@ def test_a_new_project_on_the_installed_wheel_runs_its_sagas_to_their_end(
         ["git", "status", "--porcelain"], cwd=REPO, capture_output=True, text=True, check=True
     ).stdout
     timings = dict(wheel_venv.timings)
-    bin_dir = wheel_venv.root / "bin"
+    bin_dir = wheel_venv.bin_dir
     began = time.monotonic()
 
     # -- a new project, grown by one participant and one step ----------------------------
