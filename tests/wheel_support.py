@@ -79,7 +79,10 @@ def build_venv(folder: Path) -> WheelVenv:
         [*pip, "freeze", "--exclude-editable"], capture_output=True, text=True, check=True
     ).stdout
     constraints = folder / "constraints.txt"
-    constraints.write_text(frozen)
+    # A constraint is a name and a version: direct references (name @ url) cannot be one.
+    constraints.write_text(
+        "".join(f"{line}\n" for line in frozen.splitlines() if " @ " not in line)
+    )
     target = str(root / "bin" / "python")
     # pytest and pytest-asyncio: what a project's tests need (the tutorial has its reader
     # install them with the framework).
