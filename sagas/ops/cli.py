@@ -118,6 +118,12 @@ def _add_codegen(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     codegen_command.add_parser(sub)
 
 
+def _add_init(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from sagas.ops import init_command
+
+    init_command.add_parser(sub)
+
+
 def _add_run(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     from sagas.ops import run_command
 
@@ -149,8 +155,8 @@ def _add_ops(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 # `sagas codegen` writes the message package that registering every other command
 # imports, so it must run while that package is missing or broken: alone, it is
-# parsed without registering the others.
-_STANDALONE = {"codegen": _add_codegen}
+# parsed without registering the others. `sagas init` needs no project at all.
+_STANDALONE = {"codegen": _add_codegen, "init": _add_init}
 
 
 APP_HELP = (
@@ -190,6 +196,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     _add_chaos(sub)
     _add_check(sub)
     _add_codegen(sub)
+    _add_init(sub)
     _add_run(sub)
     _add_serve(sub)
     _add_bench(sub)

@@ -1,83 +1,106 @@
-"""docs/tutorial.md, step 6: its `run.py` on the real broker, the engine and both
-services in-process; then the stores say what each saga did."""
+"""docs/tutorial.md from its first command to its last, as its reader does it, against
+the installed wheel (the `wheel_venv` fixture) and the session's broker: `sagas run` and
+`sagas serve hosting|billing` as processes, four signups placed, `sagas list` and
+`sagas show` telling how each ended, the processes stopped with `kill`."""
 
 from __future__ import annotations
 
-import importlib
-from collections.abc import Iterator
-from decimal import Decimal
+import json
+import sqlite3
+import subprocess
+import time
+import uuid
 from pathlib import Path
-from typing import Any
 
-import aiosqlite
 import pytest
 
-from sagas.participant.testing import new_prefix
-from sagas.runtime.store import Store
 from tests import tutorial_support as doc
+from tests.project_support import REPO, Processes
+from tests.wheel_support import WheelVenv
 
 pytestmark = pytest.mark.kafka
 
-
-@pytest.fixture
-def tutorial(tmp_path: Path) -> Iterator[Path]:
-    root = doc.write(tmp_path / "work")
-    with doc.importable(root):
-        yield root
-
-
-async def rows(path: Path, sql: str) -> list[tuple[Any, ...]]:
-    async with aiosqlite.connect(path) as db, db.execute(sql) as cursor:
-        return [tuple(row) async for row in cursor]
+ENDINGS = {
+    "tenant:acme": "COMPLETED",
+    "tenant:globex": "COMPLETED",
+    "tenant:initech": "COMPENSATED",  # tok_empty: the charge is declined
+    "tenant:www": "COMPENSATED",  # the platform keeps that subdomain
+}
 
 
-async def test_one_tenant_is_activated_and_one_signup_is_undone_on_kafka(
-    kafka_bootstrap: str, tutorial: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+def all_ended(reader: doc.Reader) -> None:
+    """Wait, as the reader does before `sagas list`, until every saga has ended."""
+    deadline = time.monotonic() + 120
+    states: dict[str, str] = {}
+    while states != ENDINGS:
+        reader.processes.assert_running()
+        assert time.monotonic() < deadline, f"not ended after 120 s: {states}"
+        rows = json.loads(reader.run("sagas list --json"))["items"]
+        states = {r["saga_id"]: r["state"] for r in rows}
+
+
+def rows(path: Path, sql: str) -> list[tuple[object, ...]]:
+    with sqlite3.connect(path) as db:
+        return sorted(db.execute(sql).fetchall())
+
+
+@pytest.mark.timeout(300)
+def test_the_reader_runs_the_tutorial_on_kafka(
+    wheel_venv: WheelVenv, kafka_bootstrap: str, tmp_path: Path
 ) -> None:
-    run = importlib.import_module("tutorial.run")
-    messages = importlib.import_module("tutorial.messages")
-    workdir = tmp_path / "run"
-    workdir.mkdir()
+    git_status = subprocess.run(
+        ["git", "status", "--porcelain"], cwd=REPO, capture_output=True, text=True, check=True
+    ).stdout
+    prefix = f"t{uuid.uuid4().hex[:8]}."
+    isolated = {  # this run's topics and groups on the shared broker
+        "SAGAS_TOPIC_PREFIX": prefix,
+        "SERVICE_TOPIC_PREFIX": prefix,
+        "SAGAS_ENGINE_GROUP": f"{prefix}engine",
+        "SAGAS_ROUTER_GROUP": f"{prefix}router",
+        "SAGAS_TRANSACTIONAL_PREFIX": f"{prefix}sagas",
+        "SERVICE_WEB_PORT": "0",
+        "SAGAS_TELEMETRY_MODE": "off",
+    }
+    with Processes(tmp_path / "logs") as processes:
+        reader = doc.Reader(
+            tmp_path / "home", wheel_venv.bin_dir, processes, env=isolated, broker=kafka_bootstrap
+        )
+        reader.follow(before={"sagas list": all_ended})
+    assert {name.split("-", 1)[1] for name in processes.started} == {
+        "sagas-run",
+        "sagas-serve-hosting",
+        "sagas-serve-billing",
+    }
 
-    ended = await run.run(kafka_bootstrap, workdir, prefix=new_prefix())
-
-    [acme] = [t for t in ended if t.startswith("acme-")]
-    [broke] = [t for t in ended if t.startswith("broke-")]
-    activated = ended[acme]
-    assert isinstance(activated, messages.TenantActivated)
-    assert activated.hostname == f"{acme}.example.app"
-    assert activated.database == "tenant_" + acme.replace("-", "_")
-    assert ended[broke] == messages.SignupCancelled(
-        tenant_id=broke, reason="charge declined: INSUFFICIENT_FUNDS"
-    )
-    printed = capsys.readouterr().out.splitlines()
-    assert sorted(line.split(": ", 1)[1].split("(")[0] for line in printed) == [
-        "SignupCancelled",
-        "TenantActivated",
+    assert reader.output("python -m signup.place acme globex").splitlines() == [
+        "placed tenant:acme",
+        "placed tenant:globex",
     ]
+    listed = reader.output("sagas list").splitlines()
+    for saga_id, state in ENDINGS.items():
+        assert any(saga_id in line and state in line for line in listed), (saga_id, listed)
+    shown = reader.output("sagas show tenant:initech")
+    assert "tenant_signup v1  tenant:initech  COMPENSATED" in shown
+    assert "charge declined: INSUFFICIENT_FUNDS" in shown
+    for line in ("create_database", "reserve_subdomain", "charge_first_invoice"):
+        assert line in shown
 
-    # What the services did, from their own stores: the cancelled tenant's database is
-    # dropped and its subdomain free again; only the activated tenant was charged.
-    databases = await rows(workdir / "hosting.sqlite3", "SELECT tenant_id, status FROM databases")
-    assert sorted(databases) == [(acme, "ACTIVE"), (broke, "DROPPED")]
-    subdomains = await rows(
-        workdir / "hosting.sqlite3", "SELECT subdomain FROM subdomains WHERE tenant_id NOT NULL"
-    )
-    assert subdomains == [(acme,)]
-    invoices = await rows(workdir / "billing.sqlite3", "SELECT tenant_id, invoice_id FROM invoices")
-    assert invoices == [(acme, activated.invoice_id)]
-    cards = await rows(workdir / "billing.sqlite3", "SELECT token, balance FROM cards")
-    assert sorted((t, Decimal(b)) for t, b in cards) == [
-        ("tok_empty", Decimal("0.00")),
-        ("tok_visa", Decimal("951.00")),
+    # What the tutorial says the services' stores hold.
+    stores = reader.cwd / "var" / "services"
+    assert rows(stores / "hosting.sqlite3", "SELECT tenant_id, status FROM databases") == [
+        ("acme", "ACTIVE"),
+        ("globex", "ACTIVE"),
+        ("initech", "DROPPED"),
+        ("www", "DROPPED"),
     ]
+    taken = "SELECT subdomain FROM subdomains WHERE tenant_id NOT NULL"
+    assert rows(stores / "hosting.sqlite3", taken) == [("acme",), ("globex",)]
+    invoices = "SELECT tenant_id FROM invoices"
+    assert rows(stores / "billing.sqlite3", invoices) == [("acme",), ("globex",)]
 
-    # And the engine's: each saga ended as its end event says, every step recorded.
-    async with await Store.open(workdir / "engine.sqlite3") as store:
-        done = await store.get("tenant_signup", f"tenant:{acme}")
-        undone = await store.get("tenant_signup", f"tenant:{broke}")
-        history = await store.history("tenant_signup", f"tenant:{broke}")
-    assert (done or {}).get("state") == "COMPLETED"
-    assert (undone or {}).get("state") == "COMPENSATED"
-    types = [entry["type"] for entry in history]
-    assert types.index("hosting.SubdomainReleased") < types.index("hosting.DatabaseDropped")
+    assert (
+        subprocess.run(
+            ["git", "status", "--porcelain"], cwd=REPO, capture_output=True, text=True, check=True
+        ).stdout
+        == git_status
+    ), "the test changed files of the repository"
