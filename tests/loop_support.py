@@ -13,7 +13,7 @@ from datetime import timedelta
 from sagas.runtime.loop import EngineLoop
 from sagas.runtime.transport.base import Transport
 from sagas.runtime.transport.records import Consumed, Delivered, OutRecord
-from sagas.runtime.units import Decided, UnitConfig
+from sagas.runtime.units import Decided, UnitConfig, UnitWorker
 
 
 class Relay:
@@ -52,17 +52,19 @@ def relay_loop(
     transport: Transport,
     group: str,
     topics: Sequence[str],
-    relay: Relay,
+    worker: UnitWorker,
     transactional_prefix: str,
     session_timeout: timedelta = timedelta(seconds=6),
     commit_timeout: timedelta = timedelta(seconds=15),
+    max_batch: int = 500,
 ) -> EngineLoop:
+    """The engine's loop driving ``worker`` (any `UnitWorker`) over ``topics``."""
     config = UnitConfig(
         transport=transport,
-        worker=relay,
+        worker=worker,
         group_id=group,
         transactional_prefix=transactional_prefix,
-        max_batch=500,
+        max_batch=max_batch,
         commit_timeout=commit_timeout,
         heartbeat=session_timeout / 5,
         idle_tick=timedelta(milliseconds=100),

@@ -64,6 +64,7 @@ class EngineLoop:
         self._consumer: GroupConsumer | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._revoking: set[int] = set()
+        self._released_doubts: Counter[str] = Counter()
 
     # -- status ---------------------------------------------------------------------
 
@@ -76,11 +77,18 @@ class EngineLoop:
     def consumer(self) -> GroupConsumer | None:
         return self._consumer
 
+    @property
     def doubts(self) -> Counter[str]:
-        total: Counter[str] = Counter()
+        """How in-doubt transactions turned out, over every unit this loop had."""
+        total = Counter(self._released_doubts)
         for unit in self.units.values():
             total.update(unit.doubts)
         return total
+
+    @property
+    def in_doubt(self) -> list[int]:
+        """Units whose last transaction's outcome is not known yet."""
+        return sorted(k for k, u in self.units.items() if u.state is Ownership.IN_DOUBT)
 
     @property
     def batches_committed(self) -> int:
@@ -186,5 +194,6 @@ class EngineLoop:
         units = [self.units.pop(k) for k in ks if k in self.units]
         await asyncio.gather(*(u.release() for u in units))
         for unit in units:
+            self._released_doubts.update(unit.doubts)
             if unit.task is not None:
                 self._tasks.discard(unit.task)

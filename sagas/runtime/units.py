@@ -145,8 +145,12 @@ class Unit:
         self._retry_at = 0.0
         self._rewind: set[TP] = set()
         self._suspended = False
+        self._doubt: dict[TP, int] | None = None
         self.batches = 0
         self.doubts: Counter[str] = Counter()
+        """How in-doubt transactions turned out: committed, not_committed, unknown (a
+        tick's: no offsets to tell), handed_over (revoked first: the next owner's
+        initialisation settles it)."""
         self.task: asyncio.Task[None] | None = None
 
     # -- called by the loop ---------------------------------------------------------
@@ -198,6 +202,10 @@ class Unit:
 
     async def release(self) -> None:
         """Stop the task and close the producers (the unit is revoked)."""
+        if self._doubt is not None:
+            self.doubts["handed_over"] += 1
+            log.warning("unit %d: revoked while in doubt; its next owner settles it", self.k)
+            self._doubt = None
         self._stop = True
         self._wake.set()
         if self.task is not None:
@@ -215,10 +223,13 @@ class Unit:
                 await self._take()
             elif self.state is Ownership.OWNED:
                 await self._step()
-            else:  # IN_DOUBT (until the pause ends) or FENCED (until given back)
+            elif self.state is Ownership.IN_DOUBT:  # until the pause ends
                 await self._wait(self._retry_at - time.monotonic())
-                if self.state is Ownership.IN_DOUBT and time.monotonic() >= self._retry_at:
+                if time.monotonic() >= self._retry_at:
                     self.state = Ownership.TAKING
+            else:  # FENCED: until the group gives it back (`reassigned`) or revokes it
+                self._wake.clear()
+                await self._wake.wait()
 
     async def _wait(self, seconds: float) -> None:
         self._wake.clear()
@@ -253,6 +264,7 @@ class Unit:
             async with asyncio.timeout(bound):
                 for tp in tps:
                     await self._rewind_to_committed(tp)
+            self._settled()
         except FencedError as exc:
             log.warning("unit %d: fenced while taking it (%r)", self.k, exc)
             await self._close_producers(abandon=True)
@@ -269,6 +281,23 @@ class Unit:
         self.state = Ownership.OWNED
         self._consumer.resume(tps)
         log.info("unit %d owned: %s", self.k, ", ".join(map(str, tps)))
+
+    def _settled(self) -> None:
+        """Say how the transaction found in doubt turned out, now that Kafka settled it."""
+        doubt, self._doubt = self._doubt, None
+        if doubt is None:
+            return
+        if not doubt:
+            outcome, what = "unknown", "had no input; its changes, if any, came from the changelog"
+        elif all(self._next[tp] >= offset for tp, offset in doubt.items() if tp in self._next):
+            outcome, what = "committed", "committed"
+        else:
+            outcome, what = (
+                "not_committed",
+                "did not commit: deciding again from the group's offsets",
+            )
+        self.doubts[outcome] += 1
+        log.warning("unit %d: the transaction found in doubt %s", self.k, what)
 
     async def _rewind_to_committed(self, tp: TP) -> None:
         committed = await self._consumer.committed(tp)
@@ -354,7 +383,7 @@ class Unit:
                 exc,
             )
             _retrieve(sent)
-            self.doubts["in_doubt"] += 1
+            self._doubt = dict(offsets)
             await self._lose(Ownership.IN_DOUBT, abandon=True)
             # Not at once: if this process was paused (a zombie whose session expired),
             # two heartbeats let the group take the unit away first; re-initialising it

@@ -15,19 +15,20 @@ from collections import Counter, defaultdict
 from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
 
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.structs import RecordMetadata
 
 from sagas.chaos.faults.network import END_TXN, RequestWatcher
 from sagas.chaos.proxy import FaultProxy
 from sagas.dev.broker import DevKafka
-from sagas.runtime.loop import Batch, Outgoing, TransactionalLoop
+from sagas.runtime.transport.kafka import KafkaTransport
+from sagas.runtime.transport.records import Consumed, Delivered, OutRecord
+from sagas.runtime.units import Decided
 from tests.chaos.proxied import proxied_broker
 from tests.integration.engine_support import wait_for
+from tests.loop_support import relay_loop
 
 pytestmark = pytest.mark.kafka
 
@@ -50,7 +51,7 @@ class Summer:
     """Keeps a running sum per key; local state changes only after a commit.
 
     Like the engine's worker: each batch produces one output per input (the new sum)
-    and one changelog record per key, in the loop's transaction; `assigned` catches the
+    and one changelog record per key, in the unit's transaction; `take` catches the
     local state up from the changelog (read_committed), from where it had got to.
     """
 
@@ -62,8 +63,8 @@ class Summer:
         self.changelog_next = 0
         self.caught_up = 0
 
-    async def assigned(self, tp: TopicPartition) -> None:
-        log_tp = TopicPartition(self.changelog, tp.partition)
+    async def take(self, k: int) -> None:
+        log_tp = TopicPartition(self.changelog, k)
         consumer = AIOKafkaConsumer(
             bootstrap_servers=self.servers,
             isolation_level="read_committed",
@@ -84,38 +85,33 @@ class Summer:
         finally:
             await consumer.stop()
 
-    async def revoked(self, tp: TopicPartition) -> None:
+    def give_up(self, k: int) -> None:
         pass
 
-    async def process(
-        self, tp: TopicPartition, records: Sequence[ConsumerRecord[Any, Any]]
-    ) -> Batch:
+    async def decide(self, k: int, records: Sequence[Consumed]) -> Decided:
         sums = dict(self.sums)
-        out: list[Outgoing] = []
+        out: list[OutRecord] = []
         for r in records:
+            assert r.key is not None
+            assert r.value is not None
             sums[r.key] = sums.get(r.key, 0) + int(r.value)
             value = f"{r.offset}:{int(r.value)}:{sums[r.key]}".encode()
-            out.append(Outgoing(self.out, value, key=r.key))
-        changed = {r.key: sums[r.key] for r in records}
+            out.append(OutRecord(self.out, value, key=r.key))
+        changed = {r.key: sums[r.key] for r in records if r.key is not None}
         for key, total in changed.items():
-            out.append(
-                Outgoing(self.changelog, str(total).encode(), key=key, partition=tp.partition)
-            )
-        return Batch(out, changed)
+            out.append(OutRecord(self.changelog, str(total).encode(), key=key, partition=k))
+        return Decided(outgoing=out, context=changed)
 
-    async def dead_letter(
-        self, tp: TopicPartition, record: ConsumerRecord[Any, Any], error: BaseException
-    ) -> Batch:
+    def dead_letter(self, k: int, record: Consumed, error: BaseException) -> Decided:
         raise AssertionError(f"no record should fail: {error!r}")
 
-    async def tick(self, tp: TopicPartition) -> Batch | None:
+    async def tick(self, k: int) -> Decided | None:
         return None
 
-    async def committed(
-        self, tp: TopicPartition, batch: Batch, sent: Sequence[RecordMetadata]
-    ) -> None:
-        self.sums.update(batch.context)
-        pairs = zip(batch.outgoing, sent, strict=True)
+    async def committed(self, k: int, decided: Decided, delivered: Sequence[Delivered]) -> None:
+        assert isinstance(decided.context, dict)
+        self.sums.update(decided.context)
+        pairs = zip(decided.outgoing, delivered, strict=True)
         offsets = [m.offset for o, m in pairs if o.topic == self.changelog]
         self.changelog_next = max([self.changelog_next - 1, *offsets]) + 1
 
@@ -199,15 +195,15 @@ async def test_a_commit_cut_off_by_a_blackhole_is_resolved_from_kafka(
     cut = CUTS[name]
     src, dst, changelog = await _topics(broker.direct_servers, "in", "out", "changelog")
     summer = Summer(broker.bootstrap_servers, dst, changelog)
-    loop = TransactionalLoop(
-        broker.bootstrap_servers,
+    loop = relay_loop(
+        KafkaTransport(broker.bootstrap_servers),
         f"g-{uuid.uuid4().hex[:8]}",
         [src],
         summer,
         f"sum-{uuid.uuid4().hex[:8]}",
-        max_records=10,
         session_timeout=timedelta(seconds=cut.session_s),
         commit_timeout=timedelta(seconds=3),
+        max_batch=10,
     )
 
     async def summed(n: int) -> bool:
