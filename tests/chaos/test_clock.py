@@ -1,7 +1,7 @@
 """Clock jumps against the real partition worker and a real SQLite store (no broker).
 
-The worker is driven as the transactional loop drives it (``process``, ``tick``,
-``committed``) with a wall clock the test moves: back by an hour and forward by less
+The worker is driven as a unit drives it (``decide``, ``tick``, ``committed``) with a
+wall clock the test moves: back by an hour and forward by less
 than a step timeout. No timeout fires before its due time, each fires once, and a saga
 started while the clock was set back does not time out the moment it is set right.
 Also: while the store refuses writes, ``committed`` holds the committed changes until
@@ -21,19 +21,19 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
-from aiokafka import ConsumerRecord, TopicPartition
-from aiokafka.structs import RecordMetadata
 
 from sagas.chaos.checks.timers import instance_violations
 from sagas.contracts.codec import Codec
 from sagas.contracts.record import Envelope
-from sagas.machine import SagaInstance, SagaState
+from sagas.machine import SagaInstance, SagaState, StepStatus
 from sagas.machine.instance import HistoryEntry
 from sagas.machine.serialize import instance_from_dict
-from sagas.runtime import topics
 from sagas.runtime.clock import NonDecreasingClock
-from sagas.runtime.loop import Batch
+from sagas.runtime.partitioning import Partitioning
 from sagas.runtime.store import Store
+from sagas.runtime.transport.memory import MemoryTransport
+from sagas.runtime.transport.records import Consumed, Delivered
+from sagas.runtime.units import Decided
 from sagas.runtime.worker import SagaWorker
 from sagas.testing import Faults, Harness
 from services.app import app as examples
@@ -46,7 +46,7 @@ pytestmark = pytest.mark.chaos
 SAGA = two_step_saga("clock_test")
 TIMEOUT = timedelta(seconds=20)  # both steps of the saga
 T0 = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
-TP = TopicPartition(topics.inbox(SAGA.name), 0)
+K = 0  # one partition: every saga lives in unit 0
 
 
 @dataclass
@@ -61,23 +61,19 @@ class WallClock:
 
 @dataclass
 class Rig:
-    """A worker on partition 0 of the saga's inbox, driven like the loop drives it."""
+    """A worker on unit 0, driven like a unit drives it."""
 
     worker: SagaWorker
     store: Store
     wall: WallClock
     codec: Codec
-    tp: TopicPartition = TP
     offsets: itertools.count[int] = field(default_factory=itertools.count)
     inputs: itertools.count[int] = field(default_factory=itertools.count)
 
-    async def commit(self, batch: Batch) -> None:
-        """What the loop does after the transaction committed."""
-        sent = [
-            RecordMetadata(o.topic, 0, self.tp, next(self.offsets), -1, 0, 0)
-            for o in batch.outgoing
-        ]
-        await self.worker.committed(self.tp, batch, sent)
+    async def commit(self, decided: Decided) -> None:
+        """What the unit does after the transaction committed."""
+        delivered = [Delivered(o.topic, K, next(self.offsets)) for o in decided.outgoing]
+        await self.worker.committed(K, decided, delivered)
 
     async def start(self, order_id: str) -> str:
         envelope = Envelope(
@@ -88,31 +84,23 @@ class Rig:
             payload=order_placed(order_id),
         )
         headers, value = self.codec.encode(envelope)
-        record: ConsumerRecord[bytes, bytes] = ConsumerRecord(
-            self.tp.topic,
-            0,
-            next(self.inputs),
-            0,
-            0,
-            order_id.encode(),
-            value,
-            None,
-            0,
-            len(value),
-            tuple(headers),
+        record = Consumed(
+            "orders.events", K, next(self.inputs), order_id.encode(), value, tuple(headers)
         )
-        await self.commit(await self.worker.process(self.tp, [record]))
+        await self.commit(await self.worker.decide(K, [record]))
         return f"order:{order_id}"
 
     async def tick(self) -> int:
         """Run due timers; how many timer decisions were committed."""
-        batch = await self.worker.tick(self.tp)
-        if batch is None:
+        decided = await self.worker.tick(K)
+        if decided is None:
             return 0
-        await self.commit(batch)
+        await self.commit(decided)
+        context: Any = decided.context
         return sum(
             1
-            for i in batch.context.changes.instances
+            for changes, _, _ in context.changes
+            for i in changes.instances
             for h in i.history
             if h[2]["input"] == "timer"
         )
@@ -128,19 +116,21 @@ async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
     codec = examples.codec()
     store = await Store.open(tmp_path / "engine.db")
     wall = WallClock()
+    definitions = {SAGA.name: {1: SAGA}}
     worker = SagaWorker(
-        {SAGA.name: {1: SAGA}},
+        definitions,
         codec,
         examples.classes,
         store,
         wall,
-        timedelta(seconds=60),
-        "127.0.0.1:9",  # never contacted: no partition is assigned (no catch-up)
+        partitioning=Partitioning(definitions, 1),
+        reader=MemoryTransport().partition_reader(),  # never read: no unit is taken
+        physical=str,
+        hold_for=timedelta(seconds=60),
     )
     try:
         yield Rig(worker, store, wall, codec)
     finally:
-        await worker.close()
         await store.close()
         codec.close()
 
@@ -163,19 +153,22 @@ async def test_no_timeout_early_after_jumps_and_each_fires_once(rig: Rig) -> Non
     assert await rig.tick() == 0
     rig.wall.now = T0 + TIMEOUT
     assert await rig.tick() == 1
-    # Due once: the same time, later, and after another jump back and forth.
+    # Due once: the same time, later, and after another jump back and forth (before
+    # the compensation's own timeout, 30 s after it was sent).
     assert await rig.tick() == 0
     rig.wall.now = T0 - timedelta(minutes=10)
     assert await rig.tick() == 0
-    rig.wall.now = T0 + timedelta(minutes=5)
+    rig.wall.now = T0 + TIMEOUT + timedelta(seconds=25)
     assert await rig.tick() == 0
     instance = await rig.instance(saga_id)
     fired = timeouts(instance)
     assert [(e.id, e.at) for e in fired] == [
         (f"reserve_stock:1@{(T0 + TIMEOUT).isoformat()}", T0 + TIMEOUT)
     ]
-    assert instance.state is SagaState.COMPENSATED
-    assert instance_violations(instance, T0 + timedelta(minutes=5)) == {}
+    # The reservation may have been made (its command was never answered): undone.
+    assert instance.state is SagaState.COMPENSATING
+    assert instance.step("reserve_stock").status is StepStatus.COMPENSATING
+    assert instance_violations(instance, rig.wall.now) == {}
 
 
 async def test_saga_started_while_clock_is_back_does_not_time_out_when_set_right(
@@ -200,7 +193,7 @@ async def test_saga_started_while_clock_is_back_does_not_time_out_when_set_right
 async def test_a_refused_store_write_is_held_until_the_store_takes_it(rig: Rig) -> None:
     saga_id = await rig.start("o-1")
     rig.wall.now = T0 + TIMEOUT
-    batch = await rig.worker.tick(rig.tp)
+    batch = await rig.worker.tick(K)
     assert batch is not None
     await rig.store.refuse_writes("readonly")
     writing = asyncio.create_task(rig.commit(batch))
@@ -215,7 +208,7 @@ async def test_a_refused_store_write_is_held_until_the_store_takes_it(rig: Rig) 
     await asyncio.wait_for(writing, 10)
     assert rig.worker.writer.episodes == 1
     instance = await rig.instance(saga_id)
-    assert instance.state is SagaState.COMPENSATED
+    assert instance.state is SagaState.COMPENSATING  # the timed-out step is undone
     assert await rig.tick() == 0  # fired once: the store has it now
     assert len(timeouts(await rig.instance(saga_id))) == 1
 
@@ -243,8 +236,8 @@ async def test_the_instance_cache_holds_what_the_store_holds_and_forgets_a_parti
     cached = rig.worker.cache.get(SAGA.name, 0, saga_id)
     assert cached is not None
     assert cached == await rig.instance(saga_id)
-    assert cached.state is SagaState.COMPENSATED
-    await rig.worker.revoked(rig.tp)  # given up: the next owner's changes are not ours
+    assert cached.state is SagaState.COMPENSATING
+    rig.worker.give_up(K)  # given up: the next owner's changes are not ours
     assert rig.worker.cache.get(SAGA.name, 0, saga_id) is None
     assert len(rig.worker.cache) == 0
 

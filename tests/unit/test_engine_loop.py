@@ -1,0 +1,201 @@
+"""The engine's loop without a broker: units over the in-memory transport.
+
+The same loop the engine runs (units, producer rotation, rebalances, in-doubt and
+fenced units), driving a relay or a running sum, against `MemoryTransport`: every
+record's effect exactly once, also when members come and go and when a commit's
+outcome is unknown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter, defaultdict
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from datetime import timedelta
+
+from sagas.runtime.loop import EngineLoop
+from sagas.runtime.topics import TopicSpec
+from sagas.runtime.transport.memory import MemoryBroker, MemoryTransport
+from sagas.runtime.transport.records import TP, Consumed, Delivered, OutRecord
+from sagas.runtime.units import PRODUCERS, Decided, Ownership
+from tests.loop_support import Relay, relay_loop
+
+DEADLINE = 10.0
+
+
+async def until(predicate: object, what: str) -> None:
+    """Wait until ``predicate()`` is true (a condition with a deadline, never a fixed sleep)."""
+    assert callable(predicate)
+    async with asyncio.timeout(DEADLINE):
+        while True:
+            if predicate():
+                return
+            await asyncio.sleep(0.01)  # polling interval of the condition, for ``what``
+
+
+def publish(broker: MemoryBroker, topic: str, values: Sequence[int], keys: int = 5) -> None:
+    for i in values:
+        broker.publish(OutRecord(topic, str(i).encode(), key=f"k{i % keys}".encode()))
+
+
+def committed_values(broker: MemoryBroker, topic: str, partitions: int) -> list[bytes]:
+    found: list[bytes] = []
+    for p in range(partitions):
+        found.extend(r.value or b"" for r in broker.records(TP(topic, p)))
+    return found
+
+
+@asynccontextmanager
+async def running(loop: EngineLoop) -> AsyncIterator[asyncio.Task[None]]:
+    task = asyncio.create_task(loop.run())
+    try:
+        yield task
+    finally:
+        loop.stop()
+        await asyncio.wait_for(task, DEADLINE)
+
+
+async def topics_of(broker: MemoryBroker, *specs: tuple[str, int]) -> None:
+    broker.create_topics([TopicSpec(name, n) for name, n in specs])
+
+
+async def test_a_relay_copies_every_record_once() -> None:
+    broker = MemoryBroker()
+    await topics_of(broker, ("in", 3), ("out", 1))
+    publish(broker, "in", range(300))
+    relay = Relay("out")
+    loop = relay_loop(MemoryTransport(broker), "g", ["in"], relay, "relay")
+    async with running(loop):
+        await until(lambda: relay.committed_records == 300, "300 records relayed")
+        assert loop.owned == [0, 1, 2]
+    assert sorted(committed_values(broker, "out", 1)) == sorted(str(i).encode() for i in range(300))
+    # Each unit used its producers in turn.
+    assert {u for u in relay.taken} == {0, 1, 2}
+
+
+async def test_a_second_member_takes_units_over_without_loss_or_duplicates() -> None:
+    broker = MemoryBroker()
+    await topics_of(broker, ("in", 4), ("out", 1))
+    first_relay, second_relay = Relay("out"), Relay("out")
+    first = relay_loop(MemoryTransport(broker), "g", ["in"], first_relay, "relay")
+    second = relay_loop(MemoryTransport(broker), "g", ["in"], second_relay, "relay")
+    async with running(first):
+        publish(broker, "in", range(200))
+        await until(lambda: first_relay.committed_records == 200, "the first 200")
+        async with running(second):
+            await until(lambda: len(first.owned) == 2 and len(second.owned) == 2, "a 2/2 split")
+            publish(broker, "in", range(200, 400))
+            await until(
+                lambda: first_relay.committed_records + second_relay.committed_records == 400,
+                "all 400",
+            )
+    out = committed_values(broker, "out", 1)
+    assert Counter(out) == Counter(str(i).encode() for i in range(400))
+
+
+class Summer:
+    """A running sum per key whose local state changes only after a commit, kept in a
+    changelog and caught up from it when a unit is taken (the engine's pattern)."""
+
+    def __init__(self, broker: MemoryBroker) -> None:
+        self.broker = broker
+        self.sums: dict[bytes, int] = defaultdict(int)
+        self.taken = 0
+
+    async def take(self, k: int) -> None:
+        self.taken += 1
+        for record in self.broker.records(TP("changelog", k)):
+            assert record.key is not None
+            self.sums[record.key] = int(record.value or b"0")
+
+    def give_up(self, k: int) -> None:
+        return None
+
+    async def decide(self, k: int, records: Sequence[Consumed]) -> Decided:
+        sums = dict(self.sums)
+        out: list[OutRecord] = []
+        for r in records:
+            assert r.key is not None
+            sums[r.key] = sums.get(r.key, 0) + int(r.value or b"0")
+            out.append(OutRecord("out", f"{r.value!r}:{sums[r.key]}".encode(), key=r.key))
+        changed = {r.key: sums[r.key] for r in records if r.key is not None}
+        out += [
+            OutRecord("changelog", str(v).encode(), key=key, partition=k)
+            for key, v in changed.items()
+        ]
+        return Decided(outgoing=out, context=changed)
+
+    def dead_letter(self, k: int, record: Consumed, error: BaseException) -> Decided:
+        raise AssertionError(repr(error))
+
+    async def tick(self, k: int) -> Decided | None:
+        return None
+
+    async def committed(self, k: int, decided: Decided, delivered: Sequence[Delivered]) -> None:
+        assert isinstance(decided.context, dict)
+        self.sums.update(decided.context)
+
+
+async def _in_doubt(applied: bool) -> tuple[EngineLoop, Summer, MemoryBroker]:
+    broker = MemoryBroker()
+    await topics_of(broker, ("in", 1), ("out", 1), ("changelog", 1))
+    summer = Summer(broker)
+    loop = relay_loop(
+        MemoryTransport(broker),
+        "g",
+        ["in"],
+        summer,
+        "sum",
+        session_timeout=timedelta(milliseconds=500),
+        max_batch=5,
+    )
+    async with running(loop):
+        publish(broker, "in", range(20))
+        await until(lambda: sum(summer.sums.values()) == sum(range(20)), "the first 20")
+        # The next commit's answer is lost: applied or not, the loop cannot tell.
+        for i in range(PRODUCERS):
+            broker.fail_next_commit(f"sum.g.0.{i}", applied=applied)
+        publish(broker, "in", range(20, 40))
+        await until(lambda: loop.doubts.total() >= 1, "the commit found in doubt")
+        await until(lambda: loop.owned == [0], "the unit taken again")
+        publish(broker, "in", range(40, 60))
+        await until(lambda: sum(summer.sums.values()) == sum(range(60)), "all 60")
+    return loop, summer, broker
+
+
+async def test_a_commit_in_doubt_that_did_commit_is_not_decided_again() -> None:
+    loop, summer, broker = await _in_doubt(applied=True)
+    # Every producer of the unit had its next commit's answer lost: each one in turn.
+    assert set(loop.doubts) == {"committed"}, loop.doubts
+    outputs = [r.value for r in broker.records(TP("out", 0))]
+    assert len(outputs) == 60  # every input once
+    assert summer.taken == 1 + loop.doubts.total()  # caught up again after each doubt
+
+
+async def test_a_commit_in_doubt_that_did_not_commit_is_decided_again() -> None:
+    loop, summer, broker = await _in_doubt(applied=False)
+    assert set(loop.doubts) == {"not_committed"}, loop.doubts
+    outputs = [r.value for r in broker.records(TP("out", 0))]
+    assert len(outputs) == 60
+    assert dict(summer.sums) == {
+        f"k{k}".encode(): sum(i for i in range(60) if i % 5 == k) for k in range(5)
+    }
+
+
+async def test_a_fenced_unit_waits_and_its_writes_never_commit() -> None:
+    broker = MemoryBroker()
+    await topics_of(broker, ("in", 1), ("out", 1))
+    relay = Relay("out")
+    loop = relay_loop(MemoryTransport(broker), "g", ["in"], relay, "relay")
+    async with running(loop) as task:
+        await until(lambda: loop.owned == [0], "the unit owned")
+        # A newer owner initialises the unit's transactional ids: the loop is a zombie.
+        for i in range(PRODUCERS):
+            broker.init_producer(f"relay.g.0.{i}")
+        publish(broker, "in", range(5))
+        await until(lambda: loop.units[0].state is Ownership.FENCED, "the fence noticed")
+        assert not task.done()  # a fenced unit does not bring the process down
+        assert loop.owned == []
+    assert relay.committed_records == 0
+    assert broker.records(TP("out", 0)) == []
