@@ -124,7 +124,6 @@ class EngineSettings(BaseSettings):
         description="The engine's SQLite file; each engine process needs its own.",
     )
     engine_group: str = Field("sagas-engine", description="Consumer group of the engines.")
-    router_group: str = Field("sagas-router", description="Consumer group of the routers.")
     transactional_prefix: str = Field(
         "sagas", description="Prefix of the per-partition transactional ids."
     )

@@ -90,11 +90,11 @@ R, W, C, D = Operation.READ, Operation.WRITE, Operation.CREATE, Operation.DESCRI
 
 
 def engine_acls(prefix: str, definitions: Sequence[Saga[Any]]) -> list[Acl]:
-    """The engine and its router: the ``sagas.`` namespace, commands out, events in.
+    """The engine: the ``sagas.`` namespace, commands out, events in.
 
-    The consumer groups (``SAGAS_ENGINE_GROUP``, ``SAGAS_ROUTER_GROUP``) and the
-    transactional ids (``SAGAS_TRANSACTIONAL_PREFIX``) must start with
-    ``<prefix>sagas``, as their defaults do.
+    The consumer group (``SAGAS_ENGINE_GROUP``) and the transactional ids
+    (``SAGAS_TRANSACTIONAL_PREFIX``) must start with ``<prefix>sagas``, as their
+    defaults do.
     """
     out = {prefix + t for d in definitions for t in output_topics(d)}
     routed = {prefix + t for t in event_topics(by_name(definitions))}

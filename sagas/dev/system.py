@@ -81,7 +81,6 @@ class LocalSystem:
             "SAGAS_PARTITIONS": str(self.layout.partitions),
             "SAGAS_SESSION_TIMEOUT": str(self.layout.session_timeout_s),
             "SAGAS_ENGINE_GROUP": f"{prefix}sagas-engine",
-            "SAGAS_ROUTER_GROUP": f"{prefix}sagas-router",
             "SAGAS_TRANSACTIONAL_PREFIX": f"{prefix}sagas",
             **self.layout.component_env.get("engine", {}),
         }

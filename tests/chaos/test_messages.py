@@ -186,8 +186,8 @@ def groups(run: Run) -> dict[str, list[str]]:
     p = run.layout.prefix
     found = {f"{p}{name}-service": [f"{p}{name}.commands"] for name in SERVICES if name != "orders"}
     found[f"{p}orders-service"] = [f"{p}orders.events"]
-    found[f"{p}sagas-router"] = [f"{p}orders.events"]
-    found[f"{p}sagas-engine"] = [f"{p}sagas.{ORDERS.saga}.inbox"]
+    # The engine reads the start events where they land, in the same group as its inbox.
+    found[f"{p}sagas-engine"] = [f"{p}sagas.{ORDERS.saga}.inbox", f"{p}orders.events"]
     return found
 
 

@@ -246,7 +246,6 @@ def engine_settings(tmp: Path, prefix: str, **overrides: Any) -> EngineSettings:
         "partitions": 3,
         "engine_db": tmp / "engine.db",
         "engine_group": f"{prefix}engine",
-        "router_group": f"{prefix}router",
         "transactional_prefix": prefix,
         "session_timeout": timedelta(seconds=6),
         "hold_unknown_for": timedelta(seconds=30),

@@ -56,7 +56,6 @@ def test_the_reader_runs_the_tutorial_on_kafka(
         "SAGAS_TOPIC_PREFIX": prefix,
         "SERVICE_TOPIC_PREFIX": prefix,
         "SAGAS_ENGINE_GROUP": f"{prefix}engine",
-        "SAGAS_ROUTER_GROUP": f"{prefix}router",
         "SAGAS_TRANSACTIONAL_PREFIX": f"{prefix}sagas",
         "SERVICE_WEB_PORT": "0",
         "SAGAS_TELEMETRY_MODE": "off",

@@ -174,7 +174,6 @@ def test_a_new_project_on_the_installed_wheel_runs_its_sagas_to_their_end(
         "SAGAS_TOPIC_PREFIX": prefix,
         "SERVICE_TOPIC_PREFIX": prefix,
         "SAGAS_ENGINE_GROUP": f"{prefix}engine",
-        "SAGAS_ROUTER_GROUP": f"{prefix}router",
         "SAGAS_TRANSACTIONAL_PREFIX": f"{prefix}sagas",
         "SERVICE_WEB_PORT": "0",  # no health endpoints: no port to collide on
         "SAGAS_TELEMETRY_MODE": "off",
