@@ -35,7 +35,7 @@ def command_envelope(
     command: Record,
     *,
     command_id: str,
-    saga_id: str = "saga:1",
+    saga_id: str | None = "saga:1",
     reply_to: str | None = REPLY_TO,
     traceparent: str | None = None,
     compensates: tuple[str, ...] = (),
