@@ -105,8 +105,9 @@ ORDERS = Workload(
         "effect_missing": "completed_orders_reserved_paid_shipped",
         "not_compensated": "cancelled_orders_fully_undone",
         "applied_twice": "no_command_applied_twice",
-        "compensated_without_success": "no_compensation_without_success",
         "undone_without_compensation": "undo_only_when_the_saga_asked",
+        "undone_but_not_applied": "undo_only_what_the_saga_applied",
+        "applied_after_undo": "nothing_applied_after_its_undo",
     },
 )
 
@@ -177,8 +178,9 @@ HIRES = Workload(
         "effect_missing": "onboarded_staff_fully_equipped",
         "not_compensated": "cancelled_hires_fully_undone",
         "applied_twice": "no_command_applied_twice",
-        "compensated_without_success": "no_compensation_without_success",
         "undone_without_compensation": "undo_only_when_the_saga_asked",
+        "undone_but_not_applied": "undo_only_what_the_saga_applied",
+        "applied_after_undo": "nothing_applied_after_its_undo",
         "invariants": "laptops_seats_and_accounts_conserved",
     },
 )
