@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -79,6 +79,18 @@ def _progress(plan: DemoPlan, watcher: OutcomeWatcher, began: float) -> Table:
             str(ended["FAILED"]),
         )
     return table
+
+
+@contextlib.contextmanager
+def live_table(table: Table, console: Console, quiet: bool) -> Iterator[Live]:
+    """The progress table, redrawn in place, left on screen when done, and ended by a
+    line break: rich adds one only on a terminal, so in a log or under ``make`` the
+    next output (the summary's title) would go on the table's last line."""
+    shown = Console(quiet=True) if quiet else console
+    with Live(table, console=shown, transient=False, refresh_per_second=4) as live:
+        yield live
+    if not shown.is_terminal and not quiet:
+        shown.line()
 
 
 def _all_ended(plan: DemoPlan, watcher: OutcomeWatcher) -> bool:
@@ -169,12 +181,7 @@ async def _run(
                 for n, c in plan.counts.items()
                 if c
             ]
-            with Live(
-                _progress(plan, watcher, began),
-                console=Console(quiet=True) if quiet else console,
-                transient=False,
-                refresh_per_second=4,
-            ) as live:
+            with live_table(_progress(plan, watcher, began), console, quiet) as live:
                 while not _all_ended(plan, watcher) and time.monotonic() - began < plan.deadline_s:
                     if exits := supervisor.unexpected_exits():
                         raise RuntimeError(
