@@ -10,7 +10,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import httpx
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
@@ -20,6 +19,7 @@ from sagas.dev.outcomes import OutcomeWatcher
 from sagas.dev.processes import Supervisor
 from sagas.dev.system import LocalSystem, SystemLayout
 from sagas.kafka_security import client_options
+from sagas.ops.demo.load import place
 from sagas.ops.demo.summary import saga_summary
 from sagas.ops.web.server import Dashboard
 from sagas.ops.web.state import WebConfig
@@ -46,19 +46,8 @@ class DemoPlan:
 
 
 async def _place(system: LocalSystem, workload: Workload, count: int, out: list[Request]) -> None:
-    queue = [workload.request(i) for i in range(count)]
-
-    async def worker(client: httpx.AsyncClient) -> None:
-        while queue:
-            request = queue.pop(0)
-            url = f"{system.web_url(workload.entry)}{workload.route}"
-            response = await client.post(url, json=request.body)
-            if response.status_code != 201:
-                raise RuntimeError(f"{url} refused {request.key}: {response.text}")
-            out.append(request)
-
-    async with httpx.AsyncClient(timeout=30) as client:
-        await asyncio.gather(*(worker(client) for _ in range(8)))
+    url = f"{system.web_url(workload.entry)}{workload.route}"
+    await place(url, [workload.request(i) for i in range(count)], out)
 
 
 def _progress(plan: DemoPlan, watcher: OutcomeWatcher, began: float) -> Table:
