@@ -179,6 +179,7 @@ class Codec:
             in_reply_to=meta.in_reply_to,
             traceparent=meta.traceparent,
             tracestate=meta.tracestate,
+            compensates=meta.compensates,
         )
 
     @staticmethod

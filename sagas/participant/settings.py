@@ -44,8 +44,14 @@ class ServiceSettings(BaseSettings):
         None,
         ge=0,
         le=65535,
-        description="Port of the health endpoint on 127.0.0.1; unset: the service's "
-        "default; 0: no web endpoint.",
+        description="Port of the health endpoint (and the service's routes); unset: the "
+        "service's default; 0: no web endpoint.",
+    )
+    web_host: str = Field(
+        "127.0.0.1",
+        min_length=1,
+        description="Address the web endpoint listens on: loopback by default; 0.0.0.0 "
+        "inside a container whose port is published (docker-compose.yml).",
     )
     group_id: str | None = Field(
         None, description="Kafka consumer group; unset means <topic_prefix><name>-service."
