@@ -16,6 +16,20 @@ START = "<!-- bench:results:start -->"
 END = "<!-- bench:results:end -->"
 KINDS = ("instant", "framework")
 CPU_ROWS = (*COMPONENTS, "total", "total_without_broker")
+PHASES = (
+    "relay",
+    "probe",
+    "saga_instant",
+    "sweep_instant",
+    "saga_framework",
+    "sweep_framework",
+    "tracing",
+    "scaling",
+    "restore",
+    "rss_10k",
+    "rss_1m",
+)
+"""The phases in the order they run (the JSON's keys are sorted)."""
 
 
 def _fmt(value: Any, digits: int = 1) -> str:
@@ -85,7 +99,7 @@ def rows(r: dict[str, Any]) -> list[tuple[str, str, str]]:
         ),
         (restore, _fmt(r.get("restore_s_100k"), 2), t["restore_s_100k"]),
         ("rss_mb 10k", _fmt(rss.get("10k")), ""),
-        ("rss_mb 1m", _fmt(rss.get("1m")), t["rss_1m_over_10k"] + " (x 10k)"),
+        ("rss_mb 1m (target: 1m / 10k)", _fmt(rss.get("1m")), t["rss_1m_over_10k"]),
         ("tracing_cost", _fmt(r.get("tracing_cost"), 3), t["tracing_cost"]),
     ]
     for engines, by_partitions in sorted((r.get("scaling") or {}).items()):
@@ -133,15 +147,18 @@ def print_table(r: dict[str, Any], stream: TextIO) -> None:
 
 
 def _tables(r: dict[str, Any]) -> list[tuple[str, tuple[str, ...], list[tuple[str, ...]]]]:
+    seconds, load = r.get("phase_seconds") or {}, r.get("phase_load_avg") or {}
+    order = {name: i for i, name in enumerate(PHASES)}
     phases: list[tuple[str, ...]] = [
-        (str(k), f"{v:.0f}") for k, v in (r.get("phase_seconds") or {}).items()
+        (k, f"{seconds[k]:.0f}", _fmt(load.get(k)))
+        for k in sorted(seconds, key=lambda k: order.get(k, len(order)))
     ]
     return [
         ("sagas bench", ("figure", "value", "target"), [*rows(r)]),
         ("CPU s per 1,000 sagas at saturation", ("component", *KINDS), cpu_rows(r)),
         ("sweep, instant participants", SWEEP_COLUMNS, sweep_rows(r, "instant")),
         ("sweep, framework participants", SWEEP_COLUMNS, sweep_rows(r, "framework")),
-        ("phase durations", ("phase", "seconds"), phases),
+        ("phase durations", ("phase", "seconds", "load average as it began"), phases),
     ]
 
 
@@ -164,8 +181,9 @@ def markdown(r: dict[str, Any]) -> str:
 
 
 def update_docs(path: Path, r: dict[str, Any]) -> None:
-    """Replace the text between the result markers of ``path`` with `markdown` (r)."""
-    text = path.read_text()
+    """Replace the text between the result markers of ``path`` with `markdown` (r)
+    (a file without them, or no file, gets them at its end)."""
+    text = path.read_text() if path.exists() else ""
     block = f"{START}\n{markdown(r)}\n{END}"
     pattern = re.compile(re.escape(START) + r".*?" + re.escape(END), re.DOTALL)
     if pattern.search(text):

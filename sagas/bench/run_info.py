@@ -47,6 +47,8 @@ def params(args: argparse.Namespace, sweep: tuple[float, ...]) -> dict[str, Any]
         "state_scale": args.state_scale,
         "probe_hops": args.probe_hops,
         "probe_warmup": args.probe_warmup,
+        # The framework participants' loop: the environment's choice, aiokafka by default.
+        "participant_runner": os.environ.get("SERVICE_RUNNER", "aiokafka"),
     }
 
 

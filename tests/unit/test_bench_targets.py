@@ -28,7 +28,8 @@ def _result() -> dict[str, Any]:
         "restore_s_100k": 12.0,
         "rss_mb": {"10k": 90.0, "1m": 95.0},
         "tracing_cost": 0.9,
-        "phase_seconds": {"relay": 20.0, "probe": 5.0},
+        "phase_seconds": {"probe": 5.0, "relay": 20.0},
+        "phase_load_avg": {"probe": 1.5, "relay": 1.25},
     }
 
 
@@ -66,4 +67,4 @@ def test_the_markdown_holds_every_table() -> None:
     assert "| framework: sagas_per_s | 250.0 | >= 300 sagas/s: MISSED by 50 sagas/s" in text
     assert "| floor of the saga's hops ms | 28.0 |  |" in text
     assert "| total | not measured | 10.00 |" in text  # CPU: instant, framework
-    assert "| relay | 20 |" in text
+    assert "| relay | 20 | 1.2 |\n| probe | 5 | 1.5 |" in text  # in the order they ran
