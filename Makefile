@@ -58,8 +58,9 @@ test: $(STAMP) lint typecheck kafka-fetch chromium openssl compose-cli
 	$(BIN)/sagas check
 	$(BIN)/pytest
 
-# The whole benchmark on the dev broker (about 12 minutes on 2 cores): the table, the
-# JSON result and the load sweep plot that docs/benchmarks.md quotes.
+# The whole benchmark on the dev broker (about 9 minutes on 2 cores, see docs/benchmarks.md
+# "How long each phase takes"): the tables, the JSON result and the load sweep plot that
+# docs/benchmarks.md quotes.
 bench: $(STAMP) kafka-fetch
 	$(BIN)/sagas bench --out docs/bench-result.json --plot docs/images/bench.png \
 		--docs docs/benchmarks.md
