@@ -30,11 +30,6 @@ class ServiceSettings(BaseSettings):
     db_path: Path | None = Field(
         None, description="The service's SQLite file; unset means <data_dir>/<name>.sqlite3."
     )
-    web_host: str = Field(
-        "127.0.0.1",
-        description="Address the web endpoint listens on; 0.0.0.0 only inside a container "
-        "whose port is published (docker-compose.yml).",
-    )
     runner: Literal["aiokafka", "faust"] = Field(
         "aiokafka",
         description="The consuming loop: aiokafka (default) or faust (faust-streaming "
