@@ -1,5 +1,5 @@
-# The engine and the participant services: one image, the command picks the process
-# (see docker-compose.yml).
+# The engine, the participant services, the dashboard and the load: one image, the
+# command picks the process (see docker-compose.yml).
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -19,8 +19,10 @@ RUN pip install .
 
 COPY schemas ./schemas
 
-# faust writes its data folder (<app id>-data) into the working directory.
-RUN useradd --create-home --uid 10001 sagas && chown sagas /app
+# faust writes its data folder (<app id>-data) into the working directory; the
+# engine's, the services' and the dashboard's SQLite files go to /app/var (a volume in
+# docker-compose.yml, which takes this folder's owner when it is created).
+RUN useradd --create-home --uid 10001 sagas && mkdir -p /app/var && chown sagas /app /app/var
 USER sagas
 
 CMD ["sagas", "--help"]

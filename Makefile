@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv demo test lint typecheck unit integration kafka-fetch chaos bench clean chromium openssl
+.PHONY: venv demo test lint typecheck unit integration kafka-fetch chaos bench clean chromium openssl compose-cli
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -36,7 +36,7 @@ typecheck: $(STAMP)
 kafka-fetch: $(STAMP)
 	$(BIN)/sagas dev kafka fetch
 
-unit: $(STAMP)
+unit: $(STAMP) compose-cli
 	$(BIN)/pytest tests/unit
 
 # The browser tests drive Debian's Chromium; install it with apt only when missing
@@ -44,17 +44,23 @@ unit: $(STAMP)
 chromium:
 	@test -x /usr/bin/chromium || (apt-get update && apt-get install -y chromium)
 
+# tests/unit/test_compose.py checks docker-compose.yml with `docker-compose config`
+# (Debian's docker-compose; no Docker engine needed): apt only when missing.
+compose-cli:
+	@command -v docker-compose >/dev/null || (apt-get update && apt-get install -y docker-compose)
+
 # The secure dev broker (and tests/security) make their throwaway CA with openssl.
 openssl:
 	@command -v openssl >/dev/null || (apt-get update && apt-get install -y openssl)
 
 # The integration tests start their own broker (a session fixture) on a free port.
-test: $(STAMP) lint typecheck kafka-fetch chromium openssl
+test: $(STAMP) lint typecheck kafka-fetch chromium openssl compose-cli
 	$(BIN)/sagas check
 	$(BIN)/pytest
 
-# The whole benchmark on the dev broker (about 12 minutes on 2 cores): the table, the
-# JSON result and the load sweep plot that docs/benchmarks.md quotes.
+# The whole benchmark on the dev broker (about 9 minutes on 2 cores, see docs/benchmarks.md
+# "How long each phase takes"): the tables, the JSON result and the load sweep plot that
+# docs/benchmarks.md quotes.
 bench: $(STAMP) kafka-fetch
 	$(BIN)/sagas bench --out docs/bench-result.json --plot docs/images/bench.png \
 		--docs docs/benchmarks.md

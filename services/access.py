@@ -4,7 +4,11 @@ Rules:
 - ``GrantCloudAccess`` grants every role asked for, or none: an unknown role, or an
   empty request, is refused with ``CloudAccessDenied``. Roles the employee already
   holds are not granted twice.
-- ``RevokeCloudAccess`` revokes the employee's grants of the roles named. Roles not
+- ``RevokeCloudAccess`` revokes only what the saga granted, never a role the employee
+  held before it: the grants made by the commands it compensates (its ``compensates``
+  header: each grant's id derives from its command's), else the grants of the roles
+  named that this saga made (``granted_by`` remembers the command and saga of each
+  grant); a revoke outside any saga (no saga id) revokes the roles named. Roles not
   held are passed over; it always replies ``CloudAccessRevoked``.
 
 Invariants (`invariants`): every granted role is known, and nobody holds a role twice.
@@ -40,6 +44,11 @@ CREATE TABLE IF NOT EXISTS grants (
     updated_at  TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS grants_by_employee ON grants (employee_id);
+CREATE TABLE IF NOT EXISTS granted_by (
+    grant_id   TEXT PRIMARY KEY REFERENCES grants,
+    command_id TEXT NOT NULL,
+    saga_id    TEXT
+);
 """
 
 DEFAULT_SEED: dict[str, Any] = {
@@ -72,20 +81,38 @@ async def grant(command: GrantCloudAccess, ctx: Context) -> Record:
     held = await roles_of(db, command.employee_id)
     now = ctx.now.isoformat()
     for role in (r for r in wanted if r not in held):
+        grant_id = ctx.new_id(f"grant-{role}")
         await db.execute(
             "INSERT INTO grants VALUES (?, ?, ?, 'GRANTED', ?, ?)",
-            (ctx.new_id(f"grant-{role}"), command.employee_id, role, now, now),
+            (grant_id, command.employee_id, role, now, now),
+        )
+        await db.execute(
+            "INSERT INTO granted_by VALUES (?, ?, ?)",
+            (grant_id, ctx.envelope.id, ctx.envelope.saga_id),
         )
     return CloudAccessGranted(employee_id=command.employee_id, roles=tuple(wanted))
 
 
 async def revoke(command: RevokeCloudAccess, ctx: Context) -> Record:
-    """Revoke the employee's grants of the roles named (those held; once)."""
-    for role in dict.fromkeys(command.roles):
+    """Revoke the grants the saga made (those held; once), never an earlier one."""
+    async with ctx.db.execute(
+        "SELECT g.grant_id, g.role, b.saga_id FROM grants AS g "
+        "LEFT JOIN granted_by AS b USING (grant_id) "
+        "WHERE g.employee_id = ? AND g.status = 'GRANTED'",
+        (command.employee_id,),
+    ) as cursor:
+        held = [(str(g), str(r), s) async for g, r, s in cursor]
+    saga_id = ctx.envelope.saga_id
+    if ctx.compensated:  # exactly the grants those commands made
+        undo = [g for g, r, _ in held if g in ctx.compensated_ids(f"grant-{r}")]
+    elif saga_id is not None:
+        undo = [g for g, r, s in held if r in command.roles and s == saga_id]
+    else:  # not a saga's: the roles named
+        undo = [g for g, r, _ in held if r in command.roles]
+    for grant_id in undo:
         await ctx.db.execute(
-            "UPDATE grants SET status = 'REVOKED', updated_at = ? "
-            "WHERE employee_id = ? AND role = ? AND status = 'GRANTED'",
-            (ctx.now.isoformat(), command.employee_id, role),
+            "UPDATE grants SET status = 'REVOKED', updated_at = ? WHERE grant_id = ?",
+            (ctx.now.isoformat(), grant_id),
         )
     return CloudAccessRevoked(employee_id=command.employee_id, roles=command.roles)
 

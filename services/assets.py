@@ -10,13 +10,22 @@ Rules:
   delivery is written with the assignment, in the command's transaction (an outbox), and
   published after the reply; deliveries not yet acknowledged by Kafka are published
   again when the service starts.
-- ``ReclaimLaptop`` returns the laptop to the pool (a delivery not yet published is
-  called off). Reclaiming a returned or unknown laptop changes nothing and still
-  replies ``LaptopReclaimed``.
+- ``ReclaimLaptop`` returns to the pool the laptops assigned by the commands it
+  compensates (its ``compensates`` header: a laptop the employee held before is kept);
+  without the header, the laptop named. A delivery not yet published is called off.
+  Reclaiming a returned or unknown laptop changes nothing and still replies
+  ``LaptopReclaimed``.
+- An assignment is a hold for ``HOLD_TTL`` (8 days, past the onboarding saga's 7-day
+  deadline): ``EmployeeOnboarded`` (followed on
+  ``hr.events``) makes it permanent; a hold still unconfirmed when its time is up is
+  reclaimed by the sweep (`expire_holds`, a timer every ``SWEEP``), so no laptop stays
+  assigned for a saga that is gone.
 
 Invariants (`invariants`): per model, available + assigned = seeded (laptops are
 conserved); each assigned laptop has exactly one active assignment and an employee
-holds at most one laptop.
+holds at most one laptop; no hold is active past its expiry (plus two sweeps), an
+expired hold left its laptop in the pool, and nobody was onboarded after the hold of
+their laptop expired.
 
 Run it with ``python -m services.assets``.
 """
@@ -24,13 +33,13 @@ Run it with ``python -m services.assets``.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import aiosqlite
 
 from sagas.contracts.record import Record
-from sagas.participant import Context, Handler, Participant
+from sagas.participant import Context, Every, Handler, Participant, Subscription
 from services.messages.assets import (
     LaptopDelivered,
     LaptopProvisioned,
@@ -39,11 +48,17 @@ from services.messages.assets import (
     ProvisionLaptop,
     ReclaimLaptop,
 )
+from services.messages.hr import EmployeeOnboarded
 
 if TYPE_CHECKING:
     from sagas.participant import ParticipantService
 
 DOMAIN = "assets"
+
+HOLD_TTL = timedelta(days=8)
+"""How long an assignment holds its laptop until the employee is onboarded."""
+SWEEP = timedelta(minutes=1)
+"""How often expired holds are reclaimed."""
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS models (model TEXT PRIMARY KEY, seeded INTEGER NOT NULL);
@@ -62,6 +77,13 @@ CREATE TABLE IF NOT EXISTS assignments (
     assigned_at   TEXT NOT NULL,
     updated_at    TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS holds (
+    assignment_id TEXT PRIMARY KEY REFERENCES assignments,
+    expires_at    TEXT,                -- NULL once the employee was onboarded
+    expired_at    TEXT,                -- when the sweep reclaimed it
+    confirmed_at  TEXT                 -- when EmployeeOnboarded came
+);
+CREATE INDEX IF NOT EXISTS holds_by_expiry ON holds (expires_at);
 """
 
 DEFAULT_SEED: dict[str, Any] = {
@@ -105,32 +127,90 @@ async def provision(command: ProvisionLaptop, ctx: Context) -> Record:
     if free is None:
         return LaptopUnavailable(employee_id=command.employee_id, model=command.model)
     tag, now = str(free[0]), ctx.now.isoformat()
+    assignment_id = ctx.new_id("asg")
     await db.execute(
         "UPDATE laptops SET status = 'ASSIGNED', employee_id = ? WHERE asset_tag = ?",
         (command.employee_id, tag),
     )
     await db.execute(
         "INSERT INTO assignments VALUES (?, ?, ?, 'ASSIGNED', 'PENDING', ?, ?)",
-        (ctx.new_id("asg"), command.employee_id, tag, now, now),
+        (assignment_id, command.employee_id, tag, now, now),
+    )
+    expires = ctx.now + HOLD_TTL
+    await db.execute(
+        "INSERT INTO holds VALUES (?, ?, NULL, NULL)", (assignment_id, expires.isoformat())
     )
     return LaptopProvisioned(employee_id=command.employee_id, asset_tag=tag, model=command.model)
 
 
 async def reclaim(command: ReclaimLaptop, ctx: Context) -> Record:
-    """Return the laptop to the pool (once; later calls and unknown laptops change nothing)."""
+    """Return what the compensated commands assigned to the pool (once; later calls and
+    unknown laptops change nothing)."""
     db = ctx.db
-    cursor = await db.execute(
+    if ctx.compensated:  # exactly the assignments those commands made
+        targets = list(ctx.compensated_ids("asg"))
+    else:
+        row = await _one(
+            db,
+            "SELECT assignment_id FROM assignments WHERE asset_tag = ? AND employee_id = ? "
+            "AND status = 'ASSIGNED'",
+            command.asset_tag,
+            command.employee_id,
+        )
+        targets = [] if row is None else [str(row[0])]
+    reclaimed = [t for t in targets if await _reclaim(db, t, ctx.now, command.employee_id)]
+    shown = command.asset_tag or (reclaimed[0] if reclaimed else "")
+    return LaptopReclaimed(employee_id=command.employee_id, asset_tag=shown)
+
+
+async def _reclaim(
+    db: aiosqlite.Connection, assignment_id: str, now: datetime, employee_id: str | None = None
+) -> str | None:
+    """End an active assignment and put its laptop back; its tag, None when not active."""
+    row = await _one(
+        db,
+        "SELECT asset_tag, employee_id FROM assignments WHERE assignment_id = ? "
+        "AND status = 'ASSIGNED'",
+        assignment_id,
+    )
+    if row is None or (employee_id is not None and row[1] != employee_id):
+        return None
+    await db.execute(
         "UPDATE assignments SET status = 'RECLAIMED', updated_at = ?, "
         "delivery = CASE delivery WHEN 'PENDING' THEN 'CALLED_OFF' ELSE delivery END "
-        "WHERE asset_tag = ? AND employee_id = ? AND status = 'ASSIGNED'",
-        (ctx.now.isoformat(), command.asset_tag, command.employee_id),
+        "WHERE assignment_id = ?",
+        (now.isoformat(), assignment_id),
     )
-    if cursor.rowcount == 1:
+    await db.execute(
+        "UPDATE laptops SET status = 'AVAILABLE', employee_id = NULL WHERE asset_tag = ?",
+        (row[0],),
+    )
+    return str(row[0])
+
+
+async def onboarded(event: EmployeeOnboarded, ctx: Context) -> None:
+    """The employee keeps the laptop: its hold no longer expires."""
+    await ctx.db.execute(
+        "UPDATE holds SET expires_at = NULL, confirmed_at = ? WHERE assignment_id IN "
+        "(SELECT assignment_id FROM assignments WHERE employee_id = ?)",
+        (ctx.now.isoformat(), event.employee_id),
+    )
+
+
+async def expire_holds(db: aiosqlite.Connection, now: datetime) -> None:
+    """Reclaim every laptop whose hold expired (the saga is gone)."""
+    async with db.execute(
+        "SELECT h.assignment_id FROM holds AS h JOIN assignments AS a USING (assignment_id) "
+        "WHERE a.status = 'ASSIGNED' AND h.expires_at IS NOT NULL AND h.expires_at <= ?",
+        (now.isoformat(),),
+    ) as cursor:
+        expired = [str(row[0]) async for row in cursor]
+    for assignment_id in expired:
+        await _reclaim(db, assignment_id, now)
         await db.execute(
-            "UPDATE laptops SET status = 'AVAILABLE', employee_id = NULL WHERE asset_tag = ?",
-            (command.asset_tag,),
+            "UPDATE holds SET expired_at = ? WHERE assignment_id = ?",
+            (now.isoformat(), assignment_id),
         )
-    return LaptopReclaimed(employee_id=command.employee_id, asset_tag=command.asset_tag)
 
 
 async def deliver_pending(service: ParticipantService) -> None:
@@ -185,6 +265,26 @@ async def invariants(db: aiosqlite.Connection) -> list[str]:
     ) as cursor:
         async for (employee_id,) in cursor:
             broken.append(f"{employee_id}: holds more than one laptop")
+    return broken + await hold_problems(db, datetime.now(UTC))
+
+
+async def hold_problems(db: aiosqlite.Connection, now: datetime) -> list[str]:
+    """Holds that outlived their time, or expired yet keep their laptop or were kept."""
+    broken: list[str] = []
+    overdue = (now - 2 * SWEEP).isoformat()
+    async with db.execute(
+        "SELECT h.assignment_id, h.expires_at, h.expired_at, h.confirmed_at, a.status "
+        "FROM holds AS h JOIN assignments AS a USING (assignment_id) "
+        "WHERE (a.status = 'ASSIGNED' AND h.expires_at < ?) OR h.expired_at IS NOT NULL",
+        (overdue,),
+    ) as cursor:
+        async for assignment_id, expires_at, expired_at, confirmed_at, status in cursor:
+            if expired_at is None:
+                broken.append(f"{assignment_id}: held past its expiry {expires_at}")
+            elif status == "ASSIGNED":
+                broken.append(f"{assignment_id}: expired at {expired_at} but still assigned")
+            if expired_at is not None and confirmed_at is not None:
+                broken.append(f"{assignment_id}: onboarded after its hold expired")
     return broken
 
 
@@ -215,6 +315,8 @@ def participant() -> Participant:
         on_start=deliver_pending,
         after_command=deliver_pending,
         publishes=(f"{DOMAIN}.events",),
+        subscriptions=(Subscription("hr.events", EmployeeOnboarded, onboarded, ("employee_id",)),),
+        timers=(Every(SWEEP, expire_holds),),
     )
 
 

@@ -7,7 +7,9 @@ Rules:
   User names are never reused, not even those of disabled accounts. A name without a
   usable letter is refused with ``AccountRejected``. An employee who already holds an
   active account gets it again.
-- ``DisableAccount`` disables an active account. Disabling a disabled or unknown account
+- ``DisableAccount`` disables the accounts created by the commands it compensates (its
+  ``compensates`` header: an account the employee held before is left alone); without
+  the header, the active account named. Disabling a disabled or unknown account
   changes nothing and still replies ``AccountDisabled``: a compensation must finish.
 
 Invariants (`invariants`): user names are unique and well-formed, an employee holds at
@@ -120,13 +122,20 @@ async def _free_username(db: aiosqlite.Connection, base: str) -> str:
 
 
 async def disable(command: DisableAccount, ctx: Context) -> Record:
-    """Disable the account (once; later calls and unknown accounts change nothing)."""
-    await ctx.db.execute(
-        "UPDATE accounts SET status = 'DISABLED', updated_at = ? "
-        "WHERE account_id = ? AND employee_id = ? AND status = 'ACTIVE'",
-        (ctx.now.isoformat(), command.account_id, command.employee_id),
-    )
-    return AccountDisabled(employee_id=command.employee_id, account_id=command.account_id)
+    """Disable what the compensated commands created (once; later calls and unknown
+    accounts change nothing)."""
+    targets = ctx.compensated_ids("acc") if ctx.compensated else (command.account_id,)
+    disabled = []
+    for account_id in targets:
+        cursor = await ctx.db.execute(
+            "UPDATE accounts SET status = 'DISABLED', updated_at = ? "
+            "WHERE account_id = ? AND employee_id = ? AND status = 'ACTIVE'",
+            (ctx.now.isoformat(), account_id, command.employee_id),
+        )
+        if cursor.rowcount == 1:
+            disabled.append(account_id)
+    shown = command.account_id or (disabled[0] if disabled else "")
+    return AccountDisabled(employee_id=command.employee_id, account_id=shown)
 
 
 async def invariants(db: aiosqlite.Connection) -> list[str]:

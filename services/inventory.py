@@ -4,12 +4,21 @@ Rules:
 - ``ReserveStock`` reserves every line of an order, or nothing: when a SKU is short
   (or unknown: nothing in stock) it replies ``StockUnavailable`` naming the first
   short SKU. An order that already holds a reservation gets it again.
-- ``ReleaseStock`` returns a reservation's quantities to the stock. Releasing a
+- ``ReleaseStock`` returns to the stock the reservations made by the commands it
+  compensates (its ``compensates`` header: those named there that never arrived are
+  refused when they come), whatever its ``reservation_id`` says (empty when the saga
+  gave up before the reply); without the header, the reservation named. Releasing a
   reservation that is already released or unknown changes nothing and still replies
   ``StockReleased``: a compensation must be able to finish.
+- A reservation is a hold for ``HOLD_TTL`` (an hour, well past the saga's 15-minute
+  deadline): ``OrderFulfilled`` (followed on ``orders.events``) makes it permanent; a
+  hold still unconfirmed when its time is up is released by the sweep (`expire_holds`,
+  a timer every ``SWEEP``), so stock never stays reserved for a saga that is gone.
 
 Invariants (`invariants`): per SKU, ``available + reserved`` equals the seeded
-quantity, neither is negative, and ``reserved`` equals the active reservations' lines.
+quantity, neither is negative, and ``reserved`` equals the active reservations' lines;
+no hold is active past its expiry (plus two sweeps), an expired hold holds nothing,
+and no order was fulfilled after its hold expired.
 
 Run it with ``python -m services.inventory``.
 """
@@ -17,12 +26,13 @@ Run it with ``python -m services.inventory``.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import aiosqlite
 
 from sagas.contracts.record import Record
-from sagas.participant import Context, Handler, Participant
+from sagas.participant import Context, Every, Handler, Participant, Subscription
 from services.messages.inventory import (
     ReleaseStock,
     ReserveStock,
@@ -30,6 +40,12 @@ from services.messages.inventory import (
     StockReserved,
     StockUnavailable,
 )
+from services.messages.orders import OrderFulfilled
+
+HOLD_TTL = timedelta(hours=1)
+"""How long a reservation holds its stock until its order is fulfilled."""
+SWEEP = timedelta(minutes=1)
+"""How often expired holds are released."""
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS stock (
@@ -50,6 +66,13 @@ CREATE TABLE IF NOT EXISTS reservation_lines (
     quantity       INTEGER NOT NULL CHECK (quantity > 0),
     PRIMARY KEY (reservation_id, sku)
 );
+CREATE TABLE IF NOT EXISTS holds (
+    reservation_id TEXT PRIMARY KEY REFERENCES reservations,
+    expires_at     TEXT,               -- NULL once the order was fulfilled
+    expired_at     TEXT,               -- when the sweep released it
+    confirmed_at   TEXT                -- when OrderFulfilled came
+);
+CREATE INDEX IF NOT EXISTS holds_by_expiry ON holds (expires_at);
 """
 
 DEFAULT_SEED: dict[str, Any] = {
@@ -96,24 +119,62 @@ async def reserve(command: ReserveStock, ctx: Context) -> Record:
         await db.execute(
             "INSERT INTO reservation_lines VALUES (?, ?, ?)", (reservation_id, sku, quantity)
         )
+    expires = ctx.now + HOLD_TTL
+    await db.execute(
+        "INSERT INTO holds VALUES (?, ?, NULL, NULL)", (reservation_id, expires.isoformat())
+    )
     return StockReserved(order_id=command.order_id, reservation_id=reservation_id)
 
 
 async def release(command: ReleaseStock, ctx: Context) -> Record:
-    """Return a reservation's units to the stock (once; later releases change nothing)."""
-    db = ctx.db
+    """Return to the stock what the compensated commands reserved (once each)."""
+    # with the header: exactly what those commands made, whatever the payload says
+    targets = ctx.compensated_ids("res") if ctx.compensated else (command.reservation_id,)
+    released = [r for r in targets if await _release(ctx.db, r)]
+    shown = command.reservation_id or (released[0] if released else "")
+    return StockReleased(order_id=command.order_id, reservation_id=shown)
+
+
+async def _release(db: aiosqlite.Connection, reservation_id: str) -> bool:
+    """Return an active reservation's units to the stock; False when it holds none."""
     cursor = await db.execute(
         "UPDATE reservations SET status = 'RELEASED' "
         "WHERE reservation_id = ? AND status = 'ACTIVE'",
-        (command.reservation_id,),
+        (reservation_id,),
     )
-    if cursor.rowcount == 1:
+    if cursor.rowcount != 1:
+        return False
+    await db.execute(
+        "UPDATE stock SET available = available + l.quantity, reserved = reserved - l.quantity "
+        "FROM reservation_lines AS l WHERE l.reservation_id = ? AND l.sku = stock.sku",
+        (reservation_id,),
+    )
+    return True
+
+
+async def fulfilled(event: OrderFulfilled, ctx: Context) -> None:
+    """The order's stock is sold: its hold no longer expires."""
+    await ctx.db.execute(
+        "UPDATE holds SET expires_at = NULL, confirmed_at = ? WHERE reservation_id IN "
+        "(SELECT reservation_id FROM reservations WHERE order_id = ?)",
+        (ctx.now.isoformat(), event.order_id),
+    )
+
+
+async def expire_holds(db: aiosqlite.Connection, now: datetime) -> None:
+    """Release every active reservation whose hold expired (the saga is gone)."""
+    async with db.execute(
+        "SELECT h.reservation_id FROM holds AS h JOIN reservations AS r USING (reservation_id) "
+        "WHERE r.status = 'ACTIVE' AND h.expires_at IS NOT NULL AND h.expires_at <= ?",
+        (now.isoformat(),),
+    ) as cursor:
+        expired = [str(row[0]) async for row in cursor]
+    for reservation_id in expired:
+        await _release(db, reservation_id)
         await db.execute(
-            "UPDATE stock SET available = available + l.quantity, reserved = reserved - l.quantity "
-            "FROM reservation_lines AS l WHERE l.reservation_id = ? AND l.sku = stock.sku",
-            (command.reservation_id,),
+            "UPDATE holds SET expired_at = ? WHERE reservation_id = ?",
+            (now.isoformat(), reservation_id),
         )
-    return StockReleased(order_id=command.order_id, reservation_id=command.reservation_id)
 
 
 async def _available(db: aiosqlite.Connection, sku: str) -> int:
@@ -138,6 +199,26 @@ async def invariants(db: aiosqlite.Connection) -> list[str]:
                 broken.append(f"{sku}: reserved {reserved} but active reservations hold {active}")
             if available < 0 or reserved < 0:
                 broken.append(f"{sku}: negative stock")
+    return broken + await hold_problems(db, datetime.now(UTC))
+
+
+async def hold_problems(db: aiosqlite.Connection, now: datetime) -> list[str]:
+    """Holds that outlived their time, or expired yet hold stock or were sold."""
+    broken: list[str] = []
+    overdue = (now - 2 * SWEEP).isoformat()
+    async with db.execute(
+        "SELECT h.reservation_id, h.expires_at, h.expired_at, h.confirmed_at, r.status "
+        "FROM holds AS h JOIN reservations AS r USING (reservation_id) "
+        "WHERE (r.status = 'ACTIVE' AND h.expires_at < ?) OR h.expired_at IS NOT NULL",
+        (overdue,),
+    ) as cursor:
+        async for reservation_id, expires_at, expired_at, confirmed_at, status in cursor:
+            if expired_at is None:
+                broken.append(f"{reservation_id}: held past its expiry {expires_at}")
+            elif status == "ACTIVE":
+                broken.append(f"{reservation_id}: expired at {expired_at} but still holds stock")
+            if expired_at is not None and confirmed_at is not None:
+                broken.append(f"{reservation_id}: its order was fulfilled after it expired")
     return broken
 
 
@@ -156,11 +237,13 @@ def participant() -> Participant:
             Handler(ReserveStock, reserve, (StockReserved, StockUnavailable)),
             Handler(ReleaseStock, release, (StockReleased,)),
         ),
+        subscriptions=(Subscription("orders.events", OrderFulfilled, fulfilled, ("order_id",)),),
         schema=SCHEMA,
         seed=seed,
         default_seed=DEFAULT_SEED,
         invariants=invariants,
         web_port=6062,
+        timers=(Every(SWEEP, expire_holds),),
     )
 
 

@@ -6,8 +6,10 @@ Rules:
   not entitled to is refused (``CommandFailed``, not retryable); the first product
   without a free seat (or unknown) gives ``LicencesUnavailable`` and nothing is
   assigned. Products the employee already holds are not assigned twice.
-- ``UnassignLicences`` frees the employee's seats of the products named. Products the
-  employee does not hold are passed over; it always replies ``LicencesUnassigned``.
+- ``UnassignLicences`` frees the seats of the licences assigned by the commands it
+  compensates (its ``compensates`` header: a product the employee held before the saga
+  is kept); without the header, the employee's seats of the products named. Products
+  the employee does not hold are passed over; it always replies ``LicencesUnassigned``.
 
 Invariants (`invariants`): per product, free + used = seats (seats are conserved), used
 is the number of assigned licences, and nobody holds a product twice.
@@ -106,18 +108,27 @@ async def assign(command: AssignLicences, ctx: Context) -> Record:
 
 
 async def unassign(command: UnassignLicences, ctx: Context) -> Record:
-    """Free the employee's seats of the products named (those held; once)."""
+    """Free the seats the compensated commands assigned (those held; once)."""
     db = ctx.db
-    for product in dict.fromkeys(command.products):
-        cursor = await db.execute(
-            "UPDATE licences SET status = 'UNASSIGNED', updated_at = ? "
-            "WHERE employee_id = ? AND product = ? AND status = 'ASSIGNED'",
-            (ctx.now.isoformat(), command.employee_id, product),
+    async with db.execute(
+        "SELECT licence_id, product FROM licences WHERE employee_id = ? AND status = 'ASSIGNED'",
+        (command.employee_id,),
+    ) as cursor:
+        held = [(str(lid), str(product)) async for lid, product in cursor]
+    if ctx.compensated:  # exactly the licences those commands assigned
+        undo = [lid for lid, p in held if lid in ctx.compensated_ids(f"lic-{p}")]
+    else:
+        undo = [lid for lid, p in held if p in command.products]
+    for licence_id in undo:
+        await db.execute(
+            "UPDATE licences SET status = 'UNASSIGNED', updated_at = ? WHERE licence_id = ?",
+            (ctx.now.isoformat(), licence_id),
         )
-        if cursor.rowcount > 0:
-            await db.execute(
-                "UPDATE products SET used = used - ? WHERE product = ?", (cursor.rowcount, product)
-            )
+        await db.execute(
+            "UPDATE products SET used = used - 1 WHERE product = "
+            "(SELECT product FROM licences WHERE licence_id = ?)",
+            (licence_id,),
+        )
     return LicencesUnassigned(employee_id=command.employee_id, products=command.products)
 
 

@@ -5,8 +5,10 @@ Rules:
   (``postmaster``...), a malformed user name, or an address an active mailbox of another
   employee has is refused with ``MailboxRejected``. An employee who already holds an
   active mailbox gets it again.
-- ``DeleteMailbox`` deletes the employee's active mailbox of that address. Deleting a
-  deleted or unknown mailbox changes nothing and still replies ``MailboxDeleted``.
+- ``DeleteMailbox`` deletes the mailboxes created by the commands it compensates (its
+  ``compensates`` header); without the header, the employee's active mailbox of that
+  address. Deleting a deleted or unknown mailbox changes nothing and still replies
+  ``MailboxDeleted``.
 
 Invariants (`invariants`): an address belongs to at most one active mailbox, an
 employee holds at most one, and every address is in the service's domain.
@@ -96,13 +98,32 @@ async def create(command: CreateMailbox, ctx: Context) -> Record:
 
 
 async def delete(command: DeleteMailbox, ctx: Context) -> Record:
-    """Delete the mailbox (once; later calls and unknown mailboxes change nothing)."""
-    await ctx.db.execute(
-        "UPDATE mailboxes SET status = 'DELETED', updated_at = ? "
-        "WHERE employee_id = ? AND address = ? AND status = 'ACTIVE'",
-        (ctx.now.isoformat(), command.employee_id, command.address),
-    )
-    return MailboxDeleted(employee_id=command.employee_id, address=command.address)
+    """Delete what the compensated commands created (once; later calls and unknown
+    mailboxes change nothing)."""
+    now = ctx.now.isoformat()
+    deleted: list[str] = []
+    if not ctx.compensated:
+        await ctx.db.execute(
+            "UPDATE mailboxes SET status = 'DELETED', updated_at = ? "
+            "WHERE employee_id = ? AND address = ? AND status = 'ACTIVE'",
+            (now, command.employee_id, command.address),
+        )
+    for mailbox_id in ctx.compensated_ids("mbx"):
+        row = await _one(
+            ctx.db,
+            "SELECT address FROM mailboxes WHERE mailbox_id = ? AND employee_id = ? "
+            "AND status = 'ACTIVE'",
+            mailbox_id,
+            command.employee_id,
+        )
+        if row is not None:
+            await ctx.db.execute(
+                "UPDATE mailboxes SET status = 'DELETED', updated_at = ? WHERE mailbox_id = ?",
+                (now, mailbox_id),
+            )
+            deleted.append(str(row[0]))
+    shown = command.address or (deleted[0] if deleted else "")
+    return MailboxDeleted(employee_id=command.employee_id, address=shown)
 
 
 async def domain_of(db: aiosqlite.Connection) -> str:

@@ -12,9 +12,10 @@ Rules:
 - ``CapturePayment`` turns a hold into a charge (held -> captured; an amount below the
   hold returns the rest to the balance). Unknown, voided, or a larger amount:
   ``PaymentCaptureFailed``. Capturing again replies the same capture.
-- ``VoidPayment`` releases a hold (held -> balance). Voiding a voided or unknown
-  authorization changes nothing; voiding a captured one is rejected (not retryable):
-  the money is gone, a person must refund it.
+- ``VoidPayment`` releases the holds made by the commands it compensates (its
+  ``compensates`` header; without it, the authorization named) (held -> balance).
+  Voiding a voided or unknown authorization changes nothing; voiding a captured one is
+  rejected (not retryable): the money is gone, a person must refund it.
 
 Invariants (`invariants`): per account ``balance + held + captured`` equals the seeded
 balance, none is negative, ``held`` is the sum of its held authorizations and
@@ -170,26 +171,35 @@ async def capture(command: CapturePayment, ctx: Context) -> Record:
 
 
 async def void(command: VoidPayment, ctx: Context) -> Record:
-    """Release a hold (once; voiding again or an unknown authorization changes nothing)."""
-    db = ctx.db
+    """Release the holds the compensated commands made (once; voiding again or an unknown
+    authorization changes nothing)."""
+    targets = ctx.compensated_ids("auth") if ctx.compensated else (command.authorization_id,)
+    voided = [a for a in targets if await _void(ctx.db, a)]
+    shown = command.authorization_id or (voided[0] if voided else "")
+    return PaymentVoided(order_id=command.order_id, authorization_id=shown)
+
+
+async def _void(db: aiosqlite.Connection, authorization_id: str) -> bool:
+    """Release one hold; False when there is none. A captured one is `Rejected`."""
     row = await _one(
         db,
         "SELECT customer_id, amount, status FROM authorizations WHERE authorization_id = ?",
-        command.authorization_id,
+        authorization_id,
     )
     if row is not None and row[2] == "CAPTURED":
-        raise Rejected(f"authorization {command.authorization_id} is captured; refund it")
-    if row is not None and row[2] == "HELD":
-        customer_id, amount, _ = row
-        await db.execute(
-            "UPDATE accounts SET held = held - ?, balance = balance + ? WHERE customer_id = ?",
-            (amount, amount, customer_id),
-        )
-        await db.execute(
-            "UPDATE authorizations SET status = 'VOIDED' WHERE authorization_id = ?",
-            (command.authorization_id,),
-        )
-    return PaymentVoided(order_id=command.order_id, authorization_id=command.authorization_id)
+        raise Rejected(f"authorization {authorization_id} is captured; refund it")
+    if row is None or row[2] != "HELD":
+        return False
+    customer_id, amount, _ = row
+    await db.execute(
+        "UPDATE accounts SET held = held - ?, balance = balance + ? WHERE customer_id = ?",
+        (amount, amount, customer_id),
+    )
+    await db.execute(
+        "UPDATE authorizations SET status = 'VOIDED' WHERE authorization_id = ?",
+        (authorization_id,),
+    )
+    return True
 
 
 def _authorized(command: AuthorizePayment, authorization_id: str, amount: int) -> Record:

@@ -5,8 +5,10 @@ Rules:
   country and has capacity left; none: ``ShipmentFailed`` with the reason. An order that
   already has a scheduled shipment gets it again. The estimated delivery is the
   carrier's transit days after today.
-- ``CancelShipment`` frees the carrier's slot. Cancelling a cancelled or unknown
-  shipment changes nothing and still replies ``ShipmentCancelled``.
+- ``CancelShipment`` cancels the shipments booked by the commands it compensates (its
+  ``compensates`` header; without it, the shipment named) and frees their slots.
+  Cancelling a cancelled or unknown shipment changes nothing and still replies
+  ``ShipmentCancelled``.
 
 Invariants (`invariants`): per carrier ``0 <= booked <= capacity`` and ``booked`` equals
 its scheduled shipments.
@@ -106,20 +108,26 @@ async def schedule(command: ScheduleShipment, ctx: Context) -> Record:
 
 
 async def cancel(command: CancelShipment, ctx: Context) -> Record:
-    """Cancel a scheduled shipment and free its slot (once)."""
-    db = ctx.db
+    """Cancel what the compensated commands booked and free the slots (once)."""
+    targets = ctx.compensated_ids("ship") if ctx.compensated else (command.shipment_id,)
+    cancelled = [s for s in targets if await _cancel(ctx.db, s)]
+    shown = command.shipment_id or (cancelled[0] if cancelled else "")
+    return ShipmentCancelled(order_id=command.order_id, shipment_id=shown)
+
+
+async def _cancel(db: aiosqlite.Connection, shipment_id: str) -> bool:
     async with db.execute(
         "SELECT carrier FROM shipments WHERE shipment_id = ? AND status = 'SCHEDULED'",
-        (command.shipment_id,),
+        (shipment_id,),
     ) as cursor:
         row = await cursor.fetchone()
-    if row is not None:
-        await db.execute(
-            "UPDATE shipments SET status = 'CANCELLED' WHERE shipment_id = ?",
-            (command.shipment_id,),
-        )
-        await db.execute("UPDATE carriers SET booked = booked - 1 WHERE name = ?", (row[0],))
-    return ShipmentCancelled(order_id=command.order_id, shipment_id=command.shipment_id)
+    if row is None:
+        return False
+    await db.execute(
+        "UPDATE shipments SET status = 'CANCELLED' WHERE shipment_id = ?", (shipment_id,)
+    )
+    await db.execute("UPDATE carriers SET booked = booked - 1 WHERE name = ?", (row[0],))
+    return True
 
 
 def _scheduled(command: ScheduleShipment, shipment_id: str, carrier: str, eta: date) -> Record:

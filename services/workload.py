@@ -7,6 +7,7 @@ requests with the outcome each must reach, and how to audit the services' stores
 
 from __future__ import annotations
 
+import json
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -65,26 +66,22 @@ def order_request(i: int) -> Request:
     return Request(body, order_id, f"order:{order_id}", expected, kind)
 
 
+SEEDS = Path(__file__).resolve().parent / "seeds"
+"""The workloads' seed data, one JSON file per service (``SERVICE_SEED_FILE`` takes it as
+it is: docker-compose.yml points each service at its file)."""
+
+
+def seed_of(service: str) -> dict[str, Any]:
+    """The seed data of ``service`` for the workloads (``seeds/<service>.json``)."""
+    data: dict[str, Any] = json.loads((SEEDS / f"{service}.json").read_text(encoding="utf-8"))
+    return data
+
+
 ORDER_SEEDS: dict[str, dict[str, Any]] = {
-    "orders": {"catalogue": {"SKU-1": "5.00"}},
-    "inventory": {"stock": {"SKU-1": 1_000_000}},
-    "payments": {
-        "accounts": [
-            {
-                "customer_id": "c-ok",
-                "currency": "EUR",
-                "balance": "100000000.00",
-                "limit": "1000.00",
-            },
-            {"customer_id": "c-poor", "currency": "EUR", "balance": "1.00", "limit": "1000.00"},
-        ]
-    },
-    "shipping": {
-        "carriers": [
-            {"name": "DHL", "capacity": 1_000_000, "transit_days": 2, "countries": "DE,FR"}
-        ]
-    },
+    s: seed_of(s) for s in ("orders", "inventory", "payments", "shipping")
 }
+"""Customers ``c-ok`` (rich) and ``c-poor`` (declined), one carrier serving DE and FR
+(``ZZ`` is unshippable), plenty of ``SKU-1``."""
 
 
 async def _audit_orders(dbs: Mapping[str, Path], expected: Mapping[str, str]) -> Violations:
@@ -105,8 +102,9 @@ ORDERS = Workload(
         "effect_missing": "completed_orders_reserved_paid_shipped",
         "not_compensated": "cancelled_orders_fully_undone",
         "applied_twice": "no_command_applied_twice",
-        "compensated_without_success": "no_compensation_without_success",
         "undone_without_compensation": "undo_only_when_the_saga_asked",
+        "undone_but_not_applied": "undo_only_what_the_saga_applied",
+        "applied_after_undo": "nothing_applied_after_its_undo",
     },
 )
 
@@ -146,20 +144,7 @@ def hire_request(i: int) -> Request:
 
 
 HIRE_SEEDS: dict[str, dict[str, Any]] = {
-    "hr": {"staff": []},
-    "directory": {"accounts": [{"employee_id": "staff-1", "full_name": "Ada Lovelace"}]},
-    "assets": {"pool": {"MBP-16": 1_000_000, "MBA-13": 1_000_000, "MBP-14-M4": 0}},
-    "mail": {"domain": "example.com", "reserved": ["postmaster"]},
-    "licensing": {
-        "seats": {"IDE": 1_000_000, "GITHUB": 1_000_000, "CRM": 1_000_000, "BI": 0},
-        "roles": {
-            "ENGINEER": ["IDE", "GITHUB"],
-            "SALES": ["CRM"],
-            "SUPPORT": [],
-            "MANAGER": ["CRM", "BI"],
-        },
-    },
-    "access": {"roles": {"developer": "-", "log-reader": "-", "billing-viewer": "-"}},
+    s: seed_of(s) for s in ("hr", "directory", "assets", "mail", "licensing", "access")
 }
 """No BI seat at all (every manager's licences run short), no MBP-14-M4 in the pool."""
 
@@ -177,8 +162,9 @@ HIRES = Workload(
         "effect_missing": "onboarded_staff_fully_equipped",
         "not_compensated": "cancelled_hires_fully_undone",
         "applied_twice": "no_command_applied_twice",
-        "compensated_without_success": "no_compensation_without_success",
         "undone_without_compensation": "undo_only_when_the_saga_asked",
+        "undone_but_not_applied": "undo_only_what_the_saga_applied",
+        "applied_after_undo": "nothing_applied_after_its_undo",
         "invariants": "laptops_seats_and_accounts_conserved",
     },
 )

@@ -74,6 +74,13 @@ class MessageCount:
     def per_saga(self) -> float:
         return (self.consumed + self.produced) / self.sagas
 
+    @property
+    def routed_starts(self) -> int:
+        """Start events routed onto the saga inbox (inbox records that are not replies):
+        when there are, a saga's path has the router's hop before the engine's."""
+        inbox = self.by_topic.get(f"sagas.{SAGA}.inbox", 0)
+        return inbox - sum(self.by_topic.get(t, 0) for t in COMMAND_TOPICS)
+
 
 def engine_messages(counts: dict[str, int], placed: int) -> MessageCount:
     """What the engine consumed and produced, from a drained run's record counts."""

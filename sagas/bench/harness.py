@@ -1,23 +1,28 @@
 """Where a bench phase runs: the broker, a fresh topic prefix, and its processes.
 
-`bench_broker` yields the bootstrap servers: ``KAFKA_BOOTSTRAP_SERVERS`` when set,
-otherwise a dev broker of its own (own instance folder, free ports) stopped at the end.
-`Phase` starts the engine process(es) and the benchmark participants for one phase
-under a fresh topic prefix, waits until every inbox and events partition is owned, and
-stops everything it started (by pid, through a `Supervisor`).
+`bench_broker` yields the broker: ``KAFKA_BOOTSTRAP_SERVERS`` when set, otherwise a
+dev broker of its own (own instance folder, free ports) stopped at the end; with its
+pid when it runs on this machine (for its CPU time). `Phase` starts the engine
+process(es) and the participants for one phase under a fresh topic prefix: the
+benchmark's instant participants (`sagas.bench.participants`) or the order saga's
+services on the participant framework (`sagas.bench.framework`). It waits until every
+consumer group of the phase owns its partitions (`sagas.bench.readiness`), and stops
+everything it started (by pid, through a `Supervisor`).
 """
 
 from __future__ import annotations
 
-import asyncio
-import re
-import time
+import os
 import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
+from sagas.bench import framework
+from sagas.bench.cpu import CpuMeter, listener_pid
+from sagas.bench.readiness import NotReadyError, Wanted, wait_ready
 from sagas.dev.broker import DevKafka, free_port
 from sagas.dev.processes import ManagedProcess, ProcessSpec, Supervisor
 from sagas.dev.system import LocalSystem, SystemLayout
@@ -25,20 +30,30 @@ from sagas.errors import SagasError
 from sagas.settings import DevKafkaSettings, KafkaSettings
 
 SAGA = "order_fulfilment"
-_OWNING = re.compile(r"owning (.*)")
-_PART = re.compile(r"([\w.\-]+)\[(\d+)\]")
+INSTANT_SERVICES = ("inventory", "payments", "shipping")
+"""The commands the instant participants answer (`sagas.bench.participants`)."""
+
+Participants = Literal["instant", "framework"]
 
 
 class BenchError(SagasError):
     """A bench phase could not run (a process died, or was not ready in time)."""
 
 
+@dataclass(frozen=True)
+class BenchBroker:
+    """The broker a run measures on; ``pid`` when it is a process of this machine."""
+
+    bootstrap: str
+    pid: int | None
+
+
 @contextmanager
-def bench_broker(workdir: Path) -> Iterator[str]:
+def bench_broker(workdir: Path) -> Iterator[BenchBroker]:
     """The broker to measure on: the configured one, or a dev broker of our own."""
     external = KafkaSettings().bootstrap_servers
     if external:
-        yield external
+        yield BenchBroker(external, _local_pid(external))
         return
     settings = DevKafkaSettings()
     broker = DevKafka(
@@ -51,9 +66,17 @@ def bench_broker(workdir: Path) -> Iterator[str]:
     )
     broker.start(timeout=settings.start_timeout, quiet=True)
     try:
-        yield broker.bootstrap_servers
+        yield BenchBroker(broker.bootstrap_servers, broker.recorded_pid())
     finally:
         broker.stop()
+
+
+def _local_pid(bootstrap: str) -> int | None:
+    """The broker's pid when the first bootstrap server is on this machine."""
+    host, _, port = bootstrap.split(",")[0].rpartition(":")
+    if host not in ("127.0.0.1", "localhost", "[::1]") or not port.isdigit():
+        return None
+    return listener_pid(int(port))
 
 
 def new_prefix(phase: str) -> str:
@@ -63,10 +86,13 @@ def new_prefix(phase: str) -> str:
 
 @dataclass
 class Phase:
-    """One phase's processes: ``engines`` engine processes and one participants process.
+    """One phase's processes: ``engines`` engine processes and the participants.
 
     Attributes:
-        extra_env: added to every engine (e.g. ``SAGAS_TELEMETRY``).
+        participants: "instant" (one process answering every command at once) or
+            "framework" (`sagas serve NAME` per service of the saga, with stores).
+        extra_env: added to every process (e.g. ``SAGAS_TELEMETRY``).
+        broker_pid: the broker's pid, when known (`cpu`).
     """
 
     bootstrap: str
@@ -75,9 +101,12 @@ class Phase:
     partitions: int = 6
     engines: int = 1
     extra_env: Mapping[str, str] = field(default_factory=dict)
+    participants: Participants = "instant"
+    broker_pid: int | None = None
     prefix: str = ""
     supervisor: Supervisor | None = None
     engine_procs: list[ManagedProcess] = field(default_factory=list)
+    participant_procs: list[ManagedProcess] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.prefix = self.prefix or new_prefix(self.name)
@@ -97,6 +126,9 @@ class Phase:
     def _system(self) -> LocalSystem:
         assert self.supervisor is not None, "use `with Phase(...)`"
         env = {
+            # The services create the command topics they read when missing, with the
+            # engine's partition count: whoever comes first, the phase is the same.
+            "SERVICE_TOPIC_PARTITIONS": str(self.partitions),
             "SAGAS_TELEMETRY": "off",
             "SAGAS_TELEMETRY_LOG_FORMAT": "text",
             "SAGAS_TELEMETRY_FILE": str(self.dir / "telemetry" / "{service}-{pid}.jsonl"),
@@ -108,16 +140,72 @@ class Phase:
         return LocalSystem(layout, self.supervisor)
 
     async def start(self, deadline_s: float = 60.0) -> None:
-        """Start the engines, wait until they own every partition, start participants."""
+        """Start the engines and the participants together (each creates the topics it
+        needs when missing, with the same partition counts), and wait until every
+        consumer group of the phase owns its partitions."""
         system = self._system()
         self.engine_procs = [
             system.start(system.engine_spec(i, (SAGA,))) for i in range(1, self.engines + 1)
         ]
-        await self._wait_owned(deadline_s)
-        env = {"KAFKA_BOOTSTRAP_SERVERS": self.bootstrap, "SAGAS_TOPIC_PREFIX": self.prefix}
-        spec = ProcessSpec("participants", ("python", "-m", "sagas.bench.participants"), env)
-        assert self.supervisor is not None
-        self.supervisor.start(spec)
+        groups = self._engine_groups()
+        if self.participants == "framework":
+            seeds = framework.seeds()
+            self.participant_procs = [
+                system.start(system.service_spec(name, seed=seeds[name]))
+                for name in framework.SERVICES
+            ]
+            groups += [
+                Wanted(f"{self.prefix}{name}-service", self._commands(name), 1)
+                for name in framework.SERVICES
+            ]
+        else:
+            env = {
+                "KAFKA_BOOTSTRAP_SERVERS": self.bootstrap,
+                "SAGAS_TOPIC_PREFIX": self.prefix,
+                "SAGAS_PARTITIONS": str(self.partitions),
+            }
+            spec = ProcessSpec("participants", ("python", "-m", "sagas.bench.participants"), env)
+            self.participant_procs = [system.start(spec)]
+            topics = {t: n for s in INSTANT_SERVICES for t, n in self._commands(s).items()}
+            groups.append(Wanted(f"{self.prefix}bench-participants", topics, 1))
+        await self._wait(groups, deadline_s)
+
+    def _engine_groups(self) -> list[Wanted]:
+        """The engines' two groups: the saga inbox's and the router's (orders.events)."""
+        logs = tuple(p.log for p in self.engine_procs)
+        n = self.partitions
+        return [
+            Wanted(
+                f"{self.prefix}sagas-engine",
+                {self.topic(f"sagas.{SAGA}.inbox"): n},
+                self.engines,
+                logs,
+            ),
+            Wanted(
+                f"{self.prefix}sagas-router", {self.topic("orders.events"): n}, self.engines, logs
+            ),
+        ]
+
+    def _commands(self, service: str) -> dict[str, int]:
+        # The engine creates the command topics with the saga's partition count.
+        return {self.topic(f"{service}.commands"): self.partitions}
+
+    async def _wait(self, groups: list[Wanted], deadline_s: float) -> None:
+        try:
+            await wait_ready(self.bootstrap, groups, deadline_s, self.check_alive)
+        except NotReadyError as exc:
+            raise BenchError(f"{exc}; logs in {self.dir}") from exc
+
+    def cpu(self) -> CpuMeter:
+        """The CPU meter of this phase's components (the bench: this process)."""
+        return CpuMeter(
+            {
+                "engine": [p.pid for p in self.engine_procs],
+                "participants": [p.pid for p in self.participant_procs],
+                "broker": None if self.broker_pid is None else [self.broker_pid],
+                "bench": [os.getpid()],
+            }
+        )
 
     def start_process(self, name: str, argv: tuple[str, ...], env: Mapping[str, str]) -> None:
         assert self.supervisor is not None, "use `with Phase(...)`"
@@ -134,47 +222,3 @@ class Phase:
                 raise BenchError(
                     f"{proc.spec.name} exited ({proc.exit_code()}), log {proc.log}:\n{tail}"
                 )
-
-    async def _wait_owned(self, deadline_s: float) -> None:
-        """Wait until the engines' latest ownership lines cover each inbox and events
-        partition exactly once (every member joined, no rebalance in flight)."""
-        end = time.monotonic() + deadline_s
-        wanted = set(range(self.partitions))
-        while True:
-            self.check_alive()
-            inbox: list[int] = []
-            events: list[int] = []
-            owners = 0
-            for proc in self.engine_procs:
-                last_inbox, last_events = _latest_ownership(proc.log)
-                inbox += last_inbox
-                events += last_events
-                owners += bool(last_inbox)
-            covered = sorted(inbox) == sorted(wanted) and sorted(events) == sorted(wanted)
-            if covered and owners == min(self.engines, self.partitions):
-                return
-            if time.monotonic() > end:
-                raise BenchError(
-                    f"engines did not own all {self.partitions} partitions in {deadline_s:.0f}s "
-                    f"(inbox {sorted(inbox)}, events {sorted(events)}); logs in {self.dir}"
-                )
-            await asyncio.sleep(0.2)  # poll interval while the group settles
-
-
-def _latest_ownership(log: Path) -> tuple[list[int], list[int]]:
-    inbox: list[int] = []
-    events: list[int] = []
-    try:
-        text = log.read_text(errors="replace")
-    except FileNotFoundError:
-        return inbox, events
-    for line in text.splitlines():
-        m = _OWNING.search(line)
-        if m is None:
-            continue
-        parts = _PART.findall(m.group(1))
-        if any(t.endswith(f"{SAGA}.inbox") for t, _ in parts):
-            inbox = [int(p) for t, p in parts if t.endswith(f"{SAGA}.inbox")]
-        elif any(t.endswith("orders.events") for t, _ in parts):
-            events = [int(p) for t, p in parts if t.endswith("orders.events")]
-    return inbox, events

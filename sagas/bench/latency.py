@@ -1,11 +1,12 @@
 """Open-loop sweep: achieved throughput and cycle time against offered load.
 
-One phase (engine, participants, fresh prefix). For each offered rate, ascending, the
-generator sends orders at that constant arrival rate for ``step_s`` seconds, whatever
-the system does; the cycle time of an order is from the moment it was due to the
-moment its ``OrderFulfilled`` was seen (read_committed). Orders still running when the
-drain deadline passes count with the time they had waited by then (a lower bound), so
-overload shows as such instead of vanishing from the sample.
+One phase (engine, participants instant or on the framework, fresh prefix). For each
+offered rate, ascending, the generator sends orders at that constant arrival rate for
+``step_s`` seconds, whatever the system does; the cycle time of an order is from the
+moment it was due to the moment its ``OrderFulfilled`` was seen (read_committed).
+Orders still running when the drain deadline (``drain_s`` after the last step) passes
+count with the time they had waited by then (a lower bound), so overload shows as such
+instead of vanishing from the sample.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from sagas.bench.harness import BenchError, Phase
+from sagas.bench.harness import BenchError, Participants, Phase
 from sagas.bench.load import ORDERS, Generator, Observer
 from services.app import app as examples
 
@@ -48,14 +49,21 @@ async def sweep(
     rates: Sequence[float],
     *,
     step_s: float = 12.0,
-    skip_s: float = 1.0,
+    skip_s: float | None = None,
     drain_s: float = 15.0,
+    participants: Participants = "instant",
     progress: Callable[[str], None] = print,
 ) -> list[Step]:
-    """Run the sweep over ``rates`` (sagas per second, ascending)."""
+    """Run the sweep over ``rates`` (sagas per second, ascending).
+
+    The first ``skip_s`` of each step (by default 1 s, or a quarter of a shorter step)
+    are not sampled: the system moves from the previous rate to this one.
+    """
+    skip_s = min(1.0, step_s / 4) if skip_s is None else skip_s
     codec = examples.codec()
     windows: list[tuple[float, float, float, int, int]] = []
-    with Phase(bootstrap, workdir, "latency") as phase:
+    phase = Phase(bootstrap, workdir, f"latency-{participants}", participants=participants)
+    with phase:
         await phase.start()
         observer = Observer(bootstrap, phase.topic(ORDERS))
         async with asyncio.TaskGroup() as tg:

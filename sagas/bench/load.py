@@ -26,13 +26,15 @@ from services.messages.orders import Address, OrderLine, OrderPlaced
 
 ORDERS = "orders.events"
 FULFILLED_TYPE = b"orders.OrderFulfilled"
+CUSTOMER = "c-bench"
+"""The customer of every bench order (the framework participants' seed holds its account)."""
 
 
-def order_record(codec: Codec, order_id: str) -> tuple[list[tuple[str, bytes]], bytes]:
-    """Headers and value of one ``OrderPlaced`` (two lines, like the demo's orders)."""
-    event = OrderPlaced(
+def order_placed(order_id: str) -> OrderPlaced:
+    """One bench order: two lines, an address in Germany, 22.50 EUR (like the demo's)."""
+    return OrderPlaced(
         order_id=order_id,
-        customer_id="c-bench",
+        customer_id=CUSTOMER,
         items=(
             OrderLine(sku="SKU-1", quantity=2, unit_price=Decimal("5.00")),
             OrderLine(sku="SKU-2", quantity=1, unit_price=Decimal("12.50")),
@@ -49,6 +51,11 @@ def order_record(codec: Codec, order_id: str) -> tuple[list[tuple[str, bytes]], 
         ),
         placed_at=datetime.now(UTC),
     )
+
+
+def order_record(codec: Codec, order_id: str) -> tuple[list[tuple[str, bytes]], bytes]:
+    """Headers and value of one ``OrderPlaced`` (`order_placed`)."""
+    event = order_placed(order_id)
     envelope = Envelope(
         id=str(uuid.uuid4()),
         type=event.SCHEMA,

@@ -6,7 +6,8 @@ load. They read ``inventory``, ``payments`` and ``shipping`` commands with
 produce the success reply to its ``reply_to`` topic, keyed by saga id, from one
 idempotent producer; no store, no dedupe. Run as
 ``python -m sagas.bench.participants`` with ``KAFKA_BOOTSTRAP_SERVERS`` and
-``SAGAS_TOPIC_PREFIX`` set.
+``SAGAS_TOPIC_PREFIX`` set; it creates the command topics when missing (with
+``SAGAS_PARTITIONS`` partitions, as the engine does), so it can start with the engine.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from datetime import UTC, datetime
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
+from sagas.bench.topics import create_topics
 from sagas.contracts.codec import Codec
 from sagas.contracts.record import Envelope, Record
 from services.app import app as examples
@@ -86,11 +88,13 @@ def reply(codec: Codec, command: Envelope) -> tuple[str, bytes, list[tuple[str, 
     return command.reply_to or "", (command.saga_id or "").encode(), headers, value
 
 
-async def serve(bootstrap: str, prefix: str, stop: asyncio.Event) -> None:
+async def serve(bootstrap: str, prefix: str, stop: asyncio.Event, partitions: int = 6) -> None:
     """Answer commands until ``stop`` is set."""
+    topics = [f"{prefix}{s}.commands" for s in SERVICES]
+    await create_topics(bootstrap, dict.fromkeys(topics, partitions))
     codec = examples.codec()
     consumer = AIOKafkaConsumer(
-        *(f"{prefix}{s}.commands" for s in SERVICES),
+        *topics,
         bootstrap_servers=bootstrap,
         group_id=f"{prefix}bench-participants",
         isolation_level="read_committed",
@@ -121,13 +125,14 @@ async def serve(bootstrap: str, prefix: str, stop: asyncio.Event) -> None:
 def main() -> None:
     bootstrap = os.environ["KAFKA_BOOTSTRAP_SERVERS"]
     prefix = os.environ.get("SAGAS_TOPIC_PREFIX", "")
+    partitions = int(os.environ.get("SAGAS_PARTITIONS", "6"))
 
     async def run() -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        await serve(bootstrap, prefix, stop)
+        await serve(bootstrap, prefix, stop, partitions)
 
     asyncio.run(run())
 

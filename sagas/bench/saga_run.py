@@ -1,18 +1,19 @@
-"""The order saga at saturation: sagas and engine messages per second.
+"""The order saga at saturation: sagas and engine messages per second, CPU per saga.
 
-One phase: engine process(es) and the benchmark participants under a fresh prefix. A
-warm-up of ``warmup`` orders is run to completion first (and, when asked, the records
-it left are counted to get the messages one saga costs). Then the generator keeps a
-backlog of orders in front of the engine (``BACKLOG_MIN`` orders, or ``BACKLOG_S``
-seconds of completions, sent but not completed) and completions are counted over ``duration_s``
-after a ramp.
+One phase: engine process(es) and the participants (instant, or on the participant
+framework: see `sagas.bench.harness.Phase`) under a fresh prefix. A warm-up of
+``warmup`` orders is run to completion first (and, when asked, the records it left are
+counted to get the messages one saga costs). Then the generator keeps a backlog of
+orders in front of the engine (``BACKLOG_MIN`` orders, or ``BACKLOG_S`` seconds of
+completions, sent but not completed) and completions are counted over ``duration_s``
+after a ramp. The CPU time of each component (`sagas.bench.cpu`) is read at both ends
+of the window.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import shutil
 import subprocess
 import sys
@@ -22,7 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from sagas.bench.count import MessageCount, count_records, engine_messages
-from sagas.bench.harness import BenchError, Phase
+from sagas.bench.cpu import usage
+from sagas.bench.harness import BenchError, Participants, Phase
 from sagas.bench.load import ORDERS, Generator, Observer
 from services.app import app as examples
 
@@ -43,23 +45,30 @@ MIN_COMPLETIONS = 20
 
 @dataclass
 class SagaRun:
-    """What one saturation run measured."""
+    """What one saturation run measured.
+
+    Attributes:
+        cpu_per_s: CPU seconds per second of each component during the window
+            (`sagas.bench.cpu.usage`: engine, participants, broker, bench, totals).
+        cpu_per_1000: CPU seconds per 1,000 sagas completed in the window, the same keys.
+    """
 
     sagas_per_s: float
-    engine_cpu: float
-    """Engine CPU seconds per second (all engine processes) during the window."""
-    participants_cpu: float
+    completed: int
+    window_s: float
+    cpu_per_s: dict[str, float | None]
+    cpu_per_1000: dict[str, float | None]
     messages: MessageCount | None = None
     timeline: list[tuple[float, float]] = field(default_factory=list)
 
+    @property
+    def engine_cpu(self) -> float:
+        """Engine CPU seconds per second (all engine processes) during the window."""
+        return self.cpu_per_s["engine"] or 0.0
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a live process (Linux /proc)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except (FileNotFoundError, ProcessLookupError):
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    @property
+    def participants_cpu(self) -> float:
+        return self.cpu_per_s["participants"] or 0.0
 
 
 async def run_saturated(
@@ -70,6 +79,8 @@ async def run_saturated(
     partitions: int = 6,
     engines: int = 1,
     env: Mapping[str, str] | None = None,
+    participants: Participants = "instant",
+    broker_pid: int | None = None,
     duration_s: float = 15.0,
     ramp_s: float = 3.0,
     warmup: int = 50,
@@ -79,7 +90,10 @@ async def run_saturated(
 ) -> SagaRun:
     """Run one saturation phase; see the module docstring."""
     codec = examples.codec()
-    with Phase(bootstrap, workdir, name, partitions, engines, env or {}) as phase:
+    phase = Phase(
+        bootstrap, workdir, name, partitions, engines, env or {}, participants, broker_pid
+    )
+    with phase:
         await phase.start()
         observer = Observer(bootstrap, phase.topic(ORDERS))
         async with asyncio.TaskGroup() as tg:
@@ -119,20 +133,18 @@ async def _measure(
         return max(BACKLOG_MIN, int(observer.rate(now - 2, now) * BACKLOG_S))
 
     stop = asyncio.Event()
-    pids = [p.pid for p in phase.engine_procs]
-    assert phase.supervisor is not None
-    helper = phase.supervisor.processes["participants"].pid
+    meter = phase.cpu()
     async with asyncio.TaskGroup() as tg:
         tg.create_task(gen.keep_backlog(lambda: observer.count, backlog, stop))
         try:
             await asyncio.sleep(ramp_s)  # ramp: the backlog reaches the engine
             await _completions_flow(phase, observer, deadline_s=60)
-            spy = _start_profile(profile, pids[0], duration_s)
-            t0, cpu0, p0 = time.monotonic(), sum(map(cpu_seconds, pids)), cpu_seconds(helper)
+            spy = _start_profile(profile, phase.engine_procs[0].pid, duration_s)
+            t0, cpu0, first = time.monotonic(), meter.read(), observer.count
             timeline = []
             # The window lasts ``duration_s`` and, on a slow machine whose engine commits
             # in bursts, until MIN_COMPLETIONS sagas completed in it (60 s more at most).
-            end, limit, first = t0 + duration_s, t0 + duration_s + 60, observer.count
+            end, limit = t0 + duration_s, t0 + duration_s + 60
             while (now := time.monotonic()) < end or (
                 observer.count - first < MIN_COMPLETIONS and now < limit
             ):
@@ -140,16 +152,23 @@ async def _measure(
                 now = time.monotonic()
                 timeline.append((now - t0, observer.rate(now - 1, now)))
                 phase.check_alive()
-            t1 = time.monotonic()
-            cpu1, p1 = sum(map(cpu_seconds, pids)), cpu_seconds(helper)
+            t1, cpu1 = time.monotonic(), meter.read()
             rate = observer.rate(t0, t1)
+            completed = round(rate * (t1 - t0))
             progress(f"    {rate:8.1f} sagas/s over {t1 - t0:.0f}s")
         finally:
             stop.set()
     if spy is not None:
         with contextlib.suppress(subprocess.TimeoutExpired):
             spy.wait(timeout=30)
-    return SagaRun(rate, (cpu1 - cpu0) / (t1 - t0), (p1 - p0) / (t1 - t0), timeline=timeline)
+    return SagaRun(
+        rate,
+        completed,
+        t1 - t0,
+        cpu_per_s=usage(cpu0, cpu1, t1 - t0),
+        cpu_per_1000=usage(cpu0, cpu1, max(completed, 1) / 1000),
+        timeline=timeline,
+    )
 
 
 async def _completions_flow(phase: Phase, observer: Observer, deadline_s: float) -> None:

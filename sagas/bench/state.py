@@ -28,6 +28,7 @@ from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
+from sagas.bench.readiness import NotReadyError, Wanted, wait_ready
 from sagas.bench.stored_sagas import (
     PARTITION,
     SAGA,
@@ -241,16 +242,21 @@ def _new_orders(db: Path) -> int:
     return int(count)
 
 
-async def _wait_log(
-    engine: ManagedProcess, text: str, supervisor: Supervisor, deadline_s: float
+async def _wait_owned(
+    bootstrap: str, prefix: str, engine: ManagedProcess, supervisor: Supervisor, deadline_s: float
 ) -> None:
-    """Wait until the engine's log holds ``text``."""
-    log = engine.log
-    began = time.monotonic()
-    while text not in await asyncio.to_thread(log.read_text, errors="replace"):
-        if not engine.alive() or time.monotonic() - began > deadline_s:
-            raise BenchError(f"engine never logged {text!r}:\n" + _tail(supervisor))
-        await asyncio.sleep(0.2)  # polling interval of the deadline loop above
+    """Wait until the engine owns the inbox's one partition (`sagas.bench.readiness`)."""
+
+    def check_alive() -> None:
+        if not engine.alive():
+            raise BenchError("engine exited:\n" + _tail(supervisor))
+
+    inbox = prefix + topics.inbox(SAGA)
+    wanted = Wanted(f"{prefix}sagas-engine", {inbox: 1}, 1, (engine.log,))
+    try:
+        await wait_ready(bootstrap, [wanted], deadline_s, check_alive)
+    except NotReadyError as exc:
+        raise BenchError(f"{exc}:\n" + _tail(supervisor)) from exc
 
 
 async def rss_mb(
@@ -275,7 +281,7 @@ async def rss_mb(
         system = LocalSystem(layout, supervisor)
         engine = system.start(system.engine_spec(0, (SAGA,)))
         inbox = prefix + topics.inbox(SAGA)
-        await _wait_log(engine, f"owning {inbox}[0]", supervisor, deadline_s)
+        await _wait_owned(bootstrap, prefix, engine, supervisor, deadline_s)
         last_reply, orders = await _send_work(bootstrap, prefix, n, work)
         began = time.monotonic()
         group = f"{prefix}sagas-engine"

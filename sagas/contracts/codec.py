@@ -214,6 +214,7 @@ class Codec:
             in_reply_to=meta.in_reply_to,
             traceparent=meta.traceparent,
             tracestate=meta.tracestate,
+            compensates=meta.compensates,
         )
 
     @staticmethod

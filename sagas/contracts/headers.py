@@ -13,11 +13,16 @@ The payload stays the Avro value; the event attributes travel as headers::
     in_reply_to     on a reply, the ce_id of the command it answers (optional)
     traceparent     W3C trace context (optional); tracestate goes with it
 
-A saga's compensation also carries (written by ``sagas.runtime.wire``, not read into
-the envelope here)::
+A saga's compensation also carries::
 
     compensates     the ids of the commands it undoes, comma-separated
                     ("order:o-1:reserve_stock:1,order:o-1:reserve_stock:2")
+
+``compensates`` grows with the attempts of its step (one id each), so it is exempt
+from the 4 KiB bound of one header: it may fill what all headers together may hold
+(`MAX_HEADERS_BYTES`, some 1,500 ids of 40 bytes). A compensation whose headers are
+larger is refused like any other oversized message (``headers-too-large``): a
+participant dead-letters it rather than undo only some of its commands.
 
 Written by hand rather than with the ``cloudevents`` SDK: its Kafka binding takes a
 ``dict`` of headers, which would silently merge a forged duplicate ``ce_type`` that we
@@ -45,7 +50,8 @@ RawHeaders = Sequence[tuple[str, bytes | None]]
 
 _REQUIRED = ("ce_specversion", "ce_id", "ce_type", "ce_source", "ce_time", "content-type")
 _OPTIONAL = ("saga_id", "reply_to", "in_reply_to", "traceparent", "tracestate")
-_KNOWN = frozenset(_REQUIRED + _OPTIONAL)
+COMPENSATES = "compensates"
+_KNOWN = frozenset((*_REQUIRED, *_OPTIONAL, COMPENSATES))
 _TRACEPARENT = re.compile(r"^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$")
 _MAX_HEADER_BYTES = 4096
 MAX_HEADERS = 64
@@ -67,6 +73,7 @@ class Metadata:
     in_reply_to: str | None = None
     traceparent: str | None = None
     tracestate: str | None = None
+    compensates: tuple[str, ...] = ()
 
 
 def format_time(moment: datetime) -> str:
@@ -90,15 +97,45 @@ def to_headers(envelope: Envelope) -> Headers:
         value = getattr(envelope, name)
         if value is not None:
             headers.append((name, value.encode()))
+    if envelope.compensates:
+        headers.append((COMPENSATES, format_compensates(envelope.compensates).encode()))
     headers.append(("content-type", CONTENT_TYPE.encode()))
     return headers
+
+
+def format_compensates(ids: Sequence[str]) -> str:
+    """The ``compensates`` header's text: the ids joined by commas.
+
+    Raises:
+        ValueError: an id is empty or holds a comma (it could not be read back).
+    """
+    for command_id in ids:
+        if not command_id or "," in command_id:
+            raise ValueError(f"a compensated command id cannot be {command_id!r}")
+    return ",".join(ids)
+
+
+def parse_compensates(text: str) -> tuple[str, ...]:
+    """The command ids of a ``compensates`` header, in order, each once.
+
+    Raises:
+        HeaderError: an empty id (``"a,,b"``), or one longer than a ``ce_id`` may be.
+    """
+    ids = text.split(",")
+    for command_id in ids:
+        if not command_id.strip():
+            raise HeaderError("header compensates names an empty command id")
+        if len(command_id.encode()) > _MAX_HEADER_BYTES:
+            raise HeaderError(f"header compensates names an id over {_MAX_HEADER_BYTES} bytes")
+    return tuple(dict.fromkeys(ids))
 
 
 def from_headers(headers: RawHeaders) -> Metadata:
     """Validate the headers of an incoming message and read its attributes.
 
     Unknown headers are ignored; known ones must appear once, be UTF-8, and be
-    well-formed. All of them together are bounded (`MAX_HEADERS`, `MAX_HEADERS_BYTES`).
+    well-formed; each at most 4 KiB, except ``compensates``. All of them together
+    are bounded (`MAX_HEADERS`, `MAX_HEADERS_BYTES`).
     An invalid ``traceparent`` is dropped (with its ``tracestate``), as the W3C spec
     asks, instead of rejecting the message.
 
@@ -132,6 +169,7 @@ def from_headers(headers: RawHeaders) -> Metadata:
         in_reply_to=values.get("in_reply_to"),
         traceparent=traceparent,
         tracestate=tracestate if traceparent is not None else None,
+        compensates=parse_compensates(values[COMPENSATES]) if COMPENSATES in values else (),
     )
 
 
@@ -154,7 +192,8 @@ def _collect(headers: RawHeaders) -> dict[str, str]:
             raise HeaderError(f"header {name} appears more than once", reason="header-duplicate")
         if not isinstance(raw, bytes):
             raise HeaderError(f"header {name} has no bytes value")
-        if len(raw) > _MAX_HEADER_BYTES:
+        # compensates is bounded by MAX_HEADERS_BYTES alone (see the module docstring).
+        if len(raw) > _MAX_HEADER_BYTES and name != COMPENSATES:
             raise HeaderError(f"header {name} is longer than {_MAX_HEADER_BYTES} bytes")
         try:
             values[name] = raw.decode("utf-8")

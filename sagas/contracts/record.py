@@ -38,6 +38,9 @@ class Envelope:
         in_reply_to: on a reply, the ``ce_id`` of the command it answers (a saga
             matches the reply to its step by it).
         traceparent, tracestate: W3C trace context.
+        compensates: on a saga's compensation, the ids of the commands it undoes
+            (header ``compensates``); a participant refuses those it has not seen yet
+            when they come (see docs/services.md).
     """
 
     id: str
@@ -50,3 +53,4 @@ class Envelope:
     traceparent: str | None = None
     tracestate: str | None = None
     in_reply_to: str | None = None
+    compensates: tuple[str, ...] = ()

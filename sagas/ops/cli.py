@@ -90,6 +90,17 @@ def _add_demo(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     demo.add_parser(sub)
 
 
+def _add_load(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    try:
+        from sagas.ops.demo import load
+    except ModuleNotFoundError as exc:
+        if not _is_examples(exc):
+            raise
+        _examples_only(sub, "load", "place the example workload on a running system")(exc)
+        return
+    load.add_parser(sub)
+
+
 def _add_chaos(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     try:
         from sagas.chaos import command
@@ -193,6 +204,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         return parser
     _add_dev(sub)
     _add_demo(sub)
+    _add_load(sub)
     _add_chaos(sub)
     _add_check(sub)
     _add_codegen(sub)

@@ -12,16 +12,44 @@ import hashlib
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import aiosqlite
 
 from sagas.contracts.record import Envelope, Record
 from sagas.contracts.usages import Usage
 
+if TYPE_CHECKING:
+    from sagas.participant.timers import Every
+
 C = TypeVar("C", bound=Record)
+R = TypeVar("R", bound=Record)
 
 JSONObject = dict[str, Any]
+
+
+def derived_id(message_id: str, prefix: str) -> str:
+    """The id `Context.new_id` makes for ``message_id``: ``<prefix>-<16 hex digits>``."""
+    digest = hashlib.sha256(message_id.encode()).hexdigest()[:16]
+    return f"{prefix}-{digest}"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Compensated:
+    """A command that the compensation being handled undoes, as this service knows it.
+
+    Attributes:
+        command_id: its ``ce_id`` (from the compensation's ``compensates`` header).
+        reply: the reply stored for it here, decoded: what it did (a success, a
+            business failure such as ``StockUnavailable``, or ``sagas.CommandFailed``);
+            None when it never arrived.
+        refused: it had not arrived when a compensation named it: the service refuses
+            it whenever it comes (a tombstone), so it never applies anything.
+    """
+
+    command_id: str
+    reply: Record | None = None
+    refused: bool = False
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -35,17 +63,32 @@ class Context:
         envelope: the command's (or event's) metadata: id, saga id, trace context.
         now: the time the command is handled (UTC).
         service: the service's name.
+        compensated: for a compensation, every command it undoes (its ``compensates``
+            header), with what this service did for each; empty otherwise. Commands
+            not seen yet are refused from now on, in this same transaction.
     """
 
     db: aiosqlite.Connection
     envelope: Envelope
     now: datetime
     service: str
+    compensated: tuple[Compensated, ...] = ()
 
     def new_id(self, prefix: str) -> str:
         """An id derived from the message id: the same command always makes the same id."""
-        digest = hashlib.sha256(self.envelope.id.encode()).hexdigest()[:16]
-        return f"{prefix}-{digest}"
+        return derived_id(self.envelope.id, prefix)
+
+    def compensated_ids(self, prefix: str) -> tuple[str, ...]:
+        """The ids ``new_id(prefix)`` made, or would have made, while handling each command
+        this compensation undoes: what to look for to undo exactly their work (a row
+        made by another command, e.g. one the employee held before the saga, has
+        another id)."""
+        return tuple(derived_id(c.command_id, prefix) for c in self.compensated)
+
+    def compensated_replies(self, reply_type: type[R]) -> list[R]:
+        """The stored replies of type ``reply_type`` to the commands this compensation
+        undoes (e.g. ``StockReserved``: the reservations they made), oldest first."""
+        return [c.reply for c in self.compensated if isinstance(c.reply, reply_type)]
 
 
 @dataclass(frozen=True)
@@ -109,6 +152,9 @@ class Participant:
         after_command: called after each command's reply was produced, with the
             service (e.g. to publish the domain events an outbox holds).
         publishes: domain event topics it writes to, created when missing like its own.
+        timers: work run periodically on the store (e.g. expiring holds), each
+            ``Every(interval, run)``; a runner drives them with
+            `sagas.participant.timers.Timers` (``tick(now)``, or ``run_timers``).
     """
 
     name: str
@@ -123,6 +169,7 @@ class Participant:
     on_start: Callable[[Any], Awaitable[None]] | None = None
     after_command: Callable[[Any], Awaitable[None]] | None = None
     publishes: tuple[str, ...] = ()
+    timers: tuple[Every, ...] = ()
 
     def __post_init__(self) -> None:
         types = [h.command.SCHEMA for h in self.handlers]

@@ -12,6 +12,12 @@ it runs the same under the faust agent and in unit tests. For a command:
 3. a handler that raises rolls its writes back and gets ``sagas.CommandFailed``
    (``retryable`` from the exception type); a non-retryable failure is stored too, so
    a duplicate gets the same answer.
+
+Tombstones: a compensation names the commands it undoes (``Envelope.compensates``).
+In the compensation's transaction, each of them not processed yet gets a tombstone,
+and the handler sees what was done for each (`Context.compensated`). A command that
+comes after its tombstone is refused: ``sagas.CommandFailed`` (not retryable, reason
+`REFUSED`), stored like any reply, and nothing is applied.
 """
 
 from __future__ import annotations
@@ -24,18 +30,30 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import aiosqlite
+
 from sagas.contracts.codec import Codec
 from sagas.contracts.errors import MessageError
 from sagas.contracts.headers import RawHeaders
 from sagas.contracts.messages.sagas import CommandFailed
 from sagas.contracts.record import Envelope, Record
-from sagas.participant.definition import Context, Handler, Participant
+from sagas.participant.definition import Compensated, Context, Handler, Participant
 from sagas.participant.errors import InjectedFault, is_retryable
-from sagas.participant.store import Outbound, Store, find_processed, record_processed
+from sagas.participant.store import (
+    Outbound,
+    Store,
+    find_processed,
+    is_tombstoned,
+    record_processed,
+    record_tombstones,
+)
 from sagas.runtime.deadletter import fit
 from sagas.telemetry.participant import ParticipantTelemetry
 
 log = logging.getLogger(__name__)
+
+REFUSED = "compensated before it arrived"
+"""The reason (prefix) of the refusal of a command whose compensation came first."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -143,7 +161,15 @@ class Processor:
                 if isinstance(stored, Outbound):
                     log.info("%s: replaying the reply to %s", self.participant.name, envelope.id)
                     return stored
-                context = Context(db=db, envelope=envelope, now=now, service=self.participant.name)
+                if await is_tombstoned(db, envelope.id):
+                    return await self._refuse(db, envelope, now)
+                context = Context(
+                    db=db,
+                    envelope=envelope,
+                    now=now,
+                    service=self.participant.name,
+                    compensated=await self._compensated(db, envelope, now),
+                )
                 reply = self.reply(envelope, await handler.handle(envelope.payload, context))
                 await record_processed(db, envelope.id, envelope.type, now, reply)
         except Exception as exc:
@@ -154,6 +180,50 @@ class Processor:
         self._applied()
         return reply
 
+    async def _compensated(
+        self, db: aiosqlite.Connection, envelope: Envelope, now: datetime
+    ) -> tuple[Compensated, ...]:
+        """What was done here for each command ``envelope`` undoes; tombstones those not
+        processed yet (in the caller's transaction)."""
+        if not envelope.compensates:
+            return ()
+        added = set(await record_tombstones(db, envelope.compensates, envelope.id, now))
+        found = []
+        for command_id in envelope.compensates:
+            stored = await find_processed(db, command_id)
+            reply = None
+            if isinstance(stored, Outbound):
+                reply = self.codec.decode(stored.headers, stored.value).payload
+            refused = command_id in added or await is_tombstoned(db, command_id)
+            found.append(Compensated(command_id=command_id, reply=reply, refused=refused))
+        return tuple(found)
+
+    async def _refuse(
+        self, db: aiosqlite.Connection, envelope: Envelope, now: datetime
+    ) -> Outbound:
+        """The stored refusal of a command whose compensation was processed first."""
+        async with db.execute(
+            "SELECT compensated_by FROM tombstones WHERE command_id = ?", (envelope.id,)
+        ) as cursor:
+            row = await cursor.fetchone()
+        log.warning(
+            "%s: refusing %s %s: %s (%s)",
+            self.participant.name,
+            envelope.type,
+            envelope.id,
+            REFUSED,
+            row[0] if row else "?",
+        )
+        refusal = CommandFailed(
+            command_id=envelope.id,
+            command_type=envelope.type,
+            reason=f"{REFUSED} ({row[0] if row else 'unknown'})"[:500],
+            retryable=False,
+        )
+        reply = self.reply(envelope, refusal)
+        await record_processed(db, envelope.id, envelope.type, now, reply)
+        return reply
+
     async def _failed(self, envelope: Envelope, exc: Exception, now: datetime) -> Outbound:
         reply = self.reply(envelope, _failure(envelope, exc))
         if not is_retryable(exc):
@@ -161,6 +231,9 @@ class Processor:
                 stored = await find_processed(db, envelope.id)
                 if isinstance(stored, Outbound):
                     return stored
+                # Answered for good: the commands it names must not be applied later,
+                # when nothing would undo them any more.
+                await record_tombstones(db, envelope.compensates, envelope.id, now)
                 await record_processed(db, envelope.id, envelope.type, now, reply)
         return reply
 

@@ -37,6 +37,7 @@ from sagas.kafka_security import checked_options
 from sagas.participant.definition import JSONObject, Participant
 from sagas.participant.processor import Faults, Incoming, Processor
 from sagas.participant.runner import KafkaRunner
+from sagas.participant.timers import run_timers
 from sagas.participant.settings import ServiceSettings
 from sagas.participant.store import Outbound, Store
 from sagas.participant.web import WebEndpoint
@@ -126,6 +127,7 @@ class ParticipantService:
         """The aiokafka loop (the default runner)."""
         self._task: asyncio.Task[None] | None = None
         self._web: WebEndpoint | None = None
+        self._timers: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
         self._started = False
 
@@ -166,6 +168,11 @@ class ParticipantService:
             if self.web_port > 0:
                 self._web = WebEndpoint(self, self.settings.web_host, self.web_port)
                 await self._web.start()
+            if self.participant.timers:
+                self._timers = asyncio.create_task(
+                    run_timers(self.participant, self.store, self.processor.clock),
+                    name=f"{self.participant.name}-timers",
+                )
             if self.participant.on_start is not None:
                 await self.participant.on_start(self)
         except BaseException:
@@ -206,6 +213,10 @@ class ParticipantService:
             return
         self._started = False
         web, self._web = self._web, None
+        timers, self._timers = self._timers, None
+        if timers is not None:
+            timers.cancel()
+            await asyncio.wait({timers})
         runner, self.runner = self.runner, None
         task, self._task = self._task, None
         app, self.app = self.app, None

@@ -30,11 +30,6 @@ class ServiceSettings(BaseSettings):
     db_path: Path | None = Field(
         None, description="The service's SQLite file; unset means <data_dir>/<name>.sqlite3."
     )
-    web_host: str = Field(
-        "127.0.0.1",
-        description="Address the web endpoint listens on; 0.0.0.0 only inside a container "
-        "whose port is published (docker-compose.yml).",
-    )
     runner: Literal["aiokafka", "faust"] = Field(
         "aiokafka",
         description="The consuming loop: aiokafka (default) or faust (faust-streaming "
@@ -44,8 +39,14 @@ class ServiceSettings(BaseSettings):
         None,
         ge=0,
         le=65535,
-        description="Port of the health endpoint on 127.0.0.1; unset: the service's "
-        "default; 0: no web endpoint.",
+        description="Port of the health endpoint (and the service's routes); unset: the "
+        "service's default; 0: no web endpoint.",
+    )
+    web_host: str = Field(
+        "127.0.0.1",
+        min_length=1,
+        description="Address the web endpoint listens on: loopback by default; 0.0.0.0 "
+        "inside a container whose port is published (docker-compose.yml).",
     )
     group_id: str | None = Field(
         None, description="Kafka consumer group; unset means <topic_prefix><name>-service."

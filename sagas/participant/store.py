@@ -3,13 +3,17 @@
 Invariant: a command's side effects and the row saying it was processed (with the
 reply to send for it) are written in ONE SQLite transaction. A duplicate delivery finds
 the row and gets the stored reply again; a crash before the commit leaves neither.
+
+Invariant: a compensation and the tombstones of the commands it undoes that were not
+processed yet are written in ONE transaction too; a command with a tombstone is
+refused when it comes, and applies nothing.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -28,6 +32,11 @@ CREATE TABLE IF NOT EXISTS processed (
     reply_value  BLOB
 );
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS tombstones (
+    command_id     TEXT PRIMARY KEY,   -- a command compensated before it arrived
+    compensated_by TEXT NOT NULL,      -- ce_id of that compensation
+    recorded_at    TEXT NOT NULL
+);
 """
 
 
@@ -149,3 +158,32 @@ async def record_processed(
             None if reply is None else reply.value,
         ),
     )
+
+
+async def is_tombstoned(db: aiosqlite.Connection, command_id: str) -> bool:
+    """Whether a compensation named ``command_id`` before it was processed here."""
+    async with db.execute("SELECT 1 FROM tombstones WHERE command_id = ?", (command_id,)) as c:
+        return await c.fetchone() is not None
+
+
+async def record_tombstones(
+    db: aiosqlite.Connection, command_ids: Sequence[str], compensated_by: str, at: datetime
+) -> list[str]:
+    """Tombstone each of ``command_ids`` not processed (nor tombstoned) yet; returns those."""
+    added = []
+    for command_id in command_ids:
+        if await find_processed(db, command_id) is not None:
+            continue
+        cursor = await db.execute(
+            "INSERT OR IGNORE INTO tombstones VALUES (?, ?, ?)",
+            (command_id, compensated_by, at.isoformat()),
+        )
+        if cursor.rowcount == 1:
+            added.append(command_id)
+    return added
+
+
+async def tombstoned_ids(db: aiosqlite.Connection) -> list[str]:
+    """Every tombstoned command id (for audits)."""
+    async with db.execute("SELECT command_id FROM tombstones ORDER BY rowid") as cursor:
+        return [str(row[0]) async for row in cursor]

@@ -35,11 +35,13 @@ def command_envelope(
     command: Record,
     *,
     command_id: str,
-    saga_id: str = "saga:1",
+    saga_id: str | None = "saga:1",
     reply_to: str | None = REPLY_TO,
     traceparent: str | None = None,
+    compensates: tuple[str, ...] = (),
 ) -> Envelope:
-    """The envelope the engine would send ``command`` in."""
+    """The envelope the engine would send ``command`` in (a compensation names the
+    commands it undoes in ``compensates``)."""
     return Envelope(
         id=command_id,
         type=command.SCHEMA,
@@ -49,6 +51,7 @@ def command_envelope(
         saga_id=saga_id,
         reply_to=reply_to,
         traceparent=traceparent,
+        compensates=compensates,
     )
 
 
@@ -61,7 +64,7 @@ def incoming(
     return Incoming(topic=topic, partition=0, offset=offset, key=key, value=value, headers=headers)
 
 
-def command_record(codec: Codec, command: Record, *, command_id: str, **kw: str) -> Incoming:
+def command_record(codec: Codec, command: Record, *, command_id: str, **kw: Any) -> Incoming:
     """A consumed record carrying ``command`` (see `command_envelope`)."""
     return incoming(codec, command_envelope(command, command_id=command_id, **kw))
 

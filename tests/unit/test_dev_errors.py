@@ -125,3 +125,23 @@ def test_cli_prints_one_line_and_fails(
     err = capsys.readouterr().err
     assert err.count("\n") == 1
     assert err.startswith("error: java not found")
+
+
+def test_the_bad_setting_line_of_the_troubleshooting_table_is_what_sagas_prints(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from datetime import timedelta
+
+    from sagas.errors import ConfigurationError as Refused
+    from sagas.settings import DevKafkaSettings
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "development.md").read_text()
+    row = next(line for line in doc.splitlines() if line.startswith("| a bad setting |"))
+    printed = row.split("`")[1]
+    variable, _, value = printed.removeprefix("error: invalid setting ").partition("=")
+    monkeypatch.setenv(variable, value.split("'")[1])
+    with pytest.raises(Refused) as caught:
+        load_settings(DevKafkaSettings)
+    assert f"error: {caught.value}" == printed
+    monkeypatch.setenv(variable, "120")  # plain seconds are accepted
+    assert load_settings(DevKafkaSettings).start_timeout == timedelta(seconds=120)

@@ -6,8 +6,11 @@ of each business process is the final state the engine committed, not the worklo
 plan. The workload audits (`services.audit`) then check, from each service's SQLite
 file: the entry service's record agrees with that end, every effect of a completed
 saga is there exactly once, every effect of a compensated one is undone, nothing was
-applied twice, nothing undone that the saga did not ask to undo; and every service's
-own books balance (stock, money, seats, laptops, accounts).
+applied twice, nothing undone that the saga did not apply or did not ask to undo (a
+compensation for a command that failed or never arrived is legitimate and undoes
+nothing), nothing applied by a command after its compensation (the participants'
+tombstones); and every service's own books balance (stock, money, seats, laptops,
+accounts, holds within their time to live).
 """
 
 from __future__ import annotations

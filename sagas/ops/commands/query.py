@@ -6,8 +6,10 @@ import argparse
 import asyncio
 import json
 from dataclasses import asdict
+from datetime import UTC, date
 from typing import TYPE_CHECKING, Any
 
+from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
@@ -21,7 +23,7 @@ from sagas.ops.commands.context import (
 )
 from sagas.ops.errors import AmbiguousError, NotFoundError
 from sagas.ops.readmodel import InstanceRow, OpsStore, Query
-from sagas.ops.readmodel.stats import stats
+from sagas.ops.readmodel.stats import parse_time, stats
 from sagas.ops.views.timeline import instance_view
 
 if TYPE_CHECKING:
@@ -135,8 +137,30 @@ def _secs(value: float | None) -> str:
     return "" if value is None else f"{value:.3f} s"
 
 
-def print_view(view: dict[str, Any]) -> None:
-    console = out()
+WIDE = 100
+"""Below this many columns `sagas show` drops the timeline's end and error columns
+(errors are listed under the table)."""
+
+
+def short_time(text: str | None, day: date | None) -> str:
+    """A stored timestamp as ``HH:MM:SS.mmm`` (UTC) on ``day``, else with its date too:
+    never more than 23 characters, so a time is never folded over several lines."""
+    moment = parse_time(text) if text else None
+    if moment is None:
+        return text or ""
+    moment = moment.astimezone(UTC)
+    clock = moment.strftime("%H:%M:%S.") + f"{moment.microsecond // 1000:03d}"
+    return clock if moment.date() == day else f"{moment.date().isoformat()} {clock}"
+
+
+def print_view(view: dict[str, Any], console: Console | None = None) -> None:
+    """`sagas show`: the head, the timeline, the data and the history, to fit the width.
+
+    Times are UTC; those on the day the saga was created show the time of day only.
+    """
+    console = console or out()
+    created = parse_time(view.get("created"))
+    day = created.astimezone(UTC).date() if created else None
     state = str(view["state"])
     head = Text.assemble(
         (f"{view['saga']} v{view['version']}  ", "bold"),
@@ -146,35 +170,75 @@ def print_view(view: dict[str, Any]) -> None:
     )
     console.print(head)
     for label in ("reason", "waiting_for", "trace_id", "created", "ended"):
-        if view.get(label):
-            console.print(Text(f"{label.replace('_', ' ')}: {view[label]}"))
-    steps = Table(title="timeline")
-    for column in ("step", "status", "attempts", "start", "end", "duration", "error"):
-        steps.add_column(column, overflow="fold")
-    for s in view["steps"]:
-        steps.add_row(
-            *(Text(str(s[k] or "")) for k in ("name", "status", "attempts", "started", "ended")),
-            Text(_secs(s["duration"])),
-            Text(s["error"] or ""),
-        )
-        if s["compensation_started"]:
-            steps.add_row(
-                Text(f"  undo {s['name']}"),
-                Text("compensation"),
-                Text(str(s["compensation_attempts"])),
-                Text(s["compensation_started"] or ""),
-                Text(s["compensation_ended"] or ""),
-                Text(""),
-                Text(""),
-            )
-    console.print(steps)
+        value = view.get(label)
+        if value and label in ("created", "ended"):
+            value = short_time(value, None) + " UTC"
+        if value:
+            console.print(Text(f"{label.replace('_', ' ')}: {value}"))
+    wide = console.width >= WIDE
+    console.print(_timeline(view, day, wide))
+    errors = [(s["name"], s["error"]) for s in view["steps"] if s["error"]]
+    if errors and not wide:
+        for name, error in errors:
+            console.print(Text(f"{name}: {error}"))
     console.print(Text("data: " + json.dumps(view["data"], indent=2, ensure_ascii=False)))
-    history = Table(title="history")
-    for column in ("seq", "at", "input", "type", "note"):
+    history = Table(title="history (UTC)")
+    history.add_column("seq", justify="right", no_wrap=True)
+    history.add_column("at", no_wrap=True)
+    # Narrow: one column for what came and what was decided, so the note has room.
+    for column in ("input", "type", "note") if wide else ("input: decision",):
         history.add_column(column, overflow="fold")
     for e in view["history"]:
-        history.add_row(*(Text(str(e.get(k, ""))) for k in ("seq", "at", "input", "type", "note")))
+        said = [str(e.get(k, "") or "") for k in ("input", "type", "note")]
+        cells = said if wide else [f"{said[1] or said[0]}: {said[2]}"]
+        history.add_row(
+            Text(str(e.get("seq", ""))),
+            Text(short_time(e.get("at"), day)),
+            *(Text(c) for c in cells),
+        )
     console.print(history)
+
+
+def _timeline(view: dict[str, Any], day: date | None, wide: bool) -> Table:
+    steps = Table(title="timeline (UTC)")
+    steps.add_column("step", overflow="fold")
+    steps.add_column("status", overflow="fold")
+    steps.add_column("tries", justify="right", no_wrap=True)
+    steps.add_column("start", no_wrap=True)
+    if wide:
+        steps.add_column("end", no_wrap=True)
+    steps.add_column("took", justify="right", no_wrap=True)
+    if wide:
+        steps.add_column("error", overflow="fold")
+
+    def row(*cells: str, end: str, error: str) -> None:
+        texts = [Text(c) for c in cells]
+        if wide:
+            texts.insert(4, Text(end))
+            texts.append(Text(error))
+        steps.add_row(*texts)
+
+    for s in view["steps"]:
+        row(
+            s["name"],
+            s["status"],
+            str(s["attempts"]),
+            short_time(s["started"], day),
+            _secs(s["duration"]),
+            end=short_time(s["ended"], day),
+            error=s["error"] or "",
+        )
+        if s["compensation_started"]:
+            row(
+                f"  undo {s['name']}",
+                "compensation",
+                str(s["compensation_attempts"]),
+                short_time(s["compensation_started"], day),
+                "",
+                end=short_time(s["compensation_ended"], day),
+                error="",
+            )
+    return steps
 
 
 async def stuck_command(args: argparse.Namespace) -> int:

@@ -7,10 +7,12 @@ import asyncio
 import json
 import os
 import signal
+import sys
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from rich.console import Console
 
@@ -19,6 +21,13 @@ from sagas.dev.cluster import dev_broker, external_bootstrap
 from sagas.dev.system import SystemLayout
 from sagas.ops.demo.run import DemoPlan, run_demo
 from sagas.ops.demo.summary import render
+from sagas.ops.demo_env import (
+    DEMO_ENV,
+    demo_variables,
+    paste_lines,
+    remove_demo_env,
+    write_demo_env,
+)
 from sagas.settings import DevKafkaSettings
 from services.workload import workloads
 
@@ -59,6 +68,38 @@ def _healthy(summary: dict[str, Any]) -> bool:
     return all_ended and all(summary["invariants"].values())
 
 
+def json_doc(summary: dict[str, Any]) -> str:
+    """The summary as ``--json`` prints it (violations only when there are some)."""
+    return json.dumps({k: v for k, v in summary.items() if k != "violations" or v}, indent=2)
+
+
+def cli_lines(variables: dict[str, str]) -> list[str]:
+    """What to tell the user so that the CLI in another terminal sees the demo."""
+    return [
+        "To use sagas list / show / web / dlq on this demo from another terminal, paste:",
+        *(f"  {line}" for line in paste_lines(variables)),
+        f"(or run them from this folder: they read {DEMO_ENV} while the demo runs)",
+    ]
+
+
+def summary_printer(
+    as_json: bool, console: Console, lines: list[str], stdout: TextIO | None = None
+) -> Callable[[dict[str, Any]], None]:
+    """What ``--keep`` does with the summary as soon as it exists: the JSON to stdout
+    (flushed at once: the demo goes on running) or the tables; then ``lines`` again."""
+
+    def show(summary: dict[str, Any]) -> None:
+        if as_json:
+            out = sys.stdout if stdout is None else stdout
+            print(json_doc(summary), file=out, flush=True)
+        else:
+            render(summary, console)
+        for line in lines:
+            console.print(line, markup=False, highlight=False)
+
+    return show
+
+
 def main(args: argparse.Namespace) -> int:
     console = Console(stderr=args.json)
     if not console.is_terminal:
@@ -80,16 +121,27 @@ def main(args: argparse.Namespace) -> int:
         console.print(
             f"Kafka at {bootstrap}; topics prefixed {layout.prefix!r}; logs in {workdir / 'logs'}"
         )
+    lines: list[str] = []
+    if args.keep:
+        # The CLI's own read model, next to the dashboard's (two followers, two files).
+        variables = demo_variables(bootstrap, layout.prefix, layout.workdir / "ops-cli.sqlite3")
+        write_demo_env(variables, os.getpid())
+        lines = cli_lines(variables)
+        for line in lines:
+            console.print(line, markup=False, highlight=False)
     try:
-        summary = asyncio.run(_run(plan, layout, console, args))
+        show = summary_printer(args.json, console, lines)
+        summary = asyncio.run(_run(plan, layout, console, args, show))
     except (KeyboardInterrupt, asyncio.CancelledError):
         console.print(f"interrupted: every process was stopped; logs in {workdir / 'logs'}")
         return 130
     finally:
+        if args.keep:
+            remove_demo_env(os.getpid())
         if broker is not None:
             broker.stop()
     if args.json:
-        print(json.dumps({k: v for k, v in summary.items() if k != "violations" or v}, indent=2))
+        print(json_doc(summary))
     else:
         render(summary, console)
         console.print(f"logs: {summary['logs']}")
@@ -97,11 +149,12 @@ def main(args: argparse.Namespace) -> int:
 
 
 async def _run(
-    plan: DemoPlan, layout: SystemLayout, console: Console, args: argparse.Namespace
+    plan: DemoPlan,
+    layout: SystemLayout,
+    console: Console,
+    args: argparse.Namespace,
+    show: Callable[[dict[str, Any]], None],
 ) -> dict[str, Any]:
-    def show(summary: dict[str, Any]) -> None:
-        render(summary, console)
-
     # SIGTERM stops the demo like Ctrl-C does: every process it started is stopped.
     task = asyncio.current_task()
     if task is not None:

@@ -5,12 +5,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import httpx
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
@@ -20,6 +19,7 @@ from sagas.dev.outcomes import OutcomeWatcher
 from sagas.dev.processes import Supervisor
 from sagas.dev.system import LocalSystem, SystemLayout
 from sagas.kafka_security import client_options
+from sagas.ops.demo.load import place
 from sagas.ops.demo.summary import saga_summary
 from sagas.ops.web.server import Dashboard
 from sagas.ops.web.state import WebConfig
@@ -46,19 +46,8 @@ class DemoPlan:
 
 
 async def _place(system: LocalSystem, workload: Workload, count: int, out: list[Request]) -> None:
-    queue = [workload.request(i) for i in range(count)]
-
-    async def worker(client: httpx.AsyncClient) -> None:
-        while queue:
-            request = queue.pop(0)
-            url = f"{system.web_url(workload.entry)}{workload.route}"
-            response = await client.post(url, json=request.body)
-            if response.status_code != 201:
-                raise RuntimeError(f"{url} refused {request.key}: {response.text}")
-            out.append(request)
-
-    async with httpx.AsyncClient(timeout=30) as client:
-        await asyncio.gather(*(worker(client) for _ in range(8)))
+    url = f"{system.web_url(workload.entry)}{workload.route}"
+    await place(url, [workload.request(i) for i in range(count)], out)
 
 
 def _progress(plan: DemoPlan, watcher: OutcomeWatcher, began: float) -> Table:
@@ -79,6 +68,18 @@ def _progress(plan: DemoPlan, watcher: OutcomeWatcher, began: float) -> Table:
             str(ended["FAILED"]),
         )
     return table
+
+
+@contextlib.contextmanager
+def live_table(table: Table, console: Console, quiet: bool) -> Iterator[Live]:
+    """The progress table, redrawn in place, left on screen when done, and ended by a
+    line break: rich adds one only on a terminal, so in a log or under ``make`` the
+    next output (the summary's title) would go on the table's last line."""
+    shown = Console(quiet=True) if quiet else console
+    with Live(table, console=shown, transient=False, refresh_per_second=4) as live:
+        yield live
+    if not shown.is_terminal and not quiet:
+        shown.line()
 
 
 def _all_ended(plan: DemoPlan, watcher: OutcomeWatcher) -> bool:
@@ -169,12 +170,7 @@ async def _run(
                 for n, c in plan.counts.items()
                 if c
             ]
-            with Live(
-                _progress(plan, watcher, began),
-                console=Console(quiet=True) if quiet else console,
-                transient=False,
-                refresh_per_second=4,
-            ) as live:
+            with live_table(_progress(plan, watcher, began), console, quiet) as live:
                 while not _all_ended(plan, watcher) and time.monotonic() - began < plan.deadline_s:
                     if exits := supervisor.unexpected_exits():
                         raise RuntimeError(
