@@ -171,18 +171,16 @@ class Phase:
         await self._wait(groups, deadline_s)
 
     def _engine_groups(self) -> list[Wanted]:
-        """The engines' two groups: the saga inbox's and the router's (orders.events)."""
+        """The engines' group: the saga inbox and the start events (orders.events), read
+        in the same units (partition k of both to one engine)."""
         logs = tuple(p.log for p in self.engine_procs)
         n = self.partitions
         return [
             Wanted(
                 f"{self.prefix}sagas-engine",
-                {self.topic(f"sagas.{SAGA}.inbox"): n},
+                {self.topic(f"sagas.{SAGA}.inbox"): n, self.topic("orders.events"): n},
                 self.engines,
                 logs,
-            ),
-            Wanted(
-                f"{self.prefix}sagas-router", {self.topic("orders.events"): n}, self.engines, logs
             ),
         ]
 

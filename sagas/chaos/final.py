@@ -29,9 +29,9 @@ class Snapshot:
         offset: of the record in its changelog partition.
         state: the saga state.
         steps: (step name, status) in definition order.
-        history: the number of history entries.
+        history: the number of history entries (moved out ones included).
         completed: the steps that succeeded, in order of completion.
-        operator: how many history entries are operator actions.
+        operator: how many of the entries the record holds are operator actions.
     """
 
     offset: int
@@ -58,7 +58,9 @@ def snapshot(offset: int, body: dict[str, Any]) -> Snapshot:
         offset=offset,
         state=str(body["state"]),
         steps=tuple((str(s["name"]), str(s["status"])) for s in body["steps"]),
-        history=len(history),
+        # The whole history's length: an instance keeps its latest entries only
+        # (HISTORY_WINDOW), the engine moves older ones to the history topic.
+        history=int(body.get("history_offset") or 0) + len(history),
         completed=tuple(str(c) for c in body.get("completed") or ()),
         operator=sum(1 for e in history if e.get("input") == "operator"),
     )

@@ -152,8 +152,13 @@ class SagaInstance(Generic[D]):
         failed_step: the step whose failure caused that, if a step did.
         early: choreography events that arrived before their step was reached (at
             most `MAX_EARLY`; dead-lettered beyond it, and when the saga ends).
-        seen: the ids of every input processed, to drop duplicates.
-        history: the audit log.
+        seen: the ids of the inputs processed, to drop duplicates (the runtime keeps
+            the latest ``SEEN_WINDOW``; an older duplicate is dropped by the state it
+            finds instead: a late reply, a start of a saga that exists).
+        history: the audit log, from entry ``history_offset`` on (the runtime keeps the
+            latest ``HISTORY_WINDOW`` entries in the instance and moves older ones to
+            the saga's history topic).
+        history_offset: the ``seq`` of the first entry of ``history``.
         created, updated, ended: timestamps (the ``now`` of decisions).
         traceparent, tracestate: W3C trace context of the saga, set by the runtime (by
             default taken from the start event).
@@ -174,11 +179,17 @@ class SagaInstance(Generic[D]):
     early: tuple[Envelope, ...] = ()
     seen: tuple[str, ...] = ()
     history: tuple[HistoryEntry, ...] = ()
+    history_offset: int = 0
     created: datetime
     updated: datetime
     ended: datetime | None = None
     traceparent: str | None = None
     tracestate: str | None = None
+
+    @property
+    def history_length(self) -> int:
+        """Entries in the whole history (the next entry's ``seq``)."""
+        return self.history_offset + len(self.history)
 
     def step(self, name: str) -> StepState:
         """The state of step ``name`` (raises KeyError)."""

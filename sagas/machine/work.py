@@ -43,7 +43,7 @@ class Work(Generic[D]):
         self.base = instance
         self.now = now
         self.saga_id = instance.saga_id
-        self.seq = len(instance.history)
+        self.seq = instance.history_length
         self.state = instance.state
         self.paused_state = instance.paused_state
         self.data = instance.data

@@ -8,15 +8,52 @@ Nothing here does I/O.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import json
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
-from sagas.machine import SagaInstance
+from sagas.machine import HistoryEntry, SagaInstance
+from sagas.machine.codec import to_json
 from sagas.machine.serialize import instance_to_dict
 from sagas.runtime import changelog, topics
 from sagas.runtime.store import Changes, Held, StoredInstance
 from sagas.runtime.transport.records import OutRecord
+
+HISTORY_WINDOW = 50
+"""History entries an instance keeps (in the store, the changelog and the cache); older
+ones go to ``sagas.<saga>.history``, which the read model follows. A saga retried ten
+thousand times stays as small as one retried fifty times."""
+
+SEEN_WINDOW = 100
+"""Input ids an instance keeps to drop duplicates. An older duplicate finds its step
+decided already and is ignored by the state machine as late."""
+
+
+def bounded(instance: SagaInstance[Any]) -> tuple[SagaInstance[Any], tuple[HistoryEntry, ...]]:
+    """``instance`` with at most ``HISTORY_WINDOW`` history entries and ``SEEN_WINDOW``
+    seen ids, and the history entries moved out (oldest first)."""
+    moved: tuple[HistoryEntry, ...] = ()
+    history, offset, seen = instance.history, instance.history_offset, instance.seen
+    if len(history) > HISTORY_WINDOW:
+        cut = len(history) - HISTORY_WINDOW
+        moved, history, offset = history[:cut], history[cut:], offset + cut
+    if len(seen) > SEEN_WINDOW:
+        seen = seen[-SEEN_WINDOW:]
+    if not moved and seen is instance.seen:
+        return instance, ()
+    return replace(instance, history=history, history_offset=offset, seen=seen), moved
+
+
+def history_value(saga_id: str, entries: tuple[HistoryEntry, ...]) -> bytes:
+    """A history record: entries moved out of an instance, as JSON."""
+    doc = {"saga_id": saga_id, "entries": [to_json(e) for e in entries]}
+    return json.dumps(doc, separators=(",", ":")).encode()
+
+
+def history_key(saga_id: str, first_seq: int) -> bytes:
+    """Unique per record (compaction keeps every one): the saga id and its first seq."""
+    return f"{saga_id}#{first_seq}".encode()
 
 
 def iso(moment: datetime) -> str:
@@ -43,7 +80,7 @@ class SagaBatch:
     def adopt(self, instance: SagaInstance[Any]) -> SagaInstance[Any]:
         """Make ``instance`` (from the store or the cache) the batch's starting point."""
         self.instances[instance.saga_id] = instance
-        self.before[instance.saga_id] = len(instance.history)
+        self.before[instance.saga_id] = instance.history_length
         return instance
 
     def finish(self) -> tuple[Changes, list[OutRecord], list[SagaInstance[Any]]]:
@@ -52,12 +89,22 @@ class SagaBatch:
         records: list[OutRecord] = []
         changed: list[SagaInstance[Any]] = []
         log_topic = topics.changelog(self.saga)
-        for saga_id, instance in self.instances.items():
-            stored = self._stored(instance)
-            if stored is None:
+        for saga_id, decided in self.instances.items():
+            if not self._changed(decided):
                 continue
+            instance, moved = bounded(decided)
+            stored = stored_row(instance, self.partition, self.before.get(saga_id, 0))
             changes.instances.append(stored)
             changed.append(instance)
+            if moved:
+                records.append(
+                    OutRecord(
+                        topics.history(self.saga),
+                        history_value(saga_id, moved),
+                        key=history_key(saga_id, moved[0].seq),
+                        partition=self.partition,
+                    )
+                )
             records.append(
                 OutRecord(
                     log_topic,
@@ -84,19 +131,19 @@ class SagaBatch:
             )
         return changes, records, changed
 
-    def _stored(self, instance: SagaInstance[Any]) -> StoredInstance | None:
-        """The row of an instance the batch changed (None when it did not change)."""
-        first_new = self.before.get(instance.saga_id, 0)
-        if first_new == len(instance.history) and instance.saga_id in self.before:
-            return None
-        return stored_row(instance, self.partition, first_new)
+    def _changed(self, instance: SagaInstance[Any]) -> bool:
+        """Whether the batch changed ``instance`` (every decision adds a history entry)."""
+        before = self.before.get(instance.saga_id)
+        return before is None or before != instance.history_length
 
 
 def stored_row(instance: SagaInstance[Any], partition: int, first_new: int = 0) -> StoredInstance:
-    """The store row (and changelog record) the engine writes for ``instance``."""
+    """The store row (and changelog record) the engine writes for ``instance``; its
+    ``history`` holds the entries from seq ``first_new`` on that the body still has."""
     body = instance_to_dict(instance)
     history = body.get("history")
-    entries = history[first_new:] if isinstance(history, list) else []
+    skip = max(first_new - instance.history_offset, 0)
+    entries = history[skip:] if isinstance(history, list) else []
     due = [t.due for t in instance.scheduled_timers]
     return StoredInstance(
         saga_name=instance.saga,

@@ -33,6 +33,11 @@ def changelog(saga: str) -> str:
     return f"sagas.{saga}.changelog"
 
 
+def history(saga: str) -> str:
+    """History entries moved out of the instances of inbox partition p (partition p)."""
+    return f"sagas.{saga}.history"
+
+
 def dead_letters(saga: str) -> str:
     return f"sagas.{saga}.dlq"
 
@@ -55,7 +60,8 @@ class TopicSpec:
 
 
 def saga_topics(saga: str, partitions: int) -> list[TopicSpec]:
-    """The inbox, its co-partitioned compacted changelog, and the dead-letter topic."""
+    """The inbox, its co-partitioned compacted changelog and history, and the
+    dead-letter topic."""
     return [
         TopicSpec(inbox(saga), partitions, co_partitioned=True),
         TopicSpec(
@@ -64,6 +70,7 @@ def saga_topics(saga: str, partitions: int) -> list[TopicSpec]:
             {"cleanup.policy": "compact", "min.compaction.lag.ms": "60000"},
             co_partitioned=True,
         ),
+        TopicSpec(history(saga), partitions, {"cleanup.policy": "compact"}, co_partitioned=True),
         TopicSpec(dead_letters(saga), 1),
     ]
 

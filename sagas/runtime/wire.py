@@ -33,9 +33,6 @@ from sagas.runtime import topics
 from sagas.runtime.deadletter import dead_letter
 from sagas.runtime.transport.records import Consumed, OutRecord
 
-COMPENSATES = "compensates"
-"""The header of a compensation naming the command ids it undoes, comma-separated."""
-
 
 def to_record(payload: Record | SagaEvent, classes: ClassMap) -> Record:
     """The Avro-backed record for a payload; outcome events map by their TYPE name."""
@@ -84,10 +81,10 @@ def encode(
         reply_to=physical(out.reply_to) if out.reply_to else None,
         traceparent=traceparent,
         tracestate=tracestate,
+        # The commands a compensation undoes, for the participant's tombstone.
+        compensates=tuple(out.compensates),
     )
     headers, value = codec.encode(envelope)
-    if out.compensates:  # the commands a compensation undoes, for the participant's tombstone
-        headers.insert(len(headers) - 1, (COMPENSATES, ",".join(out.compensates).encode()))
     if out.kind in (OutgoingKind.COMMAND, OutgoingKind.COMPENSATION):
         record_key = key
     else:

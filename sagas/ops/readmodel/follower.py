@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import time
 from collections.abc import Callable
@@ -131,9 +132,9 @@ class Follower:
             producer, self._producer = self._producer, None
             await producer.stop()
 
-    def _saga_of(self, topic: str) -> str | None:
-        """The saga name of a changelog topic of ours, else None."""
-        head, tail = self._prefix + "sagas.", ".changelog"
+    def _saga_of(self, topic: str, tail: str = ".changelog") -> str | None:
+        """The saga name of a changelog (or ``tail``) topic of ours, else None."""
+        head = self._prefix + "sagas."
         if topic.startswith(head) and topic.endswith(tail) and len(topic) > len(head + tail):
             return topic[len(head) : -len(tail)]
         return None
@@ -143,7 +144,13 @@ class Follower:
         consumer = self._require()
         outcomes = self._prefix + topics.OUTCOMES
         async with Topics(self._bootstrap, self._options) as admin:
-            found = await admin.partitions(lambda t: t == outcomes or self._saga_of(t) is not None)
+            found = await admin.partitions(
+                lambda t: (
+                    t == outcomes
+                    or self._saga_of(t) is not None
+                    or self._saga_of(t, ".history") is not None
+                )
+            )
         tps = {TopicPartition(t, p) for t, parts in found.items() for p in parts}
         if tps == self._assigned:
             return
@@ -208,7 +215,7 @@ class Follower:
             if self._next.get(tp) != position:
                 batch.offsets[(tp.topic, tp.partition)] = position
                 self._next[tp] = position
-        if batch.offsets or batch.instances or batch.outcomes:
+        if batch.offsets or batch.instances or batch.outcomes or batch.history:
             await self._store.apply(batch)
         if batch.instances or batch.outcomes:
             async with self._cond:
@@ -219,6 +226,21 @@ class Follower:
     def _decode(
         self, tp: TopicPartition, records: list[ConsumerRecord[Any, Any]], batch: Batch
     ) -> None:
+        moved_from = self._saga_of(tp.topic, ".history")
+        if moved_from is not None:
+            for record in records:
+                try:
+                    doc = json.loads(record.value or b"")
+                    batch.history.extend(
+                        (moved_from, str(doc["saga_id"]), int(e["seq"]), json.dumps(e))
+                        for e in doc["entries"]
+                    )
+                except (ValueError, KeyError, TypeError) as exc:
+                    error = MessageError(
+                        f"not a history record: {exc!r:.200}", reason="history-invalid"
+                    )
+                    self._reject(record, error)
+            return
         saga = self._saga_of(tp.topic)
         if saga is not None:
             changes = Changes(saga, tp.partition)

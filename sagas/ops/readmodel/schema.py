@@ -32,6 +32,15 @@ CREATE TABLE IF NOT EXISTS outcomes (
     at        TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS ops_outcomes_at ON outcomes (at);
+-- History entries moved out of an instance by the engine (sagas.<saga>.history): the
+-- body keeps the latest ones; `OpsStore.body` puts the two together.
+CREATE TABLE IF NOT EXISTS history (
+    saga_name TEXT    NOT NULL,
+    saga_id   TEXT    NOT NULL,
+    seq       INTEGER NOT NULL,
+    entry     TEXT    NOT NULL,
+    PRIMARY KEY (saga_name, saga_id, seq)
+);
 CREATE TABLE IF NOT EXISTS offsets (
     topic       TEXT    NOT NULL,
     partition   INTEGER NOT NULL,

@@ -49,6 +49,8 @@ class Batch:
     instances: list[StoredInstance] = field(default_factory=list)
     outcomes: list[Outcome] = field(default_factory=list)
     offsets: dict[tuple[str, int], int] = field(default_factory=dict)
+    history: list[tuple[str, str, int, str]] = field(default_factory=list)
+    """(saga, saga id, seq, entry as JSON) moved out of instances by the engine."""
 
 
 @dataclass(frozen=True)
@@ -135,6 +137,10 @@ class OpsStore:
                 ],
             )
             await self._db.executemany(
+                "INSERT OR REPLACE INTO history (saga_name, saga_id, seq, entry) VALUES (?,?,?,?)",
+                batch.history,
+            )
+            await self._db.executemany(
                 "INSERT INTO offsets (topic, partition, next_offset) VALUES (?,?,?)"
                 " ON CONFLICT (topic, partition) DO UPDATE SET next_offset = excluded.next_offset",
                 [(t, p, n) for (t, p), n in batch.offsets.items()],
@@ -194,12 +200,25 @@ class OpsStore:
             return [InstanceRow(*r) async for r in cur]
 
     async def body(self, saga: str, saga_id: str) -> dict[str, Any] | None:
-        """The stored instance, as the engine serialised it (history included)."""
+        """The stored instance, as the engine serialised it, with its whole history: the
+        entries the engine moved out (``sagas.<saga>.history``) before the ones it kept."""
         async with self._db.execute(
             "SELECT body FROM instances WHERE saga_name = ? AND saga_id = ?", (saga, saga_id)
         ) as cur:
             row = await cur.fetchone()
-        return json.loads(row[0]) if row else None
+        if row is None:
+            return None
+        body: dict[str, Any] = json.loads(row[0])
+        offset = body.get("history_offset") or 0
+        if offset:
+            async with self._db.execute(
+                "SELECT entry FROM history WHERE saga_name = ? AND saga_id = ? AND seq < ?"
+                " ORDER BY seq",
+                (saga, saga_id, offset),
+            ) as cur:
+                moved = [json.loads(r[0]) async for r in cur]
+            body["history"] = [*moved, *(body.get("history") or [])]
+        return body
 
     async def stuck(self, saga: str | None = None, limit: int = 20) -> list[InstanceRow]:
         """The stalest instances that have not ended for good (FAILED included)."""

@@ -8,9 +8,13 @@ import pytest
 
 from sagas.contracts import errors
 from sagas.contracts.codec import Codec
-from sagas.contracts.headers import MAX_HEADERS_BYTES, format_compensates, from_headers
+from sagas.contracts.headers import (
+    COMPENSATES,
+    MAX_HEADERS_BYTES,
+    format_compensates,
+    from_headers,
+)
 from sagas.contracts.record import Envelope
-from sagas.runtime import wire
 from services.messages.inventory import ReleaseStock
 
 NOW = datetime(2024, 5, 1, tzinfo=UTC)
@@ -46,7 +50,7 @@ def test_the_ids_round_trip_through_the_envelope(codec: Codec) -> None:
 def test_the_header_the_runtime_writes_is_read(codec: Codec) -> None:
     # sagas.runtime.wire adds the header itself; the participant reads that one
     headers, value = codec.encode(undo(()))
-    headers.insert(len(headers) - 1, (wire.COMPENSATES, b"a:s:1,a:s:2,a:s:1"))
+    headers.insert(len(headers) - 1, (COMPENSATES, b"a:s:1,a:s:2,a:s:1"))
     assert codec.decode(headers, value).compensates == ("a:s:1", "a:s:2")  # each once
 
 
