@@ -77,7 +77,10 @@ class RetryPolicy:
             sends: sends so far in this round (``>= 1``).
             unit: a deterministic value in ``[0, 1)`` (see `jitter_unit`).
         """
-        base = self.initial_backoff.total_seconds() * self.multiplier ** max(0, sends - 1)
+        try:
+            base = self.initial_backoff.total_seconds() * self.multiplier ** max(0, sends - 1)
+        except OverflowError:  # unbounded retries: after about 1,000 sends the power overflows
+            base = self.max_backoff.total_seconds()
         capped = min(base, self.max_backoff.total_seconds())
         return timedelta(seconds=capped * (1.0 - self.jitter * unit))
 

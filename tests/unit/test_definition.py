@@ -277,3 +277,8 @@ def test_an_end_event_builder_may_take_the_decision_time() -> None:
     )
     bad = Emit(OrderCancelled, "orders.events", three)  # type: ignore[arg-type]
     assert "build must accept 1 or 2 positional argument(s)" in rejected(on_compensated=bad)
+
+
+def test_an_unbounded_retry_policy_keeps_its_cap_after_thousands_of_sends() -> None:
+    policy = RetryPolicy(max_attempts=None, initial_backoff=timedelta(seconds=1), jitter=0.0)
+    assert policy.delay(5000, 0.5) == policy.max_backoff  # 2.0 ** 4999 overflows a float
