@@ -142,11 +142,6 @@ class EngineSettings(BaseSettings):
         description="Saga instances kept decoded after their change committed, so the next "
         "input skips the store (least recently used dropped first; 0 turns it off).",
     )
-    chaos_control: Path | None = Field(
-        None,
-        description="Testing knob (`sagas chaos`): a JSON file the engine polls every 0.2 s "
-        "for a clock offset and a store fault to apply to itself. Unset: nothing is polled.",
-    )
 
 
 class OpsSettings(BaseSettings):

@@ -2,12 +2,13 @@
 
 The runner writes ``{"clock_offset_s": float, "store": "ok" | "full" | "readonly"}`` with
 `write_control` (atomically: a temporary file renamed over the old one). An engine
-started with ``SAGAS_CHAOS_CONTROL=<file>`` runs a `ChaosControl` that reads the file
+started by the chaos entry point (`sagas.chaos.engine`, ``SAGAS_CHAOS_CONTROL=<file>``)
+runs a `ChaosControl` that reads the file
 every 0.2 s and applies it to itself: its clock is the system clock plus
 ``clock_offset_s``, and its own SQLite connection refuses writes as a full disk
 (``PRAGMA max_page_count``) or a read-only file (``PRAGMA query_only``) until the file
-says ``ok`` again. A missing file means no fault. Without the variable none of this
-exists in the engine.
+says ``ok`` again (`sagas.chaos.store.FaultyStore`). A missing file means no fault. An
+engine started by ``sagas run`` has none of this.
 """
 
 from __future__ import annotations
@@ -24,8 +25,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal, cast
 
+from sagas.chaos.store import FaultyStore
 from sagas.errors import SagasError
-from sagas.runtime.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -120,7 +121,7 @@ class ChaosControl:
     def __init__(
         self,
         path: Path,
-        store: Store,
+        store: FaultyStore,
         poll: timedelta = timedelta(milliseconds=200),
         source: Callable[[], datetime] = utcnow,
     ) -> None:

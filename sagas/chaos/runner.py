@@ -28,6 +28,7 @@ from aiokafka.errors import KafkaError
 
 from sagas.chaos.checks.registry import CHECKS
 from sagas.chaos.context import RunContext
+from sagas.chaos.engine import CONTROL_VARIABLE
 from sagas.chaos.faults.registry import FAULTS
 from sagas.chaos.final import final_instances, read_changelogs
 from sagas.chaos.placement import PlacementError, Placer
@@ -160,7 +161,10 @@ def _start_processes(ctx: RunContext, plan: ChaosPlan) -> None:
         spec = system.engine_spec(index)
         control = ctx.control_dir / f"{spec.name}.json"
         control.write_text(json.dumps({"clock_offset_s": 0.0, "store": "ok"}))
-        system.start(replace(spec, env={**spec.env, "SAGAS_CHAOS_CONTROL": str(control)}))
+        # The chaos entry point: `sagas run` plus the hold of the control file.
+        argv = ("python", "-m", "sagas.chaos.engine", *spec.argv[4:])
+        env = {**spec.env, CONTROL_VARIABLE: str(control)}
+        system.start(replace(spec, argv=argv, env=env))
         ctx.engines.append(spec.name)
 
 

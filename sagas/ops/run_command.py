@@ -6,15 +6,17 @@ import argparse
 import asyncio
 import logging
 import signal
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from sagas.app import App, load_app
 from sagas.definition import Saga
 from sagas.errors import ConfigurationError
 from sagas.kafka_security import checked_options, describe
-from sagas.runtime.engine import Engine
+from sagas.runtime.engine import Companion, Engine, utcnow
 from sagas.runtime.store import Store
 from sagas.runtime.transport.kafka import KafkaTransport
+from sagas.runtime.worker import Clock
 from sagas.settings import EngineSettings, KafkaSettings, TelemetrySettings
 from sagas.telemetry import EngineTelemetry, Telemetry, configure_logging, setup
 
@@ -27,14 +29,8 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     run.set_defaults(handler=main)
 
 
-def chaos_options(settings: EngineSettings, store: Store) -> dict[str, Any]:
-    """The engine's clock and companions under ``SAGAS_CHAOS_CONTROL``; none without it."""
-    if settings.chaos_control is None:  # a testing knob: nothing of it runs otherwise
-        return {}
-    from sagas.chaos.control import ChaosControl
-
-    control = ChaosControl(settings.chaos_control, store)
-    return {"clock": control.now, "companions": [control]}
+Extras = Callable[[Store], tuple[Clock, Sequence[Companion]]]
+"""Given the opened store, the engine's clock and companions (the chaos entry point's)."""
 
 
 async def serve(
@@ -44,17 +40,22 @@ async def serve(
     bootstrap: str,
     telemetry: Telemetry | None = None,
     kafka: KafkaSettings | None = None,
+    *,
+    store_type: type[Store] = Store,
+    extras: Extras | None = None,
 ) -> None:
     """Run an engine until SIGTERM or SIGINT, then let the open transaction finish.
 
     ``kafka``: the security settings (none: PLAINTEXT); a refused login stops here.
+    ``store_type`` and ``extras``: what a wrapper (the chaos entry point) changes.
     """
     options = await checked_options(kafka, bootstrap) if kafka is not None else {}
     codec = app.codec()
-    store = await Store.open(settings.engine_db)
+    store = await store_type.open(settings.engine_db)
+    clock, companions = extras(store) if extras is not None else (utcnow, ())
     hooks = None
     if telemetry is not None and telemetry.enabled:
-        hooks = EngineTelemetry(telemetry, settings.topic_prefix, settings.engine_db)
+        hooks = EngineTelemetry(telemetry, settings.topic_prefix)
     transport = KafkaTransport(bootstrap, settings.topic_prefix, options)
     engine = Engine(
         definitions,
@@ -64,7 +65,8 @@ async def serve(
         classes=app.classes,
         store=store,
         telemetry=hooks,
-        **chaos_options(settings, store),
+        clock=clock,
+        companions=companions,
     )
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -76,7 +78,7 @@ async def serve(
         codec.close()
 
 
-def main(args: argparse.Namespace) -> int:
+def main(args: argparse.Namespace, extras: Extras | None = None, **serving: Any) -> int:
     telemetry_settings = TelemetrySettings()
     configure_logging("sagas-engine", telemetry_settings)
     kafka = KafkaSettings()
@@ -93,7 +95,9 @@ def main(args: argparse.Namespace) -> int:
     telemetry = setup("sagas-engine", telemetry_settings)
     telemetry.install_global()
     try:
-        asyncio.run(serve(app, definitions, settings, bootstrap, telemetry, kafka))
+        asyncio.run(
+            serve(app, definitions, settings, bootstrap, telemetry, kafka, extras=extras, **serving)
+        )
     finally:
         telemetry.shutdown()
     return 0

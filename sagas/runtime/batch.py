@@ -76,12 +76,23 @@ class SagaBatch:
     """Looked up in the store, not there."""
     none_held: set[str] = field(default_factory=set)
     """Absent, and no held messages stored for them either."""
+    was_running: dict[str, bool] = field(default_factory=dict)
+    """Whether each loaded instance had not ended (for the in-flight counts)."""
 
     def adopt(self, instance: SagaInstance[Any]) -> SagaInstance[Any]:
         """Make ``instance`` (from the store or the cache) the batch's starting point."""
         self.instances[instance.saga_id] = instance
         self.before[instance.saga_id] = instance.history_length
+        self.was_running[instance.saga_id] = not instance.state.ended
         return instance
+
+    def running_delta(self, changed: list[SagaInstance[Any]]) -> int:
+        """How the count of sagas not ended changes with ``changed``."""
+        delta = 0
+        for instance in changed:
+            now = not instance.state.ended
+            delta += int(now) - int(self.was_running.get(instance.saga_id, False))
+        return delta
 
     def finish(self) -> tuple[Changes, list[OutRecord], list[SagaInstance[Any]]]:
         """The store changes, the changelog records and the changed instances."""

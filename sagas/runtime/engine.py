@@ -134,6 +134,7 @@ class Engine:
         self._task: asyncio.Task[None] | None = None
         if telemetry is not None:
             telemetry.add_lag_source(self._lag)
+            telemetry.add_in_flight_source(self.worker.in_flight)
 
     @property
     def ready(self) -> asyncio.Event:

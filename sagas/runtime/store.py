@@ -19,7 +19,7 @@ import sqlite3
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import aiosqlite
 
@@ -68,9 +68,6 @@ CREATE TABLE IF NOT EXISTS changelog_offsets (
 # Primary result codes of a write refused for now (the same write can succeed later):
 # SQLITE_BUSY, SQLITE_LOCKED, SQLITE_READONLY, SQLITE_IOERR, SQLITE_FULL.
 _UNWRITABLE_FOR_NOW = {5, 6, 8, 10, 13}
-
-WriteFault = Literal["full", "readonly"]
-"""How `Store.refuse_writes` makes writes fail (a testing knob)."""
 
 
 def _write_error(path: Path, exc: sqlite3.Error) -> StoreError:
@@ -167,7 +164,6 @@ class Store:
     def __init__(self, db: aiosqlite.Connection, path: Path) -> None:
         self._db = db
         self.path = path
-        self._max_pages: int | None = None  # the cap before `refuse_writes("full")`
         # One connection: partitions commit concurrently, and two BEGINs on it would
         # collide (or one's rollback undo the other's rows). Writes take turns.
         self._writing = asyncio.Lock()
@@ -191,30 +187,6 @@ class Store:
 
     async def close(self) -> None:
         await self._db.close()
-
-    async def refuse_writes(self, fault: WriteFault | None) -> None:
-        """Testing knob (chaos): make this connection's writes fail, or heal it (None).
-
-        ``full`` caps the file at its current page count (``PRAGMA max_page_count``), so
-        the next write that needs a new page fails with SQLITE_FULL; ``readonly`` sets
-        ``PRAGMA query_only``, so every write fails with SQLITE_READONLY. Reads go on.
-        """
-        async with self._writing:  # between two batches' writes, never inside one
-            await self._refuse_writes(fault)
-
-    async def _refuse_writes(self, fault: WriteFault | None) -> None:
-        if self._max_pages is None:
-            async with self._db.execute("PRAGMA max_page_count") as cur:
-                row = await cur.fetchone()
-            self._max_pages = int(row[0]) if row else None
-        await self._db.execute(f"PRAGMA query_only = {'ON' if fault == 'readonly' else 'OFF'}")
-        if fault == "full":
-            async with self._db.execute("PRAGMA page_count") as cur:
-                row = await cur.fetchone()
-            cap = int(row[0]) if row else 1
-        else:
-            cap = self._max_pages or 1073741823
-        await self._db.execute(f"PRAGMA max_page_count = {cap}")
 
     async def __aenter__(self) -> Store:
         return self
@@ -362,6 +334,16 @@ class Store:
             (saga_name, partition, now, limit),
         ) as cur:
             return [Held(a, int(b), str(c), json.loads(d)) async for a, b, c, d in cur]
+
+    async def unfinished_count(self, saga_name: str, partition: int) -> int:
+        """Instances of ``partition`` not ended (the partial index on unfinished sagas)."""
+        async with self._db.execute(
+            "SELECT COUNT(*) FROM instances WHERE saga_name = ? AND partition = ?"
+            " AND ended_at IS NULL",
+            (saga_name, partition),
+        ) as cur:
+            row = await cur.fetchone()
+        return int(row[0]) if row else 0
 
     async def unfinished_versions(self, saga_name: str) -> set[int]:
         """Definition versions that instances not yet ended still run on."""

@@ -81,6 +81,8 @@ class _Committed:
 
     changes: list[tuple[Changes, list[int], list[SagaInstance[Any]]]]
     dead: dict[str, int]
+    running: dict[str, int] = field(default_factory=dict)
+    """Per saga, how the count of sagas not ended changes."""
 
 
 class SagaWorker:
@@ -130,6 +132,8 @@ class SagaWorker:
         self.cache = cache if cache is not None else InstanceCache()
         self._router = Router(definitions)
         self._inboxes = {topics.inbox(name): name for name in definitions}
+        self._running: dict[tuple[str, int], int] = {}
+        """Sagas not ended, per saga and owned unit (the in-flight gauge)."""
         self._wake: dict[tuple[str, int], str | None] = {}
         """Per saga and unit, the earliest due timer or held expiry known (UTC text);
         None: nothing is due; missing: unknown (the store is asked)."""
@@ -146,11 +150,13 @@ class SagaWorker:
             await changelog.catch_up(
                 self._reader, self._store, saga, TP(topics.changelog(saga), k), self.writer.apply
             )
+            self._running[(saga, k)] = await self._store.unfinished_count(saga, k)
 
     def give_up(self, k: int) -> None:
         for saga in self._definitions:
             self.cache.drop(saga, k)
             self._wake.pop((saga, k), None)
+            self._running.pop((saga, k), None)
             if self._telemetry is not None:
                 self._telemetry.revoked(saga, k)
 
@@ -222,6 +228,9 @@ class SagaWorker:
             await self.writer.apply(changes)
             self.cache.committed(changes.saga_name, k, changed)
             self._note_wake(changes)
+            key = (changes.saga_name, k)
+            if key in self._running:
+                self._running[key] += context.running.get(changes.saga_name, 0)
         if self._telemetry is not None:
             for saga in self._definitions:
                 dead = context.dead.get(saga, 0)
@@ -488,12 +497,21 @@ class SagaWorker:
     def _finish(self, work: _UnitWork) -> Decided:
         outgoing = list(work.outgoing)
         changes: list[tuple[Changes, list[int], list[SagaInstance[Any]]]] = []
+        running: dict[str, int] = {}
         for sb in work.sagas.values():
             saga_changes, records, changed = sb.finish()
             positions = list(range(len(outgoing), len(outgoing) + len(records)))
             outgoing.extend(records)
             changes.append((saga_changes, positions, changed))
-        return Decided(outgoing=outgoing, context=_Committed(changes, dict(work.dead)))
+            running[sb.saga] = sb.running_delta(changed)
+        return Decided(outgoing=outgoing, context=_Committed(changes, dict(work.dead), running))
+
+    def in_flight(self) -> dict[str, int]:
+        """Sagas not ended, by saga name, in the units owned now."""
+        found = {saga: 0 for saga in self._definitions}
+        for (saga, _), count in list(self._running.items()):
+            found[saga] += count
+        return found
 
     # -- when to look for due timers again ------------------------------------------------
 

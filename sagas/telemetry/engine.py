@@ -27,13 +27,10 @@ handler runs (see KAFKA-NOTES), so they could not parent the decision spans anyw
 
 from __future__ import annotations
 
-import sqlite3
-from collections.abc import Callable, Iterable, Sequence
-from contextlib import closing
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import partial
-from pathlib import Path
 from typing import Any
 
 from opentelemetry.context import Context
@@ -83,15 +80,20 @@ class EngineTelemetry:
         telemetry: the process's providers (must be enabled: pass None to the
             runtime instead when telemetry is off).
         topic_prefix: of the physical topic names in attributes.
-        store_path: the engine's SQLite file, read for the in-flight gauge.
+        in_flight: sagas not ended, by saga name, in the units the engine owns (the
+            engine keeps the counts, `add_in_flight_source`; telemetry never reads its
+            store).
     """
 
     def __init__(
-        self, telemetry: Telemetry, topic_prefix: str = "", store_path: Path | None = None
+        self,
+        telemetry: Telemetry,
+        topic_prefix: str = "",
+        in_flight: Callable[[], Mapping[str, int]] | None = None,
     ) -> None:
         self._tracer = telemetry.tracer("sagas.engine")
         self._prefix = topic_prefix
-        self._store_path = store_path
+        self._in_flight_counts = in_flight
         self._ids = RandomIdGenerator()
         self._pending: dict[tuple[str, int], Pending] = {}
         self.owned: set[tuple[str, int]] = set()
@@ -218,6 +220,10 @@ class EngineTelemetry:
         if records:
             last = records[-1]
             self.positions[(last.topic, last.partition)] = last.offset + 1
+
+    def add_in_flight_source(self, source: Callable[[], Mapping[str, int]]) -> None:
+        """``source()`` gives the sagas not ended, by saga name, when metrics are collected."""
+        self._in_flight_counts = source
 
     def add_lag_source(self, source: LagSource) -> None:
         """``source()`` yields (topic, partition, group, lag) when metrics are collected."""
@@ -350,23 +356,9 @@ class EngineTelemetry:
         span.end(end_time=ns(ended))
 
     def _in_flight(self, options: CallbackOptions) -> Iterable[Observation]:
-        if self._store_path is None or not self._store_path.exists():
+        if self._in_flight_counts is None:
             return
-        owned = set(self.owned)
-        counts: dict[str, int] = {saga: 0 for saga, _ in owned}
-        uri = f"file:{self._store_path}?mode=ro"
-        try:
-            with closing(sqlite3.connect(uri, uri=True, timeout=1)) as db:
-                rows = db.execute(
-                    "SELECT saga_name, partition, COUNT(*) FROM instances "
-                    "WHERE ended_at IS NULL GROUP BY saga_name, partition"
-                ).fetchall()
-        except sqlite3.Error:
-            return
-        for saga, partition, count in rows:
-            if (saga, int(partition)) in owned:
-                counts[saga] = counts.get(saga, 0) + int(count)
-        for saga, count in counts.items():
+        for saga, count in sorted(self._in_flight_counts().items()):
             yield Observation(count, {"saga.name": saga})
 
     def _lag(self, options: CallbackOptions) -> Iterable[Observation]:

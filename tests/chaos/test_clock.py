@@ -23,6 +23,7 @@ import pytest
 import pytest_asyncio
 
 from sagas.chaos.checks.timers import instance_violations
+from sagas.chaos.store import FaultyStore
 from sagas.contracts.codec import Codec
 from sagas.contracts.record import Envelope
 from sagas.machine import SagaInstance, SagaState, StepStatus
@@ -114,7 +115,7 @@ class Rig:
 @pytest_asyncio.fixture
 async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
     codec = examples.codec()
-    store = await Store.open(tmp_path / "engine.db")
+    store = await FaultyStore.open(tmp_path / "engine.db")
     wall = WallClock()
     definitions = {SAGA.name: {1: SAGA}}
     worker = SagaWorker(

@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 
 from sagas.chaos.control import ChaosControl, Control, ControlError, read_control, write_control
+from sagas.chaos.store import FaultyStore
 from sagas.runtime.errors import StoreUnwritable
-from sagas.runtime.store import Changes, Store, StoredInstance
+from sagas.runtime.store import Changes, StoredInstance
 
 pytestmark = pytest.mark.chaos
 
@@ -52,7 +53,7 @@ async def test_the_engine_applies_the_file_to_its_clock_and_store(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     path = tmp_path / "engine.json"
-    async with await Store.open(tmp_path / "engine.db") as store:
+    async with await FaultyStore.open(tmp_path / "engine.db") as store:
         control = ChaosControl(path, store, source=lambda: T0)
         await control.poll_once()
         assert control.now() == T0

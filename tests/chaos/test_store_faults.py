@@ -1,7 +1,8 @@
 """A full, then a read-only SQLite store under load, on the real broker.
 
-The engine runs in-process as `sagas run` builds it under ``SAGAS_CHAOS_CONTROL``
-(`chaos_options`); the test drives the fault through the control file as the chaos
+The engine runs in-process as the chaos entry point builds it (`sagas.chaos.engine`:
+a `FaultyStore` and the control file's hold); the test drives the fault through the
+control file as the chaos
 runner does. While the store refuses writes the engine holds what Kafka committed and
 waits; afterwards every saga ended as its scripted participants decide, each command
 was sent once, the store agrees with the changelog, and the engine never stopped.
@@ -21,13 +22,12 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from sagas.chaos.checks.timers import instance_violations
 from sagas.chaos.control import ChaosControl, StoreMode, write_control
+from sagas.chaos.engine import controlled
+from sagas.chaos.store import FaultyStore
 from sagas.machine.serialize import instance_from_dict
-from sagas.ops.run_command import chaos_options
 from sagas.runtime import topics
 from sagas.runtime.engine import Engine
-from sagas.runtime.store import Store
 from sagas.runtime.transport.kafka import KafkaTransport
-from sagas.settings import EngineSettings
 from services.app import app as examples
 from tests.integration.engine_support import (
     Participants,
@@ -93,14 +93,14 @@ async def test_full_then_readonly_store_loses_nothing(
     prefix = f"t{uuid.uuid4().hex[:8]}."
     saga = two_step_saga("store_faults")
     control_file = tmp_path / "control" / "engine-1.json"
-    monkeypatch.setenv("SAGAS_CHAOS_CONTROL", str(control_file))
-    settings = EngineSettings(**engine_settings(tmp_path, prefix).model_dump())
-    assert settings.chaos_control == control_file
+    settings = engine_settings(tmp_path, prefix)
     codec = examples.codec()
     participants = Participants(kafka_bootstrap, prefix, codec)
-    store = await Store.open(settings.engine_db)
-    options = chaos_options(settings, store)
-    control: ChaosControl = options["companions"][0]
+    store = await FaultyStore.open(settings.engine_db)
+    clock, companions = controlled(control_file)(store)
+    [control] = companions
+    assert isinstance(control, ChaosControl)
+    options: dict[str, Any] = {"clock": clock, "companions": companions}
     engine = Engine(
         [saga],
         settings,

@@ -1,7 +1,8 @@
 """A saga retried ten thousand times stays as small as one retried fifty times.
 
-The unit worker on a real SQLite store (no broker; here for its minute of CPU): a retriable step whose participant
-fails every attempt, decided and committed as a unit would, 10,000 times. The instance
+The unit worker on a real SQLite store (no broker; in this tier for its minute of CPU):
+a retriable step whose participant fails every attempt, decided and committed as a unit
+would, 10,000 times. The instance
 keeps its latest HISTORY_WINDOW history entries and SEEN_WINDOW input ids; every older
 entry went to the saga's history topic, once, in order.
 """

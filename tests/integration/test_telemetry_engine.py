@@ -42,7 +42,7 @@ async def traced_engine(
     )
     codec = examples.codec()
     store = await Store.open(settings.engine_db)
-    hooks = EngineTelemetry(telemetry, settings.topic_prefix, settings.engine_db)
+    hooks = EngineTelemetry(telemetry, settings.topic_prefix)
     engine = Engine(
         [saga],
         settings,

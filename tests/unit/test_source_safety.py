@@ -26,7 +26,7 @@ SAFE_LOADERS = {"SafeLoader", "CSafeLoader", "BaseLoader"}
 
 TRUSTED_SQL: dict[tuple[str, str], str] = {
     # PRAGMAs take no parameters; the values are an int read from SQLite and a literal.
-    ("sagas/runtime/store.py", "_refuse_writes"): "PRAGMA values: an int from SQLite and ON/OFF",
+    ("sagas/chaos/store.py", "_refuse_writes"): "PRAGMA values: an int from SQLite and ON/OFF",
     # The WHERE clause is joined from constant fragments with ? placeholders (`_where`);
     # every value travels as a parameter.
     ("sagas/ops/readmodel/store.py", "select"): "constant clauses from _where, ? parameters",
