@@ -137,6 +137,11 @@ class Engine:
             telemetry.add_in_flight_source(self.worker.in_flight)
 
     @property
+    def store(self) -> Store:
+        """This process's store (read it; only the engine writes it)."""
+        return self._store
+
+    @property
     def ready(self) -> asyncio.Event:
         """Set once every unit the group gave this engine is owned."""
         return self.loop.ready

@@ -138,6 +138,8 @@ class SagaWorker:
         """Per saga and unit, the earliest due timer or held expiry known (UTC text);
         None: nothing is due; missing: unknown (the store is asked)."""
         self.decisions = 0
+        self.registry_waits = 0
+        """Batches put back because the schema registry could not be reached."""
 
     # -- UnitWorker -------------------------------------------------------------------
 
@@ -167,6 +169,7 @@ class SagaWorker:
             # down delays the batch, it dead-letters nothing.
             await self._codec.resolve(r.value for r in records)
         except RegistryError as exc:
+            self.registry_waits += 1
             log.warning("unit %d: the schema registry is unavailable (%s); retrying", k, exc)
             return Decided(retry=True)
         inputs: list[_Input] = []

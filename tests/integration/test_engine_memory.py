@@ -1,0 +1,180 @@
+"""The engine on the in-memory broker: definition versions side by side, a registry that
+goes down. No Kafka: the same engine, units, worker and SQLite store, `MemoryTransport`
+underneath."""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from pathlib import Path
+
+from sagas.contracts.fake_registry import FakeRegistry
+from sagas.contracts.settings import ContractSettings
+from sagas.runtime import topics
+from sagas.runtime.store import Store
+from sagas.runtime.transport.memory import MemoryBroker
+from sagas.runtime.transport.records import TP
+from services.app import app as examples
+from services.definitions.onboarding import ONBOARDING
+from services.definitions.order_fulfilment import ORDER_FULFILMENT
+from services.messages.access import CloudAccessGranted, GrantCloudAccess
+from services.messages.assets import LaptopDelivered, LaptopProvisioned, ProvisionLaptop
+from services.messages.directory import AccountCreated, CreateAccount
+from services.messages.hr import EmployeeHired, Role
+from services.messages.inventory import ReserveStock, StockReserved
+from services.messages.licensing import AssignLicences, LicencesAssigned
+from services.messages.mail import CreateMailbox, MailboxCreated
+from services.messages.orders import Address, OrderLine, OrderPlaced
+from services.messages.payments import (
+    AuthorizePayment,
+    CapturePayment,
+    PaymentAuthorized,
+    PaymentCaptured,
+)
+from services.messages.shipping import ScheduleShipment, ShipmentScheduled
+from tests.memory_system import Participants, engine, eventually, publish, settings, until
+
+NOW = datetime(2030, 1, 1, tzinfo=UTC)
+
+ONBOARDING_V2 = dataclasses.replace(
+    ONBOARDING,
+    version=2,
+    steps=tuple(s for s in ONBOARDING.steps if s.name != "laptop_delivered"),
+)
+"""A newer onboarding that no longer waits for the laptop's delivery."""
+
+ONBOARDING_REPLIES = {
+    CreateAccount: lambda c: AccountCreated(
+        employee_id=c.employee_id, account_id=f"acc-{c.employee_id}", username=c.employee_id
+    ),
+    ProvisionLaptop: lambda c: LaptopProvisioned(
+        employee_id=c.employee_id, asset_tag=f"tag-{c.employee_id}", model=c.model
+    ),
+    CreateMailbox: lambda c: MailboxCreated(employee_id=c.employee_id, address="x@y.z"),
+    AssignLicences: lambda c: LicencesAssigned(employee_id=c.employee_id, products=c.products),
+    GrantCloudAccess: lambda c: CloudAccessGranted(employee_id=c.employee_id, roles=c.roles),
+}
+ONBOARDING_SERVICES = ("directory", "assets", "mail", "licensing", "access")
+
+
+def hired(employee_id: str) -> EmployeeHired:
+    return EmployeeHired(
+        employee_id=employee_id,
+        full_name="Ada Lovelace",
+        role=Role.ENGINEER,
+        start_date=date(2030, 2, 1),
+        hired_at=NOW,
+    )
+
+
+async def state_of(store: Store, saga: str, saga_id: str) -> tuple[str, int] | None:
+    body = await store.get(saga, saga_id)
+    return None if body is None else (str(body["state"]), int(body["version"]))
+
+
+async def test_an_older_version_still_gets_its_events_across_a_restart(tmp_path: Path) -> None:
+    broker = MemoryBroker()
+    codec = examples.codec()
+    commands = [topics.commands(s) for s in ONBOARDING_SERVICES]
+    participants = Participants(broker, codec, commands, ONBOARDING_REPLIES)
+    config = settings(tmp_path)
+    e1, e2 = "employee:e-1", "employee:e-2"
+    async with participants.running():
+        # Version 1 alone: e-1 starts on it and waits for its laptop's delivery.
+        async with engine(broker, [ONBOARDING], config, codec) as first:
+
+            async def e1_waits() -> bool:
+                body = await first.store.get("onboarding", e1)
+                return body is not None and body["stage"] == 2  # laptop_delivered
+
+            publish(broker, codec, "hr.events", "e-1", hired("e-1"))
+            await eventually(e1_waits, "e-1 to wait for its laptop")
+        # Version 2 ships (version 1 kept while e-1 runs on it); the engine restarts.
+        async with engine(broker, [ONBOARDING, ONBOARDING_V2], config, codec) as second:
+            publish(broker, codec, "hr.events", "e-2", hired("e-2"))
+
+            async def e2_done() -> bool:
+                return await state_of(second.store, "onboarding", e2) == ("COMPLETED", 2)
+
+            await eventually(e2_done, "e-2 to complete on version 2 (no delivery to wait for)")
+            assert await state_of(second.store, "onboarding", e1) == ("RUNNING", 1)
+            # The delivery is routed by version 1's await, which version 2 no longer has.
+            delivered = LaptopDelivered(employee_id="e-1", asset_tag="tag-e-1", delivered_at=NOW)
+            publish(broker, codec, "assets.events", "e-1", delivered)
+
+            async def e1_done() -> bool:
+                return await state_of(second.store, "onboarding", e1) == ("COMPLETED", 1)
+
+            await eventually(e1_done, "e-1 to complete on version 1")
+    codec.close()
+
+
+ORDER_REPLIES = {
+    ReserveStock: lambda c: StockReserved(order_id=c.order_id, reservation_id=f"r-{c.order_id}"),
+    AuthorizePayment: lambda c: PaymentAuthorized(
+        order_id=c.order_id,
+        authorization_id=f"a-{c.order_id}",
+        amount=c.amount,
+        currency=c.currency,
+    ),
+    ScheduleShipment: lambda c: ShipmentScheduled(
+        order_id=c.order_id, shipment_id=f"s-{c.order_id}", carrier="ACME"
+    ),
+    CapturePayment: lambda c: PaymentCaptured(
+        order_id=c.order_id, authorization_id=c.authorization_id, capture_id=f"p-{c.order_id}"
+    ),
+}
+
+
+def placed(order_id: str) -> OrderPlaced:
+    return OrderPlaced(
+        order_id=order_id,
+        customer_id="c-1",
+        items=(OrderLine(sku="SKU-1", quantity=1, unit_price=Decimal("5.00")),),
+        total=Decimal("5.00"),
+        currency="EUR",
+        shipping_address=Address(
+            recipient="Ada", line1="Main St 1", city="Berlin", postal_code="10115", country="DE"
+        ),
+        placed_at=NOW,
+    )
+
+
+async def test_a_registry_outage_delays_sagas_and_dead_letters_nothing(tmp_path: Path) -> None:
+    registry = FakeRegistry()
+    contracts = ContractSettings(schema_registry_url="http://registry.test")
+    engine_codec = examples.codec(contracts, transport=registry.transport())
+    client_codec = examples.codec(contracts, transport=registry.transport())
+    await client_codec.prepare()  # the services registered their schemas long ago
+    broker = MemoryBroker()
+    commands = [topics.commands(s) for s in ("inventory", "payments", "shipping")]
+    participants = Participants(broker, client_codec, commands, ORDER_REPLIES)
+    config = settings(tmp_path)
+    async with (
+        participants.running(),
+        engine(broker, [ORDER_FULFILMENT], config, engine_codec) as running,
+    ):
+        registry.fail_with = 503  # down: what the engine has not seen yet cannot decode
+        for i in range(5):
+            publish(broker, client_codec, "orders.events", f"o-{i}", placed(f"o-{i}"))
+        await until(lambda: running.worker.registry_waits >= 3, "the engine to wait on it")
+        assert await running.store.counts_by_state("order_fulfilment") == {}
+        registry.fail_with = None  # back
+
+        async def all_completed() -> bool:
+            counts = await running.store.counts_by_state("order_fulfilment")
+            return counts == {"COMPLETED": 5}
+
+        await eventually(all_completed, "every saga to complete once the registry is back")
+    dead_letter_topics = (topics.dead_letters("order_fulfilment"), topics.ROUTER_DEAD_LETTERS)
+    specs = broker.topics()
+    dead = [
+        r
+        for t in dead_letter_topics
+        for k in range(specs[t].partitions)
+        for r in broker.records(TP(t, k))
+    ]
+    assert dead == []
+    engine_codec.close()
+    client_codec.close()
