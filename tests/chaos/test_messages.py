@@ -186,6 +186,7 @@ def groups(run: Run) -> dict[str, list[str]]:
     p = run.layout.prefix
     found = {f"{p}{name}-service": [f"{p}{name}.commands"] for name in SERVICES if name != "orders"}
     found[f"{p}orders-service"] = [f"{p}orders.events"]
+    found[f"{p}inventory-service"].append(f"{p}orders.events")  # OrderFulfilled ends a hold
     # The engine reads the start events where they land, in the same group as its inbox.
     found[f"{p}sagas-engine"] = [f"{p}sagas.{ORDERS.saga}.inbox", f"{p}orders.events"]
     return found
@@ -274,7 +275,8 @@ async def test_poison_on_every_consumed_topic_is_dead_lettered_with_its_reason(r
     found, shortened = await dead_lettered(run)
     consumers = {
         f"{p}sagas.{ORDERS.saga}.inbox": {f"{p}sagas.{ORDERS.saga}.dlq"},
-        f"{p}orders.events": {f"{p}sagas.router.dlq", f"{p}orders.dlq"},
+        # The engine, the orders service and inventory (OrderFulfilled ends a hold).
+        f"{p}orders.events": {f"{p}sagas.router.dlq", f"{p}orders.dlq", f"{p}inventory.dlq"},
         **{f"{p}{n}.commands": {f"{p}{n}.dlq"} for n in ("inventory", "payments", "shipping")},
     }
     for topic, keys in run.ctx.poison.items():
