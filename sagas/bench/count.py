@@ -2,12 +2,13 @@
 
 Every record the engine consumes and produces counts, the changelog included:
 
-- consumed: every record of ``orders.events`` (the router reads the whole topic, the
-  end events the engine itself publishes too) and of the saga inbox (routed starts and
-  the participants' replies);
-- produced: the routed starts (inbox records that are not replies), the commands, the
-  end events, the outcome events on ``sagas.events``, the changelog records and any dead
-  letters.
+- consumed: every record of ``orders.events`` (the engine reads the whole topic, the
+  end events it publishes itself too; a start is decided where it lands) and of the
+  saga inbox (the participants' replies, and any event forwarded because it landed in
+  another unit than its saga's);
+- produced: the forwarded events (inbox records that are not replies), the commands,
+  the end events, the outcome events on ``sagas.events``, the changelog records and any
+  dead letters.
 
 Counted with ``read_committed`` after a drained run, so aborted records and
 transaction markers are not counted.
@@ -76,8 +77,8 @@ class MessageCount:
 
     @property
     def routed_starts(self) -> int:
-        """Start events routed onto the saga inbox (inbox records that are not replies):
-        when there are, a saga's path has the router's hop before the engine's."""
+        """Events forwarded onto the saga inbox (inbox records that are not replies):
+        an event that landed in another unit than its saga's costs its saga a hop."""
         inbox = self.by_topic.get(f"sagas.{SAGA}.inbox", 0)
         return inbox - sum(self.by_topic.get(t, 0) for t in COMMAND_TOPICS)
 
@@ -89,7 +90,7 @@ def engine_messages(counts: dict[str, int], placed: int) -> MessageCount:
     replies = sum(counts.get(t, 0) for t in COMMAND_TOPICS)  # one reply per command
     consumed = events + inbox
     produced = (
-        (inbox - replies)  # routed starts
+        (inbox - replies)  # forwarded events
         + replies  # commands
         + (events - placed)  # end events
         + counts.get("sagas.events", 0)
