@@ -202,7 +202,13 @@ class Engine:
         }
 
     async def run(self) -> None:
-        """Prepare, then run the loop (and the companions) until `shutdown`."""
+        """Prepare, then run the loop (and the companions) until `shutdown`.
+
+        Raises:
+            RuntimeFailure: what stopped the loop or a companion (`GroupMismatch`: the
+                group mixes engines of different saga sets), as itself when it is the
+                only failure (several: an ``ExceptionGroup`` of them).
+        """
         await self.prepare()
         log.info(
             "engine running sagas %s; domain events from %s",
@@ -214,6 +220,12 @@ class Engine:
                 tg.create_task(self.loop.run())
                 for companion in self._companions:
                     tg.create_task(companion.run())
+        except ExceptionGroup as group:
+            # The TaskGroup wraps even a single failure; unwrapped, `sagas run` prints
+            # its message in one line (cli.main) instead of the group's traceback.
+            if len(group.exceptions) == 1:
+                raise group.exceptions[0] from None
+            raise
         finally:
             await self._reader.close()
         log.info("engine stopped")

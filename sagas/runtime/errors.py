@@ -8,6 +8,7 @@
         │   └── StoreUnwritable     it refuses writes for now: full, read-only, locked, I/O
         ├── TopicSetupError         topics are missing and cannot be created
         ├── FencedError             another process took over a partition (this one stops)
+        ├── GroupMismatch           the engines of one group run different saga sets
         └── TransportError          the broker did not answer or refused for now (retryable)
             ├── InDoubt             a transaction's outcome is unknown
             └── NotAssigned         the partition left this member's assignment
@@ -41,6 +42,12 @@ class TopicSetupError(RuntimeFailure):
 
 class FencedError(RuntimeFailure):
     """A newer owner of a partition fenced this process's producer."""
+
+
+class GroupMismatch(RuntimeFailure):
+    """The engines of one consumer group subscribe to different topics and none reads
+    them all: they run different sets of sagas. Not retryable: the deployment must
+    change (each set of sagas in its own ``SAGAS_ENGINE_GROUP``)."""
 
 
 class TransportError(RuntimeFailure):

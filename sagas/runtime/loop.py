@@ -101,7 +101,13 @@ class EngineLoop:
     # -- the loop -------------------------------------------------------------------
 
     async def run(self) -> None:
-        """Consume until `stop`; always leaves the consumer and every producer closed."""
+        """Consume until `stop`; always leaves the consumer and every producer closed.
+
+        Raises:
+            GroupMismatch: from the consumer's poll, when the group mixes engines of
+                different saga sets; not handled here, the process stops with it (a
+                member told to stand by just gets no units).
+        """
         consumer = self._c.transport.group_consumer(
             self._c.group_id,
             self._topics,

@@ -1,17 +1,23 @@
 """Consumer groups: partitions spread over the members and handed over on join and
-leave, listeners first; pause, resume, seek and lag of one member."""
+leave, listeners first; the engine's rule for members of different subscriptions (a
+narrower one stands by, a mixed group stops); pause, resume, seek and lag of one
+member."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import Sequence
 from datetime import timedelta
 
 import pytest
 
-from sagas.runtime.errors import NotAssigned
+from sagas.runtime.errors import GroupMismatch, NotAssigned
 from sagas.runtime.transport.base import GroupConsumer, Transport
 from sagas.runtime.transport.records import TP, OutRecord
 from tests.contract.support import (
+    DEADLINE,
+    POLL_WAIT,
     committed_transaction,
     consumer,
     end_is,
@@ -83,6 +89,104 @@ async def test_members_share_the_partitions_and_hand_them_over(transport: Transp
     assert calls["a"][0] == "revoked"
     assert all(x != y for x, y in zip(calls["a"], calls["a"][1:], strict=False))
     assert held["a"] == every
+
+
+def _standby_warnings(caplog: pytest.LogCaptureFixture, group: str) -> list[str]:
+    return [
+        r.getMessage()
+        for r in caplog.records
+        if r.levelno == logging.WARNING
+        and r.getMessage().startswith(f"standing by in group {group}:")
+    ]
+
+
+async def test_a_narrower_member_stands_by_while_a_wider_one_reads_everything(
+    transport: Transport, caplog: pytest.LogCaptureFixture
+) -> None:
+    shared = await new_topic(transport, partitions=2)
+    more = await new_topic(transport, partitions=2)
+    own = frozenset(TP(shared, p) for p in range(2))
+    everything = own | {TP(more, p) for p in range(2)}
+    group = unique("group")
+    narrow = consumer(transport, group, [shared])
+    wide = consumer(transport, group, [shared, more])
+    caplog.set_level(logging.WARNING)
+    await narrow.start()
+    try:
+        await poll_until([narrow], lambda _: narrow.assignment() == own, "narrow alone reads")
+        await wide.start()
+        try:
+
+            def wide_reads_everything(_: object) -> bool:
+                return wide.assignment() == everything and not narrow.assignment()
+
+            await poll_until([narrow, wide], wide_reads_everything, "wide reads everything")
+            # An event on a topic both read goes to the member that runs every saga.
+            await committed_transaction(
+                transport,
+                [OutRecord(tp.topic, str(tp).encode(), partition=tp.partition) for tp in own],
+            )
+            got = await poll_until([narrow, wide], lambda got: len(got[1]) >= 2, "both events")
+            assert got[0] == []
+            assert sorted(r.partition for r in got[1]) == [0, 1]
+            warnings = _standby_warnings(caplog, group)
+            assert warnings, "the narrower member said it stands by"
+            assert f"it also reads {more})" in warnings[0]
+            assert "another engine of the group runs more sagas" in warnings[0]
+        finally:
+            await wide.stop()
+        await poll_until([narrow], lambda _: narrow.assignment() == own, "narrow reads again")
+    finally:
+        await narrow.stop()
+
+
+async def _mismatches(members: Sequence[GroupConsumer]) -> list[GroupMismatch]:
+    """Poll every member at once until each one's poll raised `GroupMismatch`."""
+
+    async def mismatch(member: GroupConsumer) -> GroupMismatch:
+        while True:
+            try:
+                await member.poll(POLL_WAIT, 100)
+            except GroupMismatch as exc:
+                return exc
+
+    try:
+        async with asyncio.timeout(DEADLINE):
+            return list(await asyncio.gather(*(mismatch(m) for m in members)))
+    except TimeoutError:
+        raise AssertionError(f"not within {DEADLINE}s: GroupMismatch from every member") from None
+
+
+async def test_members_of_which_none_reads_every_topic_stop_with_group_mismatch(
+    transport: Transport,
+) -> None:
+    first = await new_topic(transport, partitions=2)
+    second = await new_topic(transport, partitions=2)
+    group = unique("group")
+    running = consumer(transport, group, [first])
+    joining = consumer(transport, group, [second])
+    await running.start()
+    try:
+        mine = frozenset(TP(first, p) for p in range(2))
+        await poll_until([running], lambda _: running.assignment() == mine, "alone, it reads")
+        await joining.start()
+        try:
+            errors = await _mismatches([running, joining])
+            assert running.assignment() == joining.assignment() == frozenset()
+            with pytest.raises(GroupMismatch):  # the group was mixed: every later poll too
+                await running.poll(POLL_WAIT, 100)
+        finally:
+            await joining.stop()
+    finally:
+        await running.stop()
+    for error, missing in zip(errors, (second, first), strict=True):
+        message = str(error)
+        assert message.startswith(
+            f"engines of group {group} subscribe to different topics and none covers them all"
+        )
+        assert f"(this one does not read {missing})" in message
+        assert "give each set of sagas its own SAGAS_ENGINE_GROUP" in message
+        assert message.endswith("and never run one saga in two groups")
 
 
 async def test_pause_resume_seek_and_lag(transport: Transport) -> None:

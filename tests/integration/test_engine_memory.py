@@ -4,16 +4,19 @@ underneath."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
 from sagas.contracts.fake_registry import FakeRegistry
 from sagas.contracts.settings import ContractSettings
 from sagas.runtime import topics
+from sagas.runtime.engine import Engine
+from sagas.runtime.errors import GroupMismatch
 from sagas.runtime.store import Store
-from sagas.runtime.transport.memory import MemoryBroker
+from sagas.runtime.transport.memory import MemoryBroker, MemoryTransport
 from sagas.runtime.transport.records import TP
 from services.app import app as examples
 from services.definitions.onboarding import ONBOARDING
@@ -33,7 +36,15 @@ from services.messages.payments import (
     PaymentCaptured,
 )
 from services.messages.shipping import ScheduleShipment, ShipmentScheduled
-from tests.memory_system import Participants, engine, eventually, publish, settings, until
+from tests.memory_system import (
+    DEADLINE,
+    Participants,
+    engine,
+    eventually,
+    publish,
+    settings,
+    until,
+)
 
 NOW = datetime(2030, 1, 1, tzinfo=UTC)
 
@@ -178,3 +189,43 @@ async def test_a_registry_outage_delays_sagas_and_dead_letters_nothing(tmp_path:
     assert dead == []
     engine_codec.close()
     client_codec.close()
+
+
+async def test_engines_of_different_sagas_in_one_group_both_stop_with_group_mismatch(
+    tmp_path: Path,
+) -> None:
+    """`sagas run onboarding` and `sagas run order_fulfilment` in one group: neither
+    reads every topic, so both stop, each `run` raising `GroupMismatch` itself (what
+    `sagas run` prints in one line), not wrapped in its TaskGroup's ExceptionGroup."""
+    broker = MemoryBroker()
+    codec = examples.codec()
+    engines: list[Engine] = []
+    stores: list[Store] = []
+    for definition in (ONBOARDING, ORDER_FULFILMENT):
+        stores.append(await Store.open(tmp_path / f"{definition.name}.db"))
+        engines.append(
+            Engine(
+                [definition],
+                settings(tmp_path, definition.name),
+                transport=MemoryTransport(broker),
+                codec=codec,
+                classes=examples.classes,
+                store=stores[-1],
+            )
+        )
+    try:
+        first = asyncio.create_task(engines[0].run())
+        await engines[0].wait_ready(timedelta(seconds=DEADLINE))
+        second = asyncio.create_task(engines[1].run())
+        done, _ = await asyncio.wait({first, second}, timeout=DEADLINE)
+        assert done == {first, second}, "both engines stop"
+        for task in (first, second):
+            error = task.exception()
+            assert type(error) is GroupMismatch, repr(error)
+            assert "give each set of sagas its own SAGAS_ENGINE_GROUP" in str(error)
+    finally:
+        for running in engines:
+            await running.close()
+        for store in stores:
+            await store.close()
+        codec.close()

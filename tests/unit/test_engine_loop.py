@@ -9,11 +9,15 @@ outcome is unknown.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections import Counter, defaultdict
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from datetime import timedelta
 
+import pytest
+
+from sagas.runtime.errors import GroupMismatch
 from sagas.runtime.loop import EngineLoop
 from sagas.runtime.topics import TopicSpec
 from sagas.runtime.transport.memory import MemoryBroker, MemoryTransport
@@ -199,3 +203,61 @@ async def test_a_fenced_unit_waits_and_its_writes_never_commit() -> None:
         assert loop.owned == []
     assert relay.committed_records == 0
     assert broker.records(TP("out", 0)) == []
+
+
+def _standby_warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [
+        r.getMessage()
+        for r in caplog.records
+        if r.levelno == logging.WARNING and r.getMessage().startswith("standing by in group g:")
+    ]
+
+
+async def test_a_narrower_loop_stands_by_once_warned_until_the_wider_one_leaves(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.WARNING)
+    broker = MemoryBroker()
+    await topics_of(broker, ("in", 2), ("more", 2), ("out", 1))
+    narrow_relay, wide_relay = Relay("out"), Relay("out")
+    narrow = relay_loop(MemoryTransport(broker), "g", ["in"], narrow_relay, "relay")
+    wide = relay_loop(MemoryTransport(broker), "g", ["in", "more"], wide_relay, "relay")
+    async with running(narrow):
+        await until(lambda: narrow.owned == [0, 1], "the narrower loop alone owns the units")
+        async with running(wide):
+            await until(lambda: wide.owned == [0, 1] and not narrow.units, "the wider owns all")
+            publish(broker, "in", range(100))
+            publish(broker, "more", range(100, 150))
+            await until(lambda: wide_relay.committed_records == 150, "all 150 by the wider")
+            # Many polls, one generation: one warning.
+            assert _standby_warnings(caplog) == [
+                "standing by in group g: another engine of the group runs more sagas (it "
+                "also reads more); this one gets no units while such an engine is in the group"
+            ]
+        await until(lambda: narrow.owned == [0, 1], "the narrower loop takes its units back")
+        publish(broker, "in", range(150, 200))
+        await until(lambda: narrow_relay.committed_records == 50, "the last 50 by the narrower")
+    assert len(_standby_warnings(caplog)) == 1
+    out = committed_values(broker, "out", 1)
+    assert Counter(out) == Counter(str(i).encode() for i in range(200))
+
+
+async def test_loops_of_different_topics_in_one_group_stop_with_group_mismatch() -> None:
+    broker = MemoryBroker()
+    await topics_of(broker, ("a", 2), ("b", 2), ("out", 1))
+    relay = Relay("out")
+    first = relay_loop(MemoryTransport(broker), "g", ["a"], relay, "relay")
+    second = relay_loop(MemoryTransport(broker), "g", ["b"], Relay("out"), "relay")
+    first_task = asyncio.create_task(first.run())
+    await until(lambda: first.owned == [0, 1], "the first loop owns the units")
+    second_task = asyncio.create_task(second.run())
+    done, _ = await asyncio.wait({first_task, second_task}, timeout=DEADLINE)
+    assert done == {first_task, second_task}, "both loops stop"
+    for task in (first_task, second_task):
+        error = task.exception()
+        assert isinstance(error, GroupMismatch), error
+        assert str(error).startswith("engines of group g subscribe to different topics")
+    # Its units released, its consumer closed.
+    assert first.units == {}
+    assert first.consumer is None
+    assert set(relay.given_up) == {0, 1}

@@ -8,7 +8,8 @@ Errors raised are the runtime's own (`sagas.runtime.errors`):
   lost connection during it); the producer must be abandoned and the partition's state
   read back from the broker;
 - `FencedError`: a newer producer initialised the same transactional id;
-- `NotAssigned`: the partition left this consumer's assignment meanwhile.
+- `NotAssigned`: the partition left this consumer's assignment meanwhile;
+- `GroupMismatch`: the group's members read different topics and none reads them all.
 
 Semantics every implementation keeps (tests/contract/ checks them):
 
@@ -20,7 +21,12 @@ Semantics every implementation keeps (tests/contract/ checks them):
   producer with the same transactional id and fences it: its later calls fail with
   `FencedError`;
 - the partitions of a group's topics are spread over its members; a member that
-  stops, or whose session ends, loses them to the others (listener calls first).
+  stops, or whose session ends, loses them to the others (listener calls first);
+- the engine's rule (`sagas.runtime.transport.assignment`): partition ``k`` of every
+  topic goes to one member, among those that read every topic of the group; a member
+  that reads fewer stands by (it gets nothing, and its `GroupConsumer.poll` logs a
+  warning once per generation); when no member reads them all, every member's `poll`
+  raises `GroupMismatch`.
 """
 
 from __future__ import annotations
@@ -58,7 +64,15 @@ class GroupConsumer(Protocol):
 
     async def poll(self, wait: timedelta, max_records: int) -> dict[TP, list[Consumed]]:
         """Records of the assigned, unpaused partitions, at most ``max_records`` in all;
-        waits up to ``wait`` when there are none (and runs rebalances meanwhile)."""
+        waits up to ``wait`` when there are none (and runs rebalances meanwhile).
+
+        A member told to stand by (another member reads more topics) has nothing
+        assigned: it returns nothing and logs a WARNING once per generation.
+
+        Raises:
+            GroupMismatch: the group's members read different topics and none reads
+                them all (from the generation that said so on, every later call too).
+        """
 
     def assignment(self) -> frozenset[TP]:
         """The partitions assigned now."""

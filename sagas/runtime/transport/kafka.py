@@ -8,10 +8,9 @@ aiokafka's errors are translated here into the runtime's (`sagas.runtime.errors`
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -35,6 +34,7 @@ from sagas.runtime import topics
 from sagas.runtime.errors import FencedError, InDoubt, NotAssigned, TransportError
 from sagas.runtime.producers import abandon
 from sagas.runtime.topics import TopicSpec
+from sagas.runtime.transport.assignment import Heeding, deal, decode, encode
 from sagas.runtime.transport.base import Rebalance
 from sagas.runtime.transport.records import TP, Consumed, Delivered, OutRecord
 
@@ -142,12 +142,13 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka is
 
 
 class CoPartitionedAssignor(AbstractPartitionAssignor):  # type: ignore[misc]  # aiokafka is untyped
-    """Gives partition ``k`` of every subscribed topic to the same member.
+    """The engine's rule (`sagas.runtime.transport.assignment.deal`) as an aiokafka
+    assignor: partition ``k`` of every topic to the same member, among the members that
+    read every topic of the group; what the others are told (stand by, or the group is
+    mixed) goes in the ``user_data`` of their assignment.
 
-    Partition numbers are dealt round robin over the members (sorted by id); a member
-    not subscribed to a topic is skipped for that topic's partition ``k`` (the next
-    member in the order that is subscribed gets it). With one subscription for all
-    members, as engines of one group have, each member gets whole units.
+    aiokafka calls the assignor's classmethods on the class it was given, so a consumer
+    that hears its note uses a subclass of its own (`telling`).
     """
 
     name = "sagas-copartitioned"
@@ -159,24 +160,18 @@ class CoPartitionedAssignor(AbstractPartitionAssignor):  # type: ignore[misc]  #
         cluster: ClusterMetadata,
         members: Mapping[str, ConsumerProtocolMemberMetadata],
     ) -> dict[str, ConsumerProtocolMemberAssignment]:
-        order = sorted(members)
-        topics = sorted({t for meta in members.values() for t in meta.subscription})
-        assignment: dict[str, dict[str, list[int]]] = collections.defaultdict(
-            lambda: collections.defaultdict(list)
-        )
-        for topic in topics:
-            for partition in sorted(cluster.partitions_for_topic(topic) or ()):
-                for step in range(len(order)):
-                    member = order[(partition + step) % len(order)]
-                    if topic in members[member].subscription:
-                        assignment[member][topic].append(partition)
-                        break
-        return {
-            member: ConsumerProtocolMemberAssignment(
-                cls.version, sorted(assignment[member].items()), b""
+        subscriptions = {member: meta.subscription for member, meta in members.items()}
+        topics = {t for subscription in subscriptions.values() for t in subscription}
+        partitions = {t: ps for t in topics if (ps := cluster.partitions_for_topic(t))}
+        assignment: dict[str, ConsumerProtocolMemberAssignment] = {}
+        for member, dealt in deal(subscriptions, partitions).items():
+            by_topic: dict[str, list[int]] = {}
+            for tp in sorted(dealt.tps):
+                by_topic.setdefault(tp.topic, []).append(tp.partition)
+            assignment[member] = ConsumerProtocolMemberAssignment(
+                cls.version, sorted(by_topic.items()), encode(dealt.note)
             )
-            for member in members
-        }
+        return assignment
 
     @classmethod
     def metadata(cls, topics: Iterable[str]) -> ConsumerProtocolMemberMetadata:
@@ -185,6 +180,21 @@ class CoPartitionedAssignor(AbstractPartitionAssignor):  # type: ignore[misc]  #
     @classmethod
     def on_assignment(cls, assignment: ConsumerProtocolMemberAssignment) -> None:
         return None
+
+
+def telling(hear: Callable[[bytes], None]) -> type[CoPartitionedAssignor]:
+    """A `CoPartitionedAssignor` of one consumer's own (same `name`, so the group's
+    protocol matches) whose ``on_assignment`` passes the ``user_data`` of each assignment
+    to ``hear``: aiokafka calls it when a generation's assignment arrives
+    (``GroupCoordinator._on_join_complete``), before the rebalance listener hears of the
+    partitions."""
+
+    class Telling(CoPartitionedAssignor):
+        @classmethod
+        def on_assignment(cls, assignment: ConsumerProtocolMemberAssignment) -> None:
+            hear(assignment.user_data)
+
+    return Telling
 
 
 class KafkaGroupConsumer:
@@ -201,6 +211,7 @@ class KafkaGroupConsumer:
     ) -> None:
         self.group_id = group_id
         self._t = transport
+        self._heeding = Heeding(group_id)
         session_ms = int(session_timeout.total_seconds() * 1000)
         self._consumer = AIOKafkaConsumer(
             group_id=group_id,
@@ -213,7 +224,7 @@ class KafkaGroupConsumer:
             # lookup queue behind it on the connection (aiokafka's default: 500 ms).
             fetch_max_wait_ms=int(fetch_wait.total_seconds() * 1000),
             # Partition k of every topic to one member: a unit (sagas.runtime.partitioning).
-            partition_assignment_strategy=(CoPartitionedAssignor,),
+            partition_assignment_strategy=(telling(self._hear),),
             **transport.options(),
         )
         self._consumer.subscribe(
@@ -222,6 +233,9 @@ class KafkaGroupConsumer:
 
     def _tp(self, tp: TP) -> TopicPartition:
         return TopicPartition(self._t.physical(tp.topic), tp.partition)
+
+    def _hear(self, user_data: bytes) -> None:
+        self._heeding.received(decode(user_data, self._t.logical))
 
     async def start(self) -> None:
         try:
@@ -239,9 +253,14 @@ class KafkaGroupConsumer:
             log.warning("the consumer of group %s did not stop cleanly (%r)", self.group_id, exc)
 
     async def poll(self, wait: timedelta, max_records: int) -> dict[TP, list[Consumed]]:
+        # A note arrives with a rebalance, which runs beside (or inside) the fetch: heard
+        # before and after it. Records fetched are never dropped here: a standby
+        # member's assignment is empty, a mixed one's too.
+        self._heeding.heed()
         data = await self._consumer.getmany(
             timeout_ms=int(wait.total_seconds() * 1000), max_records=max_records
         )
+        self._heeding.heed()
         record = self._t.record
         return {
             TP(self._t.logical(tp.topic), tp.partition): [record(r) for r in rs]

@@ -296,5 +296,5 @@ class MemoryBroker:
         self._notify()
 
     def _rebalance(self, group: Group) -> None:
-        group.rebalance({name: len(logs) for name, logs in self._topics.items()})
+        group.rebalance({name: range(len(logs)) for name, logs in self._topics.items()})
         self._notify()

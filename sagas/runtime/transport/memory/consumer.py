@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from datetime import timedelta
 
 from sagas.runtime.errors import NotAssigned
+from sagas.runtime.transport.assignment import Heeding
 from sagas.runtime.transport.base import Rebalance
 from sagas.runtime.transport.memory.broker import MemoryBroker
 from sagas.runtime.transport.records import TP, Consumed
@@ -24,7 +25,9 @@ class MemoryGroupConsumer:
     goes on, as aiokafka does. A member whose last poll is older than its session
     timeout (by the loop's clock; `MemoryBroker.expire` ends it at once) is removed at
     the next poll of any member; when it polls again it finds out, gives up what it
-    held and rejoins as a new member, like a Kafka consumer told it is unknown.
+    held and rejoins as a new member, like a Kafka consumer told it is unknown. A member
+    told to stand by or that the group is mixed (`sagas.runtime.transport.assignment`)
+    hears it from `poll`, as on Kafka.
     """
 
     def __init__(
@@ -50,6 +53,7 @@ class MemoryGroupConsumer:
         self._positions: dict[TP, int] = {}
         self._paused: set[TP] = set()
         self._turn = 0
+        self._heeding = Heeding(group_id)
 
     @property
     def member_id(self) -> str | None:
@@ -83,6 +87,7 @@ class MemoryGroupConsumer:
                 self._broker.expire_stale(self.group_id)
                 self._mark(polling=True)
                 await self._sync()
+                self._heeding.heed()
                 records = self._fetch(max_records) if self._settled() else {}
                 if records:
                     return records
@@ -127,6 +132,7 @@ class MemoryGroupConsumer:
             elif group.settled(generation):
                 self._generation = generation
                 self._take(group.assignment.get(member_id, frozenset()))
+                self._heeding.received(group.notes.get(member_id))
                 await self._tell(self._listener.assigned, self._assignment)
             else:
                 return  # other members are still giving up theirs

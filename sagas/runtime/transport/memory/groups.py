@@ -1,4 +1,4 @@
-"""Consumer groups: members, generations, the round-robin assignment, session expiry.
+"""Consumer groups: members, generations, the engine's assignment, session expiry.
 
 The model is Kafka's eager rebalance protocol as aiokafka runs it. Every change of
 membership (a join, a leave, an expired session, a new topic) starts a generation with
@@ -11,9 +11,10 @@ session ends.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 
+from sagas.runtime.transport.assignment import Note, deal
 from sagas.runtime.transport.records import TP
 
 
@@ -38,15 +39,23 @@ class Group:
     members: dict[str, Member] = field(default_factory=dict)
     generation: int = 0
     assignment: dict[str, frozenset[TP]] = field(default_factory=dict)
+    notes: dict[str, Note] = field(default_factory=dict)
+    """What members of the current generation are told besides their partitions."""
     synced: set[str] = field(default_factory=set)
     """Members that gave up their partitions for the current generation."""
     committed: dict[TP, int] = field(default_factory=dict)
 
-    def rebalance(self, partitions: Mapping[str, int]) -> None:
-        """Start a generation: every member must sync before anyone gets partitions."""
+    def rebalance(self, partitions: Mapping[str, Collection[int]]) -> None:
+        """Start a generation: every member must sync before anyone gets partitions.
+
+        The engine's rule deals (`sagas.runtime.transport.assignment.deal`), as
+        `sagas.runtime.transport.kafka.CoPartitionedAssignor` does on Kafka.
+        """
         self.generation += 1
         self.synced.clear()
-        self.assignment = co_partitioned(self.members, partitions)
+        dealt = deal({m.member_id: m.topics for m in self.members.values()}, partitions)
+        self.assignment = {m: d.tps for m, d in dealt.items()}
+        self.notes = {m: d.note for m, d in dealt.items() if d.note is not None}
 
     def sync(self, member_id: str, generation: int) -> None:
         if generation == self.generation and member_id in self.members:
@@ -68,24 +77,3 @@ class Group:
         """When the next session ends, unless its member polls first."""
         ends = [end for m in self.members.values() if (end := m.expires_at()) is not None]
         return min(ends, default=None)
-
-
-def co_partitioned(
-    members: Mapping[str, Member], partitions: Mapping[str, int]
-) -> dict[str, frozenset[TP]]:
-    """The engine's assignor (`sagas.runtime.transport.kafka.CoPartitionedAssignor`):
-    partition ``k`` of every subscribed topic goes to the member ``k`` mod the number of
-    members (sorted by id), or the next one after it subscribed to that topic."""
-    dealt: dict[str, set[TP]] = {m: set() for m in members}
-    if not members:
-        return {}
-    order = sorted(members)
-    topics = sorted({t for m in members.values() for t in m.topics if t in partitions})
-    for topic in topics:
-        for k in range(partitions[topic]):
-            for step in range(len(order)):
-                member = order[(k + step) % len(order)]
-                if topic in members[member].topics:
-                    dealt[member].add(TP(topic, k))
-                    break
-    return {m: frozenset(tps) for m, tps in dealt.items()}
