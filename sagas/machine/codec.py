@@ -39,31 +39,61 @@ _STRINGS: dict[type, Any] = {
 
 def to_json(value: object) -> JSON:
     """Encode ``value`` as JSON-compatible data (raises TypeError for unknown types)."""
-    if value is None or isinstance(value, bool | int | float | str):
-        return value
-    if isinstance(value, Enum):
-        return to_json(value.value)
-    if isinstance(value, Decimal | UUID):
-        return str(value)
-    if isinstance(value, datetime | date | time):
-        return value.isoformat()
-    if isinstance(value, timedelta):
-        return [value.days, value.seconds, value.microseconds]
-    if isinstance(value, bytes):
-        return value.hex()
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        out: dict[str, JSON] = {TYPE_KEY: value.SCHEMA} if isinstance(value, Record) else {}
-        for f in dataclasses.fields(value):
-            if f.init:
-                out[f.name] = to_json(getattr(value, f.name))
-        return out
-    if isinstance(value, list | tuple):
-        return [to_json(v) for v in value]
-    if isinstance(value, set | frozenset):
-        return sorted((to_json(v) for v in value), key=repr)
-    if isinstance(value, Mapping):
-        return {_key(k): to_json(v) for k, v in value.items()}
-    raise TypeError(f"cannot encode {type(value).__name__} as JSON")
+    kind = type(value)
+    encode = _ENCODERS.get(kind)
+    if encode is None:
+        encode = _ENCODERS[kind] = _encoder(kind)
+    return encode(value)
+
+
+_Encoder = typing.Callable[[Any], JSON]
+
+
+def _same(value: Any) -> JSON:
+    return value  # type: ignore[no-any-return]  # None, bool, int, float, str
+
+
+def _encoder(kind: type) -> _Encoder:
+    """How values of exactly ``kind`` are encoded, decided once per type (`to_json` is
+    on the engine's path for every changed instance)."""
+    if kind is type(None) or issubclass(kind, bool | int | float | str):
+        return _same
+    if issubclass(kind, Enum):
+        return lambda v: to_json(v.value)
+    if issubclass(kind, Decimal | UUID):
+        return str
+    if issubclass(kind, datetime | date | time):
+        return lambda v: v.isoformat()
+    if issubclass(kind, timedelta):
+        return lambda v: [v.days, v.seconds, v.microseconds]
+    if issubclass(kind, bytes):
+        return lambda v: v.hex()
+    if dataclasses.is_dataclass(kind):
+        names = tuple(f.name for f in dataclasses.fields(kind) if f.init)
+        if issubclass(kind, Record):
+
+            def record(v: Any) -> JSON:
+                out: dict[str, JSON] = {TYPE_KEY: v.SCHEMA}
+                for name in names:
+                    out[name] = to_json(getattr(v, name))
+                return out
+
+            return record
+        return lambda v: {name: to_json(getattr(v, name)) for name in names}
+    if issubclass(kind, list | tuple):
+        return lambda v: [to_json(item) for item in v]
+    if issubclass(kind, set | frozenset):
+        return lambda v: sorted((to_json(item) for item in v), key=repr)
+    if issubclass(kind, Mapping):
+        return lambda v: {_key(k): to_json(item) for k, item in v.items()}
+
+    def unknown(v: Any) -> JSON:
+        raise TypeError(f"cannot encode {kind.__name__} as JSON")
+
+    return unknown
+
+
+_ENCODERS: dict[type, _Encoder] = {}
 
 
 def _key(key: object) -> str:

@@ -168,4 +168,6 @@ def stored_row(instance: SagaInstance[Any], partition: int, first_new: int = 0) 
         ended_at=iso(instance.ended) if instance.ended else None,
         next_due=iso(min(due)) if due else None,
         history=[(int(str(e["seq"])), str(e["at"]), e) for e in entries if isinstance(e, dict)],
+        # Encoded once here: the changelog record and the store row both carry it.
+        body_json=json.dumps(body, separators=(",", ":")),
     )
