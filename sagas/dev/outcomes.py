@@ -64,8 +64,8 @@ class OutcomeWatcher:
         self._changed.clear()
 
     async def run(self) -> None:
+        topic = self.topic_prefix + topics.OUTCOMES
         consumer = AIOKafkaConsumer(
-            self.topic_prefix + topics.OUTCOMES,
             bootstrap_servers=self.bootstrap_servers,
             isolation_level="read_committed",
             auto_offset_reset="earliest",
@@ -74,6 +74,13 @@ class OutcomeWatcher:
         )
         await consumer.start()
         try:
+            # The engine creates the topic when it starts: subscribing before would have
+            # the client log an error at every metadata refresh until then.
+            while True:
+                if topic in await consumer.topics():
+                    break
+                await asyncio.sleep(0.2)  # polling interval of the topic's creation
+            consumer.subscribe([topic])
             while True:
                 batch = await consumer.getmany(timeout_ms=500)
                 for records in batch.values():

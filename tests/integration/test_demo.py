@@ -40,6 +40,7 @@ def test_demo_json_summary(kafka_bootstrap: str, tmp_path: Path) -> None:
     summary = json.loads(proc.stdout)
     orders = summary["sagas"]["order_fulfilment"]
     assert orders["placed"] == 40
+    assert orders["placed_per_s"] == pytest.approx(10 * 40 / 60)  # the default steady rate
     assert orders["completed"] == 32  # 80% of the mix completes
     assert orders["compensated"] == 8  # declined and unshippable orders
     assert orders["failed"] == 0

@@ -44,3 +44,28 @@ async def test_place_posts_every_body_and_stops_at_a_refusal() -> None:
     bad = [Request({"order_id": "o7"}, "o7", "order:o7", "COMPLETED", "ok")]
     with pytest.raises(RuntimeError, match=r"refused o7: .*known id"):
         await place("http://orders/orders", bad, [], httpx.MockTransport(answer))
+
+
+async def test_a_rate_sends_each_request_at_its_time_without_waiting_for_answers() -> None:
+    import asyncio
+
+    loop = asyncio.get_running_loop()
+    sent: list[float] = []
+    answered = asyncio.Event()
+
+    async def answer(request: httpx.Request) -> httpx.Response:
+        sent.append(loop.time())
+        if len(sent) < 4:
+            await answered.wait()  # the first answers are late: the schedule goes on
+        answered.set()
+        return httpx.Response(201)
+
+    requests = [
+        Request({"order_id": f"o{i}"}, f"o{i}", f"order:o{i}", "COMPLETED", "ok") for i in range(4)
+    ]
+    out: list[Request] = []
+    start = loop.time()
+    await place("http://orders/orders", requests, out, httpx.MockTransport(answer), rate=50.0)
+    assert sorted(r.key for r in out) == ["o0", "o1", "o2", "o3"]
+    # Request i leaves no earlier than i / rate after the first (never in a burst).
+    assert all(t - start >= i / 50.0 - 1e-3 for i, t in enumerate(sorted(sent)))

@@ -19,7 +19,7 @@ from rich.console import Console
 from sagas.dev.broker import DevKafka
 from sagas.dev.cluster import dev_broker, external_bootstrap
 from sagas.dev.system import SystemLayout
-from sagas.ops.demo.run import DemoPlan, run_demo
+from sagas.ops.demo.run import DEFAULT_RATE, DemoPlan, run_demo
 from sagas.ops.demo.summary import render
 from sagas.ops.demo_env import (
     DEMO_ENV,
@@ -37,6 +37,13 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     demo.add_argument("--orders", type=int, default=200, help="orders to place (default 200)")
     demo.add_argument("--hires", type=int, default=50, help="hires to onboard (default 50)")
     demo.add_argument("--engines", type=int, default=1, help="engine processes (default 1)")
+    demo.add_argument(
+        "--rate",
+        type=float,
+        default=DEFAULT_RATE,
+        help=f"sagas placed per second, all together (default {DEFAULT_RATE:g}: a load this "
+        "system sustains on 2 cores); 0: all at once",
+    )
     demo.add_argument("--json", action="store_true", help="print only the summary, as JSON")
     demo.add_argument(
         "--keep", action="store_true", help="keep everything and the dashboard running until Ctrl-C"
@@ -57,8 +64,31 @@ def _plan(args: argparse.Namespace) -> DemoPlan:
             raise SystemExit(
                 f"error: --{'orders' if name == 'order_fulfilment' else 'hires'} must be >= 0"
             )
+    if args.rate < 0:
+        raise SystemExit("error: --rate must be >= 0 (0: all at once)")
     port = args.port if args.keep else None
-    return DemoPlan(counts, available, args.engines, args.timeout, dashboard_port=port)
+    return DemoPlan(
+        counts,
+        available,
+        args.engines,
+        args.timeout,
+        dashboard_port=port,
+        rate=args.rate or None,
+    )
+
+
+def pace_line(plan: DemoPlan) -> str:
+    """What the demo says about the pace it places its sagas at."""
+    names = {"order_fulfilment": "orders", "onboarding": "hires"}
+    what = " and ".join(f"{n} {names.get(k, k)}" for k, n in plan.counts.items())
+    if plan.rate is None:
+        return f"placing {what} all at once (--rate 0): cycle times include the queue"
+    shares = ", ".join(f"{plan.rate_of(k) or 0:.1f} {names.get(k, k)}/s" for k in plan.counts)
+    seconds = sum(plan.counts.values()) / plan.rate
+    return (
+        f"placing {what} at a steady {plan.rate:g} sagas/s ({shares}) over about "
+        f"{seconds:.0f} s; --rate changes it"
+    )
 
 
 def _healthy(summary: dict[str, Any]) -> bool:
@@ -121,6 +151,7 @@ def main(args: argparse.Namespace) -> int:
         console.print(
             f"Kafka at {bootstrap}; topics prefixed {layout.prefix!r}; logs in {workdir / 'logs'}"
         )
+        console.print(pace_line(plan), markup=False, highlight=False)
     lines: list[str] = []
     if args.keep:
         # The CLI's own read model, next to the dashboard's (two followers, two files).

@@ -59,25 +59,42 @@ async def place(
     requests: Sequence[Request],
     out: list[Request],
     transport: httpx.AsyncBaseTransport | None = None,
+    rate: float | None = None,
 ) -> None:
-    """POST each request's body to ``url`` (a few at a time); appends those accepted.
-    ``transport``: httpx's, for tests (``httpx.MockTransport``).
+    """POST each request's body to ``url``; appends those accepted.
+
+    ``rate``: requests per second, each sent at its own time whatever the answers to
+    the ones before (a steady load, as in service); None: as fast as ``CONCURRENCY``
+    requests at a time go. ``transport``: httpx's, for tests (``httpx.MockTransport``).
 
     Raises:
         RuntimeError: the service refused one (its answer is in the message).
     """
-    queue = list(requests)
 
-    async def worker(client: httpx.AsyncClient) -> None:
-        while queue:
-            request = queue.pop(0)
-            response = await client.post(url, json=request.body)
-            if response.status_code != 201:
-                raise RuntimeError(f"{url} refused {request.key}: {response.text}")
-            out.append(request)
+    async def post(client: httpx.AsyncClient, request: Request) -> None:
+        response = await client.post(url, json=request.body)
+        if response.status_code != 201:
+            raise RuntimeError(f"{url} refused {request.key}: {response.text}")
+        out.append(request)
 
     async with httpx.AsyncClient(timeout=30, transport=transport) as client:
-        await asyncio.gather(*(worker(client) for _ in range(CONCURRENCY)))
+        if rate is None:
+            queue = list(requests)
+
+            async def worker() -> None:
+                while queue:
+                    await post(client, queue.pop(0))
+
+            await asyncio.gather(*(worker() for _ in range(CONCURRENCY)))
+            return
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        async with asyncio.TaskGroup() as tg:
+            for i, request in enumerate(requests):
+                delay = start + i / rate - loop.time()
+                if delay > 0:
+                    await asyncio.sleep(delay)  # the load's schedule: request i at i / rate
+                tg.create_task(post(client, request))
 
 
 def plan(args: argparse.Namespace) -> list[tuple[Workload, str, list[Request]]]:

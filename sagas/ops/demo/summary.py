@@ -45,6 +45,7 @@ def render(summary: Mapping[str, Any], console: Console) -> None:
     for col in (
         "saga",
         "placed",
+        "per s",
         "completed",
         "compensated",
         "failed",
@@ -61,6 +62,7 @@ def render(summary: Mapping[str, Any], console: Console) -> None:
         table.add_row(
             name,
             str(s["placed"]),
+            "burst" if s.get("placed_per_s") is None else f"{s['placed_per_s']:.1f}",
             str(s["completed"]),
             str(s["compensated"]),
             str(s["failed"]),
