@@ -49,6 +49,12 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         help="number of the first request (its order or employee id); default: from the "
         "clock, so that each run places new ones",
     )
+    load.add_argument(
+        "--rate",
+        type=float,
+        default=10.0,
+        help="requests per second to each entry service (default 10); 0: all at once",
+    )
     load.add_argument("--timeout", type=float, default=600, help="seconds to wait for the end")
     load.add_argument("--json", action="store_true", help="print only the summary, as JSON")
     load.set_defaults(handler=main)
@@ -114,7 +120,10 @@ def main(args: argparse.Namespace) -> int:
     if not kafka.bootstrap_servers:
         print("error: KAFKA_BOOTSTRAP_SERVERS is not set", file=sys.stderr)
         return 2
-    summary = asyncio.run(_load(plan(args), kafka, args.timeout, console))
+    if args.rate < 0:
+        print("error: --rate must be >= 0 (0: all at once)", file=sys.stderr)
+        return 2
+    summary = asyncio.run(_load(plan(args), kafka, args.timeout, console, args.rate or None))
     if args.json:
         print(json.dumps(summary, indent=2))
     else:
@@ -130,6 +139,7 @@ async def _load(
     kafka: KafkaSettings,
     timeout_s: float,
     console: Console,
+    rate: float | None = None,
 ) -> dict[str, Any]:
     bootstrap = kafka.bootstrap_servers or ""
     options = await checked_options(kafka, bootstrap)
@@ -141,8 +151,9 @@ async def _load(
         async with asyncio.TaskGroup() as tg:
             watching = tg.create_task(watcher.run())
             for workload, url, requests in work:
-                console.print(f"placing {len(requests)} on {url}")
-                await place(url, requests, placed[workload.saga])
+                pace = f" at {rate:g}/s" if rate else ", all at once"
+                console.print(f"placing {len(requests)} on {url}{pace}")
+                await place(url, requests, placed[workload.saga], rate=rate)
             ids = {r.saga_id for reqs in placed.values() for r in reqs}
             deadline = time.monotonic() + timeout_s
             while not watcher.ended(ids) and time.monotonic() < deadline:
