@@ -37,9 +37,9 @@ from sagas.kafka_security import checked_options
 from sagas.participant.definition import JSONObject, Participant
 from sagas.participant.processor import Faults, Incoming, Processor
 from sagas.participant.runner import KafkaRunner
-from sagas.participant.timers import run_timers
 from sagas.participant.settings import ServiceSettings
 from sagas.participant.store import Outbound, Store
+from sagas.participant.timers import run_timers
 from sagas.participant.web import WebEndpoint
 from sagas.runtime.topics import wait_until_ready
 from sagas.settings import KafkaSettings
