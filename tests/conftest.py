@@ -15,6 +15,23 @@ pytest_plugins = ["tests.thread_guard"]
 MakeTopic = Callable[..., Awaitable[str]]
 
 
+@pytest.fixture(autouse=True)
+def _environment_unchanged() -> Iterator[None]:
+    """A test leaves the process's environment as it found it (use monkeypatch): a leaked
+    ``KAFKA_BOOTSTRAP_SERVERS`` once pointed every later Kafka test at a dead address."""
+    import os
+
+    before = dict(os.environ)
+    yield
+    after = dict(os.environ)
+    changed = sorted(
+        k
+        for k in before.keys() | after.keys()
+        if before.get(k) != after.get(k) and k != "PYTEST_CURRENT_TEST"  # pytest's own
+    )
+    assert not changed, f"the test changed the environment and left it so: {changed}"
+
+
 @pytest.fixture(scope="session")
 def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A running broker for the whole session.

@@ -151,7 +151,10 @@ def test_every_operations_command_reads_the_demo_env_first(
 
     monkeypatch.chdir(tmp_path)
     for name in VARIABLES:
-        monkeypatch.delenv(name, raising=False)
+        # Set, then removed: monkeypatch restores what was there (or nothing) at the end,
+        # whatever `with_demo_env` sets in this process's environment meanwhile.
+        monkeypatch.setenv(name, "")
+        monkeypatch.delenv(name)
     write_demo_env(demo_variables("h:1", "demo9.", tmp_path / "o"), os.getpid())
     seen: dict[str, str | None] = {}
 
