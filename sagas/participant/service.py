@@ -23,7 +23,7 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -37,9 +37,9 @@ from sagas.kafka_security import checked_options
 from sagas.participant.definition import JSONObject, Participant
 from sagas.participant.processor import Faults, Incoming, Processor
 from sagas.participant.runner import KafkaRunner
-from sagas.participant.timers import run_timers
 from sagas.participant.settings import ServiceSettings
 from sagas.participant.store import Outbound, Store
+from sagas.participant.timers import run_timers
 from sagas.participant.web import WebEndpoint
 from sagas.runtime.topics import wait_until_ready
 from sagas.settings import KafkaSettings
@@ -187,7 +187,7 @@ class ParticipantService:
             self.bootstrap,
             self.settings.group(self.participant.name),
             topics,
-            self.handle,
+            self.handle_batch,
             after_batch=self._after_batch,
             client_options=self.client_options,
         )
@@ -331,19 +331,14 @@ class ParticipantService:
         return await self.participant.routes[path](self, body)
 
     async def handle(self, topic: str, record: Incoming) -> list[Outbound]:
-        """Apply one consumed record; return what to produce (the runner sends it)."""
-        if self.telemetry is None:
-            return await self._handle(topic, record)
-        # The handling span is current inside: reply spans and log lines join it.
-        with self.telemetry.handling(record) as handling:
-            out = await self._handle(topic, record)
-            self.telemetry.outcome(handling, out)
-            return out
-
-    async def _handle(self, topic: str, record: Incoming) -> list[Outbound]:
+        """Apply one consumed record; return what to produce (the caller sends it)."""
         if topic != self.commands_topic:
             return await self.processor.event(record)
         return await self.processor.command(record)
+
+    async def handle_batch(self, records: Sequence[Incoming]) -> list[list[Outbound]]:
+        """Apply one poll's records in one transaction; what to produce for each."""
+        return await self.processor.batch(records)
 
     async def _after_batch(self) -> None:
         if self.participant.after_command is not None:
