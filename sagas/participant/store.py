@@ -12,9 +12,11 @@ Where the statements run: aiosqlite runs every call on its connection's own thre
 thread hop (a queue, a future, a wake-up of the event loop) that costs far more CPU than
 the statement. Inside `Store.transaction` the statements run on the event loop's thread
 instead, directly: after ``BEGIN IMMEDIATE`` this connection holds SQLite's write lock,
-so no statement of the transaction waits for another connection, and the one that
-waits for the disk, ``COMMIT`` (its fsync), still goes to the connection's thread, as
-do ``BEGIN`` (it may wait for another writer) and every statement outside a transaction.
+so no statement of the transaction waits for another connection. What may wait still
+goes to the connection's thread: ``COMMIT`` (its fsync), a ``BEGIN IMMEDIATE`` that
+finds another connection writing (it is tried on the loop's thread first, without
+waiting: the service is normally its file's only writer), and every statement outside
+a transaction.
 """
 
 from __future__ import annotations
@@ -61,6 +63,10 @@ class Outbound:
     headers: list[tuple[str, bytes]]
 
 
+BUSY_TIMEOUT_MS = 5000
+"""How long a statement waits for another connection's lock before it fails."""
+
+
 class _Connection(aiosqlite.Connection):
     """An aiosqlite connection that runs calls on the caller's thread while ``inline``.
 
@@ -73,6 +79,24 @@ class _Connection(aiosqlite.Connection):
     """
 
     inline = False
+
+    async def begin_immediate(self) -> None:
+        """``BEGIN IMMEDIATE`` on the caller's thread when the write lock is free; else on
+        the connection's thread, waiting for it up to `BUSY_TIMEOUT`."""
+        self.inline = True
+        try:
+            await self.execute("PRAGMA busy_timeout=0")
+            try:
+                await self.execute("BEGIN IMMEDIATE")
+                return
+            except sqlite3.OperationalError as exc:
+                if exc.sqlite_errorcode != sqlite3.SQLITE_BUSY:
+                    raise
+            finally:
+                await self.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+        finally:
+            self.inline = False
+        await self.execute("BEGIN IMMEDIATE")
 
     async def _execute(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         if not self.inline:
@@ -112,7 +136,7 @@ class Store:
             # FULL: a processed row must survive a power cut once its reply was sent.
             await db.execute("PRAGMA synchronous=FULL")
             await db.execute("PRAGMA foreign_keys=ON")
-            await db.execute("PRAGMA busy_timeout=5000")
+            await db.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
             await db.executescript(FRAMEWORK_SCHEMA + schema)
         except BaseException:
             await db.close()
@@ -144,13 +168,14 @@ class Store:
         """``BEGIN IMMEDIATE`` ... ``COMMIT``; rolled back when the block raises.
 
         Statements inside run on the event loop's thread (see the module docstring);
-        ``BEGIN``, ``COMMIT`` and ``ROLLBACK`` on the connection's thread.
+        ``COMMIT``, ``ROLLBACK`` and a ``BEGIN`` that has to wait for another writer on
+        the connection's thread.
         """
         async with self._lock:
             db = self._db
             if db is None:
                 raise RuntimeError(f"store {self.path} is not open")
-            await db.execute("BEGIN IMMEDIATE")
+            await db.begin_immediate()
             db.inline = True
             try:
                 yield db
