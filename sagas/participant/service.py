@@ -217,23 +217,25 @@ class ParticipantService:
         if timers is not None:
             timers.cancel()
             await asyncio.wait({timers})
-        runner, self.runner = self.runner, None
         task, self._task = self._task, None
-        app, self.app = self.app, None
+        # The runner and the faust app stay reachable until they stopped: the batch or
+        # the agent event in flight still sends its replies (and an outbox its events)
+        # through them.
         try:
             if web is not None:
                 await web.stop()
-            if runner is not None:
-                runner.stop()
+            if self.runner is not None:
+                self.runner.stop()
                 if task is not None:
                     await asyncio.wait({task}, timeout=grace.total_seconds())
                     if not task.done():
                         task.cancel()
                     await asyncio.wait({task})
-                await runner.close()
-            if app is not None:
-                await asyncio.wait_for(app.stop(), grace.total_seconds())
+                await self.runner.close()
+            if self.app is not None:
+                await asyncio.wait_for(self.app.stop(), grace.total_seconds())
         finally:
+            self.runner = self.app = None
             await self.store.close()
         if task is not None and not task.cancelled() and task.exception() is not None:
             raise task.exception()  # type: ignore[misc]  # checked not None just above
