@@ -42,7 +42,8 @@ import asyncio
 import contextlib
 import logging
 import random
-from collections.abc import Callable, Iterator, Sequence
+import time
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -74,6 +75,11 @@ REFUSED = "compensated before it arrived"
 
 SAVEPOINT = "sagas_record"
 """The savepoint each record of a batch is applied in."""
+
+TRANSACTION_TIME = timedelta(milliseconds=20)
+"""How long `Processor.batches` keeps one transaction open before it commits it (and
+its replies can go): long enough to share a COMMIT (an fsync) between many fast
+commands, short enough that a slow one delays the replies after it only a little."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -148,7 +154,20 @@ class Processor:
 
         A record of a followed events topic is an event; any other is a command.
         """
-        return await self._batch([(r, r.topic not in self._event_topics) for r in records])
+        return await self._batch(self._kinds(records))
+
+    async def batches(
+        self, records: Sequence[Incoming], within: timedelta = TRANSACTION_TIME
+    ) -> AsyncIterator[list[list[Outbound]]]:
+        """`batch` in consecutive transactions, each closed once it has run ``within``
+        (one record at least): what to produce for each record, in order, one list per
+        transaction, as soon as that transaction is committed. A slow handler then holds
+        back the replies of the records after it by about ``within`` at most."""
+        items = self._kinds(records)
+        while items:
+            outs = await self._batch(items, time.monotonic() + within.total_seconds())
+            yield outs
+            items = items[len(outs) :]
 
     async def command(self, record: Incoming) -> list[Outbound]:
         """What to produce for one record of ``<service>.commands``."""
@@ -158,13 +177,22 @@ class Processor:
         """Apply one record of a followed events topic; types not followed are skipped."""
         return (await self._batch([(record, False)]))[0]
 
-    async def _batch(self, items: Sequence[tuple[Incoming, bool]]) -> list[list[Outbound]]:
+    def _kinds(self, records: Sequence[Incoming]) -> list[tuple[Incoming, bool]]:
+        """Each record, and whether it is a command."""
+        return [(r, r.topic not in self._event_topics) for r in records]
+
+    async def _batch(
+        self, items: Sequence[tuple[Incoming, bool]], deadline: float | None = None
+    ) -> list[list[Outbound]]:
+        """Apply ``items`` in one transaction, or a first part of them once ``deadline``
+        (monotonic) passed; what to produce for each record applied."""
         now = self.clock()
         outs: list[list[Outbound]] = []
-        applied = 0
+        applied = tried = 0
         try:
             async with self.store.transaction() as db:
                 for record, is_command in items:
+                    tried += 1
                     with self._handling(record) as handling:
                         if is_command:
                             out, did = await self._command(db, record, now)
@@ -174,8 +202,10 @@ class Processor:
                             self.telemetry.outcome(handling, out)
                     outs.append(out)
                     applied += did
+                    if deadline is not None and time.monotonic() >= deadline:
+                        break
         except Exception as exc:
-            return await self._recover(items, exc, now)
+            return await self._recover(items[: max(tried, 1)], exc, now)
         self._applied(applied)
         return outs
 

@@ -4,9 +4,11 @@ One consumer (the service's group, ``read_committed``: an aborted or fenced engi
 transaction's commands are never delivered) and one idempotent producer (``acks=all``).
 Per poll (up to `MAX_BATCH` records, every partition's in order):
 
-1. the records are applied in ONE SQLite transaction (`HandleBatch`, see
-   `sagas.participant.processor`), committed before anything is sent;
-2. what they yield (replies, dead letters) is sent without waiting record by record;
+1. the records are applied in one SQLite transaction (`HandleBatch`, see
+   `sagas.participant.processor`), or a few when slow handlers make it last longer than
+   `sagas.participant.processor.TRANSACTION_TIME`;
+2. what each transaction's records yield (replies, dead letters) is sent once it is
+   committed, without waiting record by record;
 3. once every send is acknowledged, the poll's offsets are committed, in one request.
 
 So a command's reply is on Kafka before the command counts as consumed, and its
@@ -23,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -37,8 +39,9 @@ from sagas.participant.store import Outbound
 
 log = logging.getLogger(__name__)
 
-HandleBatch = Callable[[Sequence[Incoming]], Awaitable[list[list[Outbound]]]]
-"""Apply one poll's records; returns what to produce for each, in order."""
+HandleBatch = Callable[[Sequence[Incoming]], AsyncIterator[list[list[Outbound]]]]
+"""Apply one poll's records; yields what to produce for each, in order, one list per
+committed SQLite transaction."""
 
 AfterBatch = Callable[[], Awaitable[None]]
 
@@ -215,12 +218,15 @@ class KafkaRunner:
             for rs in data.values()
             for r in rs
         ]
-        # Applied and committed to SQLite before any reply is sent.
-        outs = await self._handle(records)
-        self.applied += len(records)
         sent: list[asyncio.Future[RecordMetadata]] = []
-        for out in (o for each in outs for o in each):
-            sent.append(await producer.send(out.topic, out.value, out.key, None, None, out.headers))
+        # Each part is committed to SQLite before its replies are sent.
+        async for outs in self._handle(records):
+            for out in (o for each in outs for o in each):
+                sent.append(
+                    await producer.send(out.topic, out.value, out.key, None, None, out.headers)
+                )
+            await asyncio.sleep(0)  # a yield: the producer sends them while the next part runs
+        self.applied += len(records)
         # The offsets are committed only once every reply of the batch is on Kafka.
         try:
             await asyncio.gather(*sent)

@@ -23,7 +23,7 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -338,9 +338,10 @@ class ParticipantService:
             return await self.processor.event(record)
         return await self.processor.command(record)
 
-    async def handle_batch(self, records: Sequence[Incoming]) -> list[list[Outbound]]:
-        """Apply one poll's records in one transaction; what to produce for each."""
-        return await self.processor.batch(records)
+    def handle_batch(self, records: Sequence[Incoming]) -> AsyncIterator[list[list[Outbound]]]:
+        """Apply one poll's records (`Processor.batches`): what to produce for each, one
+        list per committed transaction."""
+        return self.processor.batches(records)
 
     async def _after_batch(self) -> None:
         if self.participant.after_command is not None:

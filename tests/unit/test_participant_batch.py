@@ -5,7 +5,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import aiosqlite
@@ -133,6 +133,23 @@ async def test_a_batch_is_one_transaction_and_each_record_gets_its_own_outcome(
     assert [type(r) for r in payloads(codec, outs)] == [StockReserved, StockReserved]
     assert await ledger(p) == [("c-1", "APPLIED"), ("c-2", "APPLIED"), ("e-1", "EVENT")]
     assert p.applied == 2
+
+
+async def test_batches_commit_a_part_once_it_has_run_its_time(p: Processor, codec: Codec) -> None:
+    """`Processor.batches` (the runner's): a transaction is closed, and its replies can
+    go, once it has run ``within``; then the next part begins."""
+    records = [command(codec, f"o-{i}", f"c-{i}") for i in range(3)]
+    statements = Statements()
+    await p.store.db.set_trace_callback(statements)
+    slow = [outs async for outs in p.batches(records, within=timedelta(0))]
+    fast = [outs async for outs in p.batches(records, within=timedelta(minutes=1))]
+    await p.store.db.set_trace_callback(None)  # type: ignore[arg-type]  # sqlite3 takes None
+
+    assert [len(part) for part in slow] == [1, 1, 1]  # a transaction per record
+    assert [len(part) for part in fast] == [3]  # duplicates now: replayed together
+    assert statements.commits == 4
+    assert [out for part in slow for out in part] == fast[0]
+    assert p.applied == 3
 
 
 async def test_a_handler_failing_mid_batch_leaves_its_neighbours_applied(
