@@ -8,5 +8,6 @@ completion observer), `participants` (responders that answer every command at on
 flight), `saga_run` (the saga at saturation), `latency` (open-loop sweep), `cpu` (CPU
 time per component), `count` (messages per saga), `state` and `stored_sagas` (restore
 and memory), `suite` (every phase in order), `targets`, `report`, `plot`, `run_info`,
-`topics` and `command` (the CLI).
+`topics` and `command` (the CLI). `service_load` is apart: one participant service
+under load (``python -m sagas.bench.service_load``), not a phase of `sagas bench`.
 """

@@ -2,6 +2,13 @@
 
 Used by `sagas demo`, the chaos runner and the reliability tests. Every process writes
 its output to its own log file; the supervisor signals only the pids it started.
+
+Stopping is SIGTERM, then SIGKILL when the process is still there after the grace. A
+process of this system must stop on SIGTERM (each drains what it has in flight and
+commits it): one that needed the SIGKILL is recorded (`ManagedProcess.killed_after_term`,
+a line in its log) and `Supervisor.unclean_stops` names it, with any process that
+answered SIGTERM with a non-zero status; the callers that stop a system treat both as
+failures.
 """
 
 from __future__ import annotations
@@ -35,11 +42,23 @@ class ProcessSpec:
 
 @dataclass
 class ManagedProcess:
+    """One started process.
+
+    Attributes:
+        starts: how many times it was started (restarts included).
+        killed: how many times it was killed on purpose (`Supervisor.kill`).
+        killed_after_term: how many stops it ignored past their grace, so that SIGKILL
+            ended them (over every start, like ``killed``); 0 when every stop was clean.
+        terminated: its last run was asked to stop with SIGTERM (`Supervisor.stop`).
+    """
+
     spec: ProcessSpec
     log: Path
     popen: subprocess.Popen[bytes]
     starts: int = 1
     killed: int = 0
+    killed_after_term: int = 0
+    terminated: bool = False
 
     @property
     def pid(self) -> int:
@@ -90,6 +109,7 @@ class Supervisor:
         if previous is not None:
             proc.starts = previous.starts + 1
             proc.killed = previous.killed
+            proc.killed_after_term = previous.killed_after_term
         self.processes[spec.name] = proc
         return proc
 
@@ -108,36 +128,58 @@ class Supervisor:
         return self.start(self.processes[name].spec)
 
     def stop(self, name: str, grace: timedelta = timedelta(seconds=15)) -> int | None:
-        """SIGTERM, wait up to ``grace``, then SIGKILL; return the exit code."""
+        """SIGTERM, wait up to ``grace``, then SIGKILL (recorded); return the exit code."""
         proc = self.processes[name]
-        if proc.alive():
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(proc.pid, signal.SIGTERM)
-            try:
-                proc.popen.wait(timeout=grace.total_seconds())
-            except subprocess.TimeoutExpired:
-                self.kill(name)
+        self._terminate(proc)
+        self._reap(proc, time.monotonic() + grace.total_seconds(), grace)
         return proc.exit_code()
 
     def stop_all(self, grace: timedelta = timedelta(seconds=15)) -> None:
+        """`stop` every process, all signalled at once and given the same ``grace``."""
         deadline = time.monotonic() + grace.total_seconds()
         for proc in self:
-            if proc.alive():
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(proc.pid, signal.SIGTERM)
+            self._terminate(proc)
         for proc in self:
-            remaining = max(deadline - time.monotonic(), 0.1)
-            try:
-                proc.popen.wait(timeout=remaining)
-            except subprocess.TimeoutExpired:
-                self.kill(proc.spec.name)
+            self._reap(proc, deadline, grace)
+
+    def _terminate(self, proc: ManagedProcess) -> None:
+        if proc.alive():
+            proc.terminated = True
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(proc.pid, signal.SIGTERM)
+
+    def _reap(self, proc: ManagedProcess, deadline: float, grace: timedelta) -> None:
+        try:
+            proc.popen.wait(timeout=max(deadline - time.monotonic(), 0.1))
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(proc.pid, signal.SIGKILL)
+            proc.popen.wait()
+            proc.killed_after_term += 1
+            with proc.log.open("a") as out:
+                out.write(f"supervisor: SIGKILL after SIGTERM: still running after {grace}\n")
+
+    def unclean_stops(self) -> dict[str, str]:
+        """Processes a stop had to SIGKILL, or that answered SIGTERM with a non-zero
+        status: what each caller that stops a system checks, after stopping it."""
+        found: dict[str, str] = {}
+        for p in self:
+            code = p.exit_code()
+            if p.killed_after_term:
+                found[p.spec.name] = f"killed after SIGTERM ({p.killed_after_term}x)"
+            elif p.terminated and code not in (None, 0):
+                found[p.spec.name] = f"exit {code} after SIGTERM"
+        return found
 
     def unexpected_exits(self) -> dict[str, int]:
-        """Processes that ended on their own (not killed by us) with a non-zero status."""
+        """Processes that ended on their own (not killed nor stopped by us) with a
+        non-zero status."""
         return {
             p.spec.name: code
             for p in self
-            if (code := p.exit_code()) not in (None, 0) and code != -signal.SIGKILL
+            if (code := p.exit_code()) not in (None, 0)
+            and code != -signal.SIGKILL
+            and not p.terminated
         }
 
     def log_tail(self, name: str, lines: int = 30) -> str:

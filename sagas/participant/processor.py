@@ -1,17 +1,33 @@
-"""Turn one consumed Kafka record into what to produce: the core of every participant.
+"""Turn consumed Kafka records into what to produce: the core of every participant.
 
-No faust here: the processor takes the raw record and returns `Outbound` records, so
-it runs the same under the faust agent and in unit tests. For a command:
+No faust here: the processor takes raw records and returns `Outbound` records, so it
+runs the same under the aiokafka runner, the faust agent and in unit tests.
+
+A batch (`Processor.batch`: one poll's records, each partition's in order) is applied
+in ONE SQLite transaction, each record in a ``SAVEPOINT`` of its own; the runner
+sends the replies only once that transaction is committed (`Processor.command` and
+`Processor.event` are batches of one). For a command:
 
 1. decode it with the codec; a bad record goes to ``<service>.dlq`` with the error's
    ``dlq_headers()`` (so does a command of a type the service has no handler for, or one
    without ``reply_to``);
-2. in ONE SQLite transaction: look the ``ce_id`` up in ``processed``; if it is there,
-   replay the stored reply and change nothing; otherwise run the handler on the same
-   connection and store its encoded reply next to the side effects;
-3. a handler that raises rolls its writes back and gets ``sagas.CommandFailed``
-   (``retryable`` from the exception type); a non-retryable failure is stored too, so
-   a duplicate gets the same answer.
+2. look the ``ce_id`` up in ``processed``; if it is there (an earlier batch, or earlier
+   in this one), replay the stored reply and change nothing; otherwise run the handler
+   on the same connection and store its encoded reply next to the side effects;
+3. a handler that raises rolls back its own savepoint only (its neighbours in the
+   batch stay applied) and gets ``sagas.CommandFailed`` (``retryable`` from the
+   exception type); a non-retryable failure is stored too, so a duplicate gets the
+   same answer.
+
+Invariant: a reply leaves the processor only for a command whose processed row (or
+whose retryable failure, which changes nothing) is in the committed transaction: a
+crash before the ``COMMIT`` applies nothing of the batch and sends none of its replies.
+
+When the batch's transaction itself fails (``BEGIN`` or ``COMMIT`` refused, an event
+handler raising, SQLite rolling the whole transaction back), nothing of it is applied
+and its records are applied again one per transaction, as before batches existed: a
+command whose own transaction fails then gets ``sagas.CommandFailed``; an event's
+error propagates (a bug stops the service, its offset is not committed).
 
 Tombstones: a compensation names the commands it undoes (``Envelope.compensates``).
 In the compensation's transaction, each of them not processed yet gets a tombstone,
@@ -23,9 +39,11 @@ comes after its tombstone is refused: ``sagas.CommandFailed`` (not retryable, re
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
-from collections.abc import Callable
+import time
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -39,6 +57,7 @@ from sagas.contracts.messages.sagas import CommandFailed
 from sagas.contracts.record import Envelope, Record
 from sagas.participant.definition import Compensated, Context, Handler, Participant
 from sagas.participant.errors import InjectedFault, is_retryable
+from sagas.participant.replies import Replies
 from sagas.participant.store import (
     Outbound,
     Store,
@@ -47,13 +66,20 @@ from sagas.participant.store import (
     record_processed,
     record_tombstones,
 )
-from sagas.runtime.deadletter import fit
-from sagas.telemetry.participant import ParticipantTelemetry
+from sagas.telemetry.participant import Handling, ParticipantTelemetry
 
 log = logging.getLogger(__name__)
 
 REFUSED = "compensated before it arrived"
 """The reason (prefix) of the refusal of a command whose compensation came first."""
+
+SAVEPOINT = "sagas_record"
+"""The savepoint each record of a batch is applied in."""
+
+TRANSACTION_TIME = timedelta(milliseconds=20)
+"""How long `Processor.batches` keeps one transaction open before it commits it (and
+its replies can go): long enough to share a COMMIT (an fsync) between many fast
+commands, short enough that a slow one delays the replies after it only a little."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -87,10 +113,12 @@ class Processor:
         codec: the message codec.
         topic_prefix: prepended to the dead-letter topic (as to every topic).
         faults: the fault knobs.
-        crash: called (with the count) after the n-th applied command when
-            ``faults.crash_after`` is n; by default the process exits at once.
+        crash: called (with the count) once the commands applied reach
+            ``faults.crash_after``, after the ``COMMIT`` of the batch that holds the last
+            of them and before its replies are sent; by default the process exits at once.
         clock: the time source (tests pass a fixed one).
-        telemetry: reply spans and dead-letter counts (None when telemetry is off).
+        telemetry: a handling span per record, reply spans and dead-letter counts (None
+            when telemetry is off).
     """
 
     def __init__(
@@ -113,20 +141,117 @@ class Processor:
         self.faults = faults or Faults()
         self.crash = crash or _exit_now
         self.clock = clock
+        self.replies = Replies(participant, codec, self.dlq, lambda: self.clock(), telemetry)
         self.applied = 0
+        """Commands applied so far (their handler ran and its writes were committed)."""
         self._random = random.Random(self.faults.seed)
+        self._event_topics = {f"{topic_prefix}{s.topic}" for s in participant.subscriptions}
+
+    # -- batches -----------------------------------------------------------------------
+
+    async def batch(self, records: Sequence[Incoming]) -> list[list[Outbound]]:
+        """What to produce for each of ``records``, applied in ONE transaction.
+
+        A record of a followed events topic is an event; any other is a command.
+        """
+        return await self._batch(self._kinds(records))
+
+    async def batches(
+        self, records: Sequence[Incoming], within: timedelta = TRANSACTION_TIME
+    ) -> AsyncIterator[list[list[Outbound]]]:
+        """`batch` in consecutive transactions, each closed once it has run ``within``
+        (one record at least): what to produce for each record, in order, one list per
+        transaction, as soon as that transaction is committed. A slow handler then holds
+        back the replies of the records after it by about ``within`` at most."""
+        items = self._kinds(records)
+        while items:
+            outs = await self._batch(items, time.monotonic() + within.total_seconds())
+            yield outs
+            items = items[len(outs) :]
+
+    async def command(self, record: Incoming) -> list[Outbound]:
+        """What to produce for one record of ``<service>.commands``."""
+        return (await self._batch([(record, True)]))[0]
+
+    async def event(self, record: Incoming) -> list[Outbound]:
+        """Apply one record of a followed events topic; types not followed are skipped."""
+        return (await self._batch([(record, False)]))[0]
+
+    def _kinds(self, records: Sequence[Incoming]) -> list[tuple[Incoming, bool]]:
+        """Each record, and whether it is a command."""
+        return [(r, r.topic not in self._event_topics) for r in records]
+
+    async def _batch(
+        self, items: Sequence[tuple[Incoming, bool]], deadline: float | None = None
+    ) -> list[list[Outbound]]:
+        """Apply ``items`` in one transaction, or a first part of them once ``deadline``
+        (monotonic) passed; what to produce for each record applied."""
+        now = self.clock()
+        outs: list[list[Outbound]] = []
+        applied = tried = 0
+        try:
+            async with self.store.transaction() as db:
+                for record, is_command in items:
+                    tried += 1
+                    with self._handling(record) as handling:
+                        if is_command:
+                            out, did = await self._command(db, record, now)
+                            out = keyed_like(record, out)
+                        else:
+                            out, did = await self._event(db, record, now), False
+                        if handling is not None and self.telemetry is not None:
+                            self.telemetry.outcome(handling, out)
+                    outs.append(out)
+                    applied += did
+                    if deadline is not None and time.monotonic() >= deadline:
+                        break
+        except Exception as exc:
+            return await self._recover(items[: max(tried, 1)], exc, now)
+        self._applied(applied)
+        return outs
+
+    async def _recover(
+        self, items: Sequence[tuple[Incoming, bool]], exc: Exception, now: datetime
+    ) -> list[list[Outbound]]:
+        """Answer the records of a batch whose transaction failed (nothing was applied)."""
+        if len(items) > 1:
+            log.warning(
+                "%s: a batch of %d records failed (%r); applying them one by one",
+                self.participant.name,
+                len(items),
+                exc,
+            )
+            return [(await self._batch([item]))[0] for item in items]
+        [(record, is_command)] = items
+        if not is_command:
+            raise exc  # an event handler's error (a bug), or a store that cannot begin
+        decoded = self._decode_command(record)
+        if isinstance(decoded, Outbound):
+            return [keyed_like(record, [decoded])]
+        envelope, _ = decoded
+        log.warning("%s: %s %s failed: %r", self.participant.name, envelope.type, envelope.id, exc)
+        with self._handling(record):
+            return [keyed_like(record, [await self._failed(envelope, exc, now)])]
+
+    @contextlib.contextmanager
+    def _handling(self, record: Incoming) -> Iterator[Handling | None]:
+        if self.telemetry is None:
+            yield None
+            return
+        with self.telemetry.handling(record) as handling:
+            yield handling
+
+    def _applied(self, count: int) -> None:
+        if not count:
+            return
+        self.applied += count
+        if self.faults.crash_after is not None and self.applied >= self.faults.crash_after:
+            self.crash(self.applied)
 
     # -- commands ----------------------------------------------------------------------
 
-    async def command(self, record: Incoming) -> list[Outbound]:
-        """What to produce for one record of ``<service>.commands``.
-
-        A reply is keyed like the command: the engine keys a saga's commands so that
-        what comes back lands in the saga's partition (`sagas.runtime.partitioning`).
-        """
-        return [replace(out, key=record.key) for out in await self._command(record)]
-
-    async def _command(self, record: Incoming) -> list[Outbound]:
+    def _decode_command(self, record: Incoming) -> tuple[Envelope, Handler[Any]] | Outbound:
+        """The command and its handler, or the dead letter of a record that has none."""
         try:
             envelope = self.codec.decode(
                 record.headers,
@@ -137,7 +262,7 @@ class Processor:
             )
         except MessageError as exc:
             log.warning("%s: dead-lettering %s", self.participant.name, exc)
-            return [self.dead_letter(record, exc.dlq_headers())]
+            return self.dead_letter(record, exc.dlq_headers())
         handler = self.participant.handler_for(envelope.type)
         if handler is None or envelope.reply_to is None:
             why = "unhandled-type" if handler is None else "no-reply-to"
@@ -145,40 +270,46 @@ class Processor:
             error = MessageError(text, reason=why).located(
                 record.topic, record.partition, record.offset
             )
-            return [self.dead_letter(record, error.dlq_headers())]
+            return self.dead_letter(record, error.dlq_headers())
+        return envelope, handler
+
+    async def _command(
+        self, db: aiosqlite.Connection, record: Incoming, now: datetime
+    ) -> tuple[list[Outbound], bool]:
+        """One command of the batch: what to produce, and whether it was applied."""
+        decoded = self._decode_command(record)
+        if isinstance(decoded, Outbound):
+            return [decoded], False
+        envelope, handler = decoded
         if self.faults.latency > timedelta(0):
             await asyncio.sleep(self.faults.latency.total_seconds())
         if self.faults.failure_rate and self._random.random() < self.faults.failure_rate:
-            failed = _failure(envelope, InjectedFault("injected fault"))
-            return [self.reply(envelope, failed)]
-        return [await self._apply(handler, envelope)]
-
-    async def _apply(self, handler: Handler[Any], envelope: Envelope) -> Outbound:
-        now = self.clock()
+            return [self.replies.failure(envelope, InjectedFault("injected fault"))], False
+        stored = await find_processed(db, envelope.id)
+        if isinstance(stored, Outbound):
+            log.debug("%s: replaying the reply to %s", self.participant.name, envelope.id)
+            return [stored], False
+        if await is_tombstoned(db, envelope.id):
+            return [await self._refuse(db, envelope, now)], False
+        await db.execute(f"SAVEPOINT {SAVEPOINT}")
         try:
-            async with self.store.transaction() as db:
-                stored = await find_processed(db, envelope.id)
-                if isinstance(stored, Outbound):
-                    log.info("%s: replaying the reply to %s", self.participant.name, envelope.id)
-                    return stored
-                if await is_tombstoned(db, envelope.id):
-                    return await self._refuse(db, envelope, now)
-                context = Context(
-                    db=db,
-                    envelope=envelope,
-                    now=now,
-                    service=self.participant.name,
-                    compensated=await self._compensated(db, envelope, now),
-                )
-                reply = self.reply(envelope, await handler.handle(envelope.payload, context))
-                await record_processed(db, envelope.id, envelope.type, now, reply)
+            context = Context(
+                db=db,
+                envelope=envelope,
+                now=now,
+                service=self.participant.name,
+                compensated=await self._compensated(db, envelope, now),
+            )
+            reply = self.reply(envelope, await handler.handle(envelope.payload, context))
+            await record_processed(db, envelope.id, envelope.type, now, reply)
         except Exception as exc:
+            await _roll_back(db, exc)
             log.warning(
                 "%s: %s %s failed: %r", self.participant.name, envelope.type, envelope.id, exc
             )
-            return await self._failed(envelope, exc, now)
-        self._applied()
-        return reply
+            return [await self._failed_in(db, envelope, exc, now)], False
+        await db.execute(f"RELEASE {SAVEPOINT}")
+        return [reply], True
 
     async def _compensated(
         self, db: aiosqlite.Connection, envelope: Envelope, now: datetime
@@ -224,49 +355,33 @@ class Processor:
         await record_processed(db, envelope.id, envelope.type, now, reply)
         return reply
 
+    async def _failed_in(
+        self, db: aiosqlite.Connection, envelope: Envelope, exc: Exception, now: datetime
+    ) -> Outbound:
+        """The reply to a command whose handler raised (its savepoint rolled back), in
+        the batch's transaction."""
+        reply = self.replies.failure(envelope, exc)
+        if not is_retryable(exc):
+            await _store_failure(db, envelope, reply, now)
+        return reply
+
     async def _failed(self, envelope: Envelope, exc: Exception, now: datetime) -> Outbound:
-        reply = self.reply(envelope, _failure(envelope, exc))
+        """`_failed_in`, in a transaction of its own (its batch's failed)."""
+        reply = self.replies.failure(envelope, exc)
         if not is_retryable(exc):
             async with self.store.transaction() as db:
                 stored = await find_processed(db, envelope.id)
                 if isinstance(stored, Outbound):
                     return stored
-                # Answered for good: the commands it names must not be applied later,
-                # when nothing would undo them any more.
-                await record_tombstones(db, envelope.compensates, envelope.id, now)
-                await record_processed(db, envelope.id, envelope.type, now, reply)
+                await _store_failure(db, envelope, reply, now)
         return reply
-
-    def _applied(self) -> None:
-        self.applied += 1
-        if self.faults.crash_after is not None and self.applied >= self.faults.crash_after:
-            self.crash(self.applied)
-
-    def reply(self, command: Envelope, payload: Record) -> Outbound:
-        """The encoded reply to ``command``: keyed by saga id, ids and trace copied (with
-        telemetry on, the trace context of the reply's own span), ``in_reply_to`` the
-        command's id (the saga matches the reply to its step by it)."""
-        trace = self.telemetry.reply(command, payload) if self.telemetry is not None else None
-        traceparent, tracestate = trace or (command.traceparent, command.tracestate)
-        envelope = Envelope(
-            id=f"{command.id}:reply",
-            type=payload.SCHEMA,
-            source=self.participant.source,
-            time=self.clock(),
-            payload=payload,
-            saga_id=command.saga_id,
-            in_reply_to=command.id,
-            traceparent=traceparent,
-            tracestate=tracestate,
-        )
-        headers, value = self.codec.encode(envelope)
-        key = command.saga_id.encode() if command.saga_id else None
-        return Outbound(topic=command.reply_to or "", key=key, value=value, headers=headers)
 
     # -- events ------------------------------------------------------------------------
 
-    async def event(self, record: Incoming) -> list[Outbound]:
-        """Apply one record of a followed events topic; types not followed are skipped."""
+    async def _event(
+        self, db: aiosqlite.Connection, record: Incoming, now: datetime
+    ) -> list[Outbound]:
+        """One event of the batch; its handlers' errors propagate (they fail the batch)."""
         try:
             envelope = self.codec.decode(
                 record.headers,
@@ -279,37 +394,47 @@ class Processor:
             log.warning("%s: dead-lettering %s", self.participant.name, exc)
             return [self.dead_letter(record, exc.dlq_headers())]
         wanted = [s for s in self.participant.subscriptions if envelope.type == s.event.SCHEMA]
-        if not wanted:
+        if not wanted or await find_processed(db, envelope.id) is not None:
             return []
-        now = self.clock()
-        async with self.store.transaction() as db:
-            if await find_processed(db, envelope.id) is not None:
-                return []
-            context = Context(db=db, envelope=envelope, now=now, service=self.participant.name)
+        context = Context(db=db, envelope=envelope, now=now, service=self.participant.name)
+        await db.execute(f"SAVEPOINT {SAVEPOINT}")
+        try:
             for subscription in wanted:
                 await subscription.handle(envelope.payload, context)
             await record_processed(db, envelope.id, envelope.type, now, None)
+        except Exception as exc:
+            await _roll_back(db, exc)
+            raise
+        await db.execute(f"RELEASE {SAVEPOINT}")
         return []
 
-    # -- dead letters ------------------------------------------------------------------
+    # -- what is sent --------------------------------------------------------------------
+
+    def reply(self, command: Envelope, payload: Record) -> Outbound:
+        """The encoded reply to ``command`` (see `Replies.reply`)."""
+        return self.replies.reply(command, payload)
 
     def dead_letter(self, record: Incoming, error_headers: list[tuple[str, bytes]]) -> Outbound:
         """The original record, with the error headers added, for ``<service>.dlq``."""
-        original = [(name, value or b"") for name, value in record.headers]
-        if self.telemetry is not None:
-            self.telemetry.dead_lettered(self.dlq)
-        # Shortened only when too large to produce (a faust agent would crash on it).
-        value, headers = fit(record.key, record.value, original + error_headers)
-        return Outbound(topic=self.dlq, key=record.key, value=value, headers=headers)
+        return self.replies.dead_letter(record, error_headers)
 
 
-def _failure(envelope: Envelope, exc: BaseException) -> CommandFailed:
-    return CommandFailed(
-        command_id=envelope.id,
-        command_type=envelope.type,
-        reason=f"{type(exc).__name__}: {exc}"[:500],
-        retryable=is_retryable(exc),
-    )
+async def _store_failure(
+    db: aiosqlite.Connection, command: Envelope, reply: Outbound, now: datetime
+) -> None:
+    """Store a non-retryable failure: the same answer to a duplicate. Answered for good,
+    the commands it names must not be applied later, when nothing would undo them."""
+    await record_tombstones(db, command.compensates, command.id, now)
+    await record_processed(db, command.id, command.type, now, reply)
+
+
+async def _roll_back(db: aiosqlite.Connection, exc: Exception) -> None:
+    """Undo one record's writes (its savepoint); when SQLite already rolled the whole
+    transaction back (e.g. the disk is full), fail the batch with ``exc``."""
+    if not db.in_transaction:
+        raise exc
+    await db.execute(f"ROLLBACK TO {SAVEPOINT}")
+    await db.execute(f"RELEASE {SAVEPOINT}")
 
 
 def _exit_now(count: int) -> None:
@@ -317,3 +442,9 @@ def _exit_now(count: int) -> None:
 
     log.error("fault injection: crashing after %d commands", count)
     os._exit(70)
+
+
+def keyed_like(command: Incoming, outs: list[Outbound]) -> list[Outbound]:
+    """What a command yields, keyed like the command: the engine keys a saga's commands
+    so that what comes back lands in the saga's partition (`sagas.runtime.partitioning`)."""
+    return [replace(out, key=command.key) for out in outs]

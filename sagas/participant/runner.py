@@ -2,15 +2,22 @@
 
 One consumer (the service's group, ``read_committed``: an aborted or fenced engine
 transaction's commands are never delivered) and one idempotent producer (``acks=all``).
-Per poll, each partition's records are applied in order (`Handler`), what they yield
-(replies, dead letters) is sent without waiting record by record, and once every send
-of the partition is acknowledged its offset is committed. So a command's reply is on
-Kafka before the command counts as consumed; a command delivered again after a crash
-in between replays its stored reply (the processor deduplicates by ``ce_id``).
+Per poll (up to `MAX_BATCH` records, every partition's in order):
 
-Partitions of one poll are handled concurrently (the store serialises the SQLite
-transactions); a rebalance waits for the batch in flight (the listener takes the same
-lock), so nothing is committed for a partition the service no longer owns.
+1. the records are applied in one SQLite transaction (`HandleBatch`, see
+   `sagas.participant.processor`), or a few when slow handlers make it last longer than
+   `sagas.participant.processor.TRANSACTION_TIME`;
+2. what each transaction's records yield (replies, dead letters) is sent once it is
+   committed, without waiting record by record;
+3. once every send is acknowledged, the poll's offsets are committed, in one request.
+
+So a command's reply is on Kafka before the command counts as consumed, and its
+processed row is on disk before its reply is sent; a command delivered again after a
+crash in between replays its stored reply (the processor deduplicates by ``ce_id``).
+
+A rebalance waits for the batch in flight (the listener takes the same lock), so
+nothing is committed for a partition the service no longer owns. `stop` ends `run`
+after the batch in flight, its offsets committed.
 """
 
 from __future__ import annotations
@@ -18,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -32,8 +39,9 @@ from sagas.participant.store import Outbound
 
 log = logging.getLogger(__name__)
 
-Handle = Callable[[str, Incoming], Awaitable[list[Outbound]]]
-"""Apply one consumed record (its topic and the record); returns what to produce."""
+HandleBatch = Callable[[Sequence[Incoming]], AsyncIterator[list[list[Outbound]]]]
+"""Apply one poll's records; yields what to produce for each, in order, one list per
+committed SQLite transaction."""
 
 AfterBatch = Callable[[], Awaitable[None]]
 
@@ -70,8 +78,8 @@ class KafkaRunner:
         bootstrap: Kafka bootstrap servers.
         group_id: the service's consumer group.
         topics: the physical topics to consume.
-        handle: applies one record (`ParticipantService.handle`).
-        after_batch: called after each partition batch was committed (e.g. to publish
+        handle: applies one poll's records (`ParticipantService.handle_batch`).
+        after_batch: called after each batch's offsets were committed (e.g. to publish
             an outbox), or None.
         client_options: aiokafka security options (`sagas.kafka_security`).
     """
@@ -81,7 +89,7 @@ class KafkaRunner:
         bootstrap: str,
         group_id: str,
         topics: Sequence[str],
-        handle: Handle,
+        handle: HandleBatch,
         after_batch: AfterBatch | None = None,
         client_options: dict[str, Any] | None = None,
     ) -> None:
@@ -170,7 +178,7 @@ class KafkaRunner:
             if not data:
                 continue
             async with self._lock:
-                await asyncio.gather(*(self._partition(tp, rs) for tp, rs in data.items()))
+                await self._batch(data)
 
     async def wait_assigned(self) -> None:
         """Return once the group gave this runner its first partitions."""
@@ -195,42 +203,49 @@ class KafkaRunner:
             except KafkaError as exc:
                 log.warning("stopping a Kafka client failed: %r", exc)
 
-    async def _partition(self, tp: TopicPartition, records: list[ConsumerRecord[Any, Any]]) -> None:
+    async def _batch(self, data: dict[TopicPartition, list[ConsumerRecord[Any, Any]]]) -> None:
         producer, consumer = self.producer, self._consumer
         assert consumer is not None
-        sent: list[asyncio.Future[RecordMetadata]] = []
-        for record in records:
-            incoming = Incoming(
-                topic=record.topic,
-                partition=record.partition,
-                offset=record.offset,
-                key=record.key,
-                value=record.value,
-                headers=list(record.headers or ()),
+        records = [
+            Incoming(
+                topic=r.topic,
+                partition=r.partition,
+                offset=r.offset,
+                key=r.key,
+                value=r.value,
+                headers=list(r.headers or ()),
             )
-            for out in await self._handle(record.topic, incoming):
+            for rs in data.values()
+            for r in rs
+        ]
+        sent: list[asyncio.Future[RecordMetadata]] = []
+        # Each part is committed to SQLite before its replies are sent.
+        async for outs in self._handle(records):
+            for out in (o for each in outs for o in each):
                 sent.append(
                     await producer.send(out.topic, out.value, out.key, None, None, out.headers)
                 )
-            self.applied += 1
-        # The offset is committed only once every reply of the batch is on Kafka.
+            await asyncio.sleep(0)  # a yield: the producer sends them while the next part runs
+        self.applied += len(records)
+        # The offsets are committed only once every reply of the batch is on Kafka.
         try:
             await asyncio.gather(*sent)
         except KafkaError as exc:
             # Kafka is down or refused the replies: nothing is lost, the batch is simply
-            # not consumed. Go back to its first record (the stored replies are replayed)
-            # with a fresh producer, after a pause.
-            log.warning("replies to %s not delivered (%r); retrying the batch", tp, exc)
-            consumer.seek(tp, records[0].offset)
+            # not consumed. Go back to its first records (the stored replies are
+            # replayed) with a fresh producer, after a pause.
+            log.warning("replies not delivered (%r); retrying the batch", exc)
+            for tp, rs in data.items():
+                consumer.seek(tp, rs[0].offset)
             await self._renew_producer()
             await asyncio.sleep(RETRY_PAUSE.total_seconds())  # backoff, not synchronisation
             return
         try:
-            await consumer.commit({tp: records[-1].offset + 1})
+            await consumer.commit({tp: rs[-1].offset + 1 for tp, rs in data.items()})
         except (CommitFailedError, IllegalStateError) as exc:
-            # The partition moved meanwhile: its next owner gets the records again and
+            # A partition moved meanwhile: its next owner gets the records again and
             # replays the stored replies.
-            log.info("offset commit for %s refused (%r): the partition moved", tp, exc)
+            log.info("offset commit refused (%r): a partition moved", exc)
             return
         if self._after_batch is not None:
             await self._after_batch()

@@ -23,7 +23,7 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -187,7 +187,7 @@ class ParticipantService:
             self.bootstrap,
             self.settings.group(self.participant.name),
             topics,
-            self.handle,
+            self.handle_batch,
             after_batch=self._after_batch,
             client_options=self.client_options,
         )
@@ -217,23 +217,25 @@ class ParticipantService:
         if timers is not None:
             timers.cancel()
             await asyncio.wait({timers})
-        runner, self.runner = self.runner, None
         task, self._task = self._task, None
-        app, self.app = self.app, None
+        # The runner and the faust app stay reachable until they stopped: the batch or
+        # the agent event in flight still sends its replies (and an outbox its events)
+        # through them.
         try:
             if web is not None:
                 await web.stop()
-            if runner is not None:
-                runner.stop()
+            if self.runner is not None:
+                self.runner.stop()
                 if task is not None:
                     await asyncio.wait({task}, timeout=grace.total_seconds())
                     if not task.done():
                         task.cancel()
                     await asyncio.wait({task})
-                await runner.close()
-            if app is not None:
-                await asyncio.wait_for(app.stop(), grace.total_seconds())
+                await self.runner.close()
+            if self.app is not None:
+                await asyncio.wait_for(self.app.stop(), grace.total_seconds())
         finally:
+            self.runner = self.app = None
             await self.store.close()
         if task is not None and not task.cancelled() and task.exception() is not None:
             raise task.exception()  # type: ignore[misc]  # checked not None just above
@@ -331,19 +333,15 @@ class ParticipantService:
         return await self.participant.routes[path](self, body)
 
     async def handle(self, topic: str, record: Incoming) -> list[Outbound]:
-        """Apply one consumed record; return what to produce (the runner sends it)."""
-        if self.telemetry is None:
-            return await self._handle(topic, record)
-        # The handling span is current inside: reply spans and log lines join it.
-        with self.telemetry.handling(record) as handling:
-            out = await self._handle(topic, record)
-            self.telemetry.outcome(handling, out)
-            return out
-
-    async def _handle(self, topic: str, record: Incoming) -> list[Outbound]:
+        """Apply one consumed record; return what to produce (the caller sends it)."""
         if topic != self.commands_topic:
             return await self.processor.event(record)
         return await self.processor.command(record)
+
+    def handle_batch(self, records: Sequence[Incoming]) -> AsyncIterator[list[list[Outbound]]]:
+        """Apply one poll's records (`Processor.batches`): what to produce for each, one
+        list per committed transaction."""
+        return self.processor.batches(records)
 
     async def _after_batch(self) -> None:
         if self.participant.after_command is not None:

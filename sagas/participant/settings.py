@@ -74,8 +74,9 @@ class ServiceSettings(BaseSettings):
     fault_crash_after: int | None = Field(
         None,
         ge=1,
-        description="Exit the process abruptly after this many commands were applied "
-        "(after the SQLite commit, before the reply is sent).",
+        description="Exit the process abruptly once this many commands were applied "
+        "(after the SQLite commit of the batch holding the last of them, before its "
+        "replies are sent).",
     )
     fault_seed: int = Field(0, description="Seed of the fault generator (reproducible runs).")
 

@@ -7,17 +7,30 @@ the row and gets the stored reply again; a crash before the commit leaves neithe
 Invariant: a compensation and the tombstones of the commands it undoes that were not
 processed yet are written in ONE transaction too; a command with a tombstone is
 refused when it comes, and applies nothing.
+
+Where the statements run: aiosqlite runs every call on its connection's own thread, a
+thread hop (a queue, a future, a wake-up of the event loop) that costs far more CPU than
+the statement. Inside `Store.transaction` the statements run on the event loop's thread
+instead, directly: after ``BEGIN IMMEDIATE`` this connection holds SQLite's write lock,
+so no statement of the transaction waits for another connection. What may wait still
+goes to the connection's thread: ``COMMIT`` (its fsync), a ``BEGIN IMMEDIATE`` that
+finds another connection writing (it is tried on the loop's thread first, without
+waiting: the service is normally its file's only writer), and every statement outside
+a transaction.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Sequence
+import sqlite3
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 import aiosqlite
 
@@ -50,6 +63,57 @@ class Outbound:
     headers: list[tuple[str, bytes]]
 
 
+BUSY_TIMEOUT_MS = 5000
+"""How long a statement waits for another connection's lock before it fails."""
+
+
+class _Connection(aiosqlite.Connection):
+    """An aiosqlite connection that runs calls on the caller's thread while ``inline``.
+
+    aiosqlite funnels every call (the connection's and its cursors') through
+    ``_execute``; while ``inline`` is set (`Store.transaction`, between ``BEGIN
+    IMMEDIATE`` and ``COMMIT``) the call runs at once instead of on the connection's
+    thread. The sqlite3 connection is opened with ``check_same_thread=False``: SQLite
+    is built serialized here (``sqlite3.threadsafety == 3``), so a read that another
+    coroutine sent to the thread meanwhile is safe too.
+    """
+
+    inline = False
+
+    async def begin_immediate(self) -> None:
+        """``BEGIN IMMEDIATE`` on the caller's thread when the write lock is free; else on
+        the connection's thread, waiting for it up to `BUSY_TIMEOUT`."""
+        self.inline = True
+        try:
+            await self.execute("PRAGMA busy_timeout=0")
+            try:
+                await self.execute("BEGIN IMMEDIATE")
+                return
+            except sqlite3.OperationalError as exc:
+                if exc.sqlite_errorcode != sqlite3.SQLITE_BUSY:
+                    raise
+            finally:
+                await self.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+        finally:
+            self.inline = False
+        await self.execute("BEGIN IMMEDIATE")
+
+    async def _execute(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        if not self.inline:
+            # aiosqlite leaves its own `_execute` unannotated
+            return await super()._execute(fn, *args, **kwargs)  # type: ignore[no-untyped-call]
+        if not self._running or self._connection is None:
+            raise ValueError("Connection closed")
+        return fn(*args, **kwargs)
+
+
+async def _connect(path: Path) -> _Connection:
+    connector = partial(sqlite3.connect, path, isolation_level=None, check_same_thread=False)
+    db = _Connection(connector, 64)
+    await db  # starts its thread and connects there
+    return db
+
+
 class Store:
     """The SQLite file of one service (WAL, one connection, one writer at a time).
 
@@ -58,7 +122,7 @@ class Store:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._db: aiosqlite.Connection | None = None
+        self._db: _Connection | None = None
         # One connection serves the agent and the web routes: transactions must not
         # interleave on it, so each holds this lock from BEGIN to COMMIT.
         self._lock = asyncio.Lock()
@@ -66,13 +130,13 @@ class Store:
     async def open(self, schema: str = "") -> Store:
         """Open (creating the file and the tables when missing); returns self."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        db = await aiosqlite.connect(self.path, isolation_level=None)
+        db = await _connect(self.path)
         try:
             await db.execute("PRAGMA journal_mode=WAL")
             # FULL: a processed row must survive a power cut once its reply was sent.
             await db.execute("PRAGMA synchronous=FULL")
             await db.execute("PRAGMA foreign_keys=ON")
-            await db.execute("PRAGMA busy_timeout=5000")
+            await db.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
             await db.executescript(FRAMEWORK_SCHEMA + schema)
         except BaseException:
             await db.close()
@@ -101,15 +165,26 @@ class Store:
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
-        """``BEGIN IMMEDIATE`` ... ``COMMIT``; rolled back when the block raises."""
+        """``BEGIN IMMEDIATE`` ... ``COMMIT``; rolled back when the block raises.
+
+        Statements inside run on the event loop's thread (see the module docstring);
+        ``COMMIT``, ``ROLLBACK`` and a ``BEGIN`` that has to wait for another writer on
+        the connection's thread.
+        """
         async with self._lock:
-            db = self.db
-            await db.execute("BEGIN IMMEDIATE")
+            db = self._db
+            if db is None:
+                raise RuntimeError(f"store {self.path} is not open")
+            await db.begin_immediate()
+            db.inline = True
             try:
                 yield db
             except BaseException:
+                db.inline = False
                 await db.rollback()
                 raise
+            finally:
+                db.inline = False
             await db.commit()
 
     async def processed_count(self) -> int:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import random
+import signal
 import sqlite3
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -16,13 +18,17 @@ from pathlib import Path
 from typing import Any
 
 from sagas.chaos.checks.files import integrity_problems
+from sagas.chaos.checks.processes import stopped_on_sigterm
 from sagas.chaos.checks.sagas import (
     SAGA_LEGAL,
     compensation_problems,
     transition_problems,
 )
+from sagas.chaos.faults.base import ChaosContext
 from sagas.chaos.final import SagaRecords, snapshot
 from sagas.contracts.record import Envelope
+from sagas.dev.processes import Supervisor
+from sagas.dev.system import LocalSystem, SystemLayout
 from sagas.machine import SagaInstance, SagaState, StepStatus, instance_to_dict
 from sagas.testing import Harness, script, silent
 from services.definitions.onboarding import ONBOARDING
@@ -32,6 +38,7 @@ from services.messages.hr import Role
 from services.messages.licensing import LicencesUnavailable
 from services.messages.orders import Address, OrderLine, OrderPlaced
 from services.messages.payments import PaymentCaptureFailed
+from tests.unit.test_dev_processes import DIES_OF_TERM, EXITS_0_ON_TERM, ready, spec
 from tests.unit.test_onboarding_saga import harness_for as onboarding_harness
 from tests.unit.test_onboarding_saga import hired
 from tests.unit.test_order_fulfilment import participants
@@ -200,3 +207,29 @@ def test_a_damaged_sqlite_file_fails_the_integrity_check(tmp_path: Path) -> None
     data[3 * page : 3 * page + 200] = b"\xff" * 200  # scribble over an index page
     db.write_bytes(bytes(data))
     assert integrity_problems(db) != []
+
+
+async def test_unclean_stop_resumes_paused_processes_and_names_those_that_did_not_stop(
+    tmp_path: Path,
+) -> None:
+    """The last check stops the system: a paused process is resumed first (it could not
+    see its SIGTERM), one that answers SIGTERM with a non-zero status is reported."""
+    with Supervisor(tmp_path / "logs") as supervisor:
+        paused = supervisor.start(spec("paused", EXITS_0_ON_TERM))
+        ready(paused)
+        paused.popen.send_signal(signal.SIGSTOP)
+        ready(supervisor.start(spec("unhandled", DIES_OF_TERM)))
+        ctx = ChaosContext(
+            system=LocalSystem(SystemLayout("127.0.0.1:9", tmp_path), supervisor),
+            broker=None,  # type: ignore[arg-type]  # not used by this check
+            bootstrap_servers="127.0.0.1:9",
+            direct_servers="127.0.0.1:9",
+            codec=None,  # type: ignore[arg-type]  # not used by this check
+            prefix="",
+            workdir=tmp_path,
+            rng=random.Random(0),
+        )
+        found = await stopped_on_sigterm(ctx, [])
+
+    assert found == {"unclean_stop": ["unhandled: exit -15 after SIGTERM"]}
+    assert paused.exit_code() == 0

@@ -112,6 +112,8 @@ async def run(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) ->
             finally:
                 watching.cancel()
         assert not supervisor.unexpected_exits(), supervisor.unexpected_exits()
+        supervisor.stop_all()
+        assert not supervisor.unclean_stops(), supervisor.unclean_stops()
     codec.close()
 
 

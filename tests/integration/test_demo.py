@@ -51,4 +51,7 @@ def test_demo_json_summary(kafka_bootstrap: str, tmp_path: Path) -> None:
     assert summary["invariants"]
     assert all(summary["invariants"].values()), summary
     assert "violations" not in summary
+    # every process stopped on SIGTERM, within the grace, with status 0 (no SIGKILL)
+    assert summary["stops"]["unclean"] == {}
+    assert summary["stops"]["processes"] >= 11  # ten services and the engine
     assert list(tmp_path.glob("*/logs/engine-1.log"))

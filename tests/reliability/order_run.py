@@ -174,6 +174,10 @@ async def order_system(
                 watching.cancel()
         exits = supervisor.unexpected_exits()
         assert not exits, f"processes died on their own: {exits}"
+        # Every process must stop on SIGTERM, within the grace, with status 0.
+        supervisor.stop_all()
+        unclean = supervisor.unclean_stops()
+        assert not unclean, f"processes did not stop cleanly: {unclean}"
     codec.close()
 
 

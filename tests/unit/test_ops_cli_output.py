@@ -16,8 +16,9 @@ from rich.table import Table
 
 from sagas.ops.commands import with_demo_env
 from sagas.ops.commands.query import print_view, short_time
-from sagas.ops.demo.command import cli_lines, summary_printer
+from sagas.ops.demo.command import cli_lines, healthy, summary_printer
 from sagas.ops.demo.run import live_table
+from sagas.ops.demo.summary import render as render_summary
 from sagas.ops.demo_env import (
     VARIABLES,
     apply_demo_env,
@@ -103,6 +104,26 @@ def test_keep_json_prints_the_summary_to_stdout_as_soon_as_it_exists() -> None:
     show(summary)
     assert json.loads(stdout.getvalue()) == {"sagas": {}, "invariants": {}, "logs": "x"}
     assert "export SAGAS_TOPIC_PREFIX=demo1a2b3c." in err.getvalue()
+
+
+def test_a_process_that_needed_sigkill_fails_the_demo() -> None:
+    summary: dict[str, Any] = {
+        "sagas": {},
+        "invariants": {"inventory.books_balance": True},
+        "stops": {"processes": 11, "unclean": {}},
+    }
+    console, buffer = render(100)
+    render_summary(summary, console)
+    assert "11 processes stopped cleanly on SIGTERM" in buffer.getvalue()
+    assert healthy(summary)
+
+    summary["stops"]["unclean"] = {"payments": "killed after SIGTERM (1x)"}
+    console, buffer = render(100)
+    render_summary(summary, console)
+    assert "not stopped cleanly on SIGTERM: payments: killed after SIGTERM (1x)" in (
+        buffer.getvalue()
+    )
+    assert not healthy(summary)
 
 
 def test_the_lines_to_paste_name_everything_the_cli_needs() -> None:

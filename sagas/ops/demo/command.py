@@ -91,11 +91,14 @@ def pace_line(plan: DemoPlan) -> str:
     )
 
 
-def _healthy(summary: dict[str, Any]) -> bool:
+def healthy(summary: dict[str, Any]) -> bool:
+    """Whether the demo succeeds (exit status 0): every saga ended as planned, every
+    invariant holds, and every process stopped cleanly on SIGTERM."""
     all_ended = all(
         s["not_ended"] == 0 and s["unexpected_outcomes"] == 0 for s in summary["sagas"].values()
     )
-    return all_ended and all(summary["invariants"].values())
+    stopped_cleanly = not summary.get("stops", {}).get("unclean")
+    return all_ended and all(summary["invariants"].values()) and stopped_cleanly
 
 
 def json_doc(summary: dict[str, Any]) -> str:
@@ -176,7 +179,7 @@ def main(args: argparse.Namespace) -> int:
     else:
         render(summary, console)
         console.print(f"logs: {summary['logs']}")
-    return 0 if _healthy(summary) else 1
+    return 0 if healthy(summary) else 1
 
 
 async def _run(

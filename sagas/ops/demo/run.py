@@ -212,7 +212,15 @@ async def _run(
                 console.print("everything keeps running: press Ctrl-C to stop")
                 await asyncio.Event().wait()  # until cancelled by Ctrl-C
             watching.cancel()
+        summary["stops"] = await _stop(supervisor)
     return summary
+
+
+async def _stop(supervisor: Supervisor) -> dict[str, Any]:
+    """Stop every process (SIGTERM); those that needed SIGKILL or answered with a
+    non-zero status did not stop cleanly."""
+    await asyncio.to_thread(supervisor.stop_all)
+    return {"processes": len(list(supervisor)), "unclean": supervisor.unclean_stops()}
 
 
 async def _summarise(

@@ -82,6 +82,14 @@ def render(summary: Mapping[str, Any], console: Console) -> None:
     console.print(inv)
     for name, problems in summary.get("violations", {}).items():
         console.print(f"[red]{name}[/red]: {'; '.join(problems[:5])}")
+    stops = summary.get("stops")
+    if stops is not None:
+        unclean = stops["unclean"]
+        if unclean:
+            listed = "; ".join(f"{name}: {why}" for name, why in unclean.items())
+            console.print(f"[red]not stopped cleanly on SIGTERM[/red]: {listed}")
+        else:
+            console.print(f"{stops['processes']} processes stopped cleanly on SIGTERM")
 
 
 def _pct(value: float | None) -> str:
