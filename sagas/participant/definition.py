@@ -149,8 +149,9 @@ class Participant:
         web_port: the default port of the health endpoint.
         routes: extra ``POST`` endpoints: path -> ``async (service, json) -> json``.
         on_start: called once the service runs (e.g. to flush an outbox).
-        after_command: called after each command's reply was produced, with the
-            service (e.g. to publish the domain events an outbox holds).
+        after_command: called after each batch of commands' replies was produced, with
+            the service (e.g. to publish the domain events an outbox holds); never
+            while another call of it or of ``on_start`` runs.
         publishes: domain event topics it writes to, created when missing like its own.
         timers: work run periodically on the store (e.g. expiring holds), each
             ``Every(interval, run)``; a runner drives them with

@@ -129,6 +129,9 @@ class ParticipantService:
         self._web: WebEndpoint | None = None
         self._timers: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
+        self._outbox = asyncio.Lock()
+        """Held by `on_start` and `after_command` hooks: one at a time, so an outbox they
+        flush is never read twice before it is marked sent."""
         self._started = False
 
     # -- names -------------------------------------------------------------------------
@@ -174,7 +177,8 @@ class ParticipantService:
                     name=f"{self.participant.name}-timers",
                 )
             if self.participant.on_start is not None:
-                await self.participant.on_start(self)
+                async with self._outbox:
+                    await self.participant.on_start(self)
         except BaseException:
             await self.stop()
             raise
@@ -345,7 +349,8 @@ class ParticipantService:
 
     async def _after_batch(self) -> None:
         if self.participant.after_command is not None:
-            await self.participant.after_command(self)
+            async with self._outbox:
+                await self.participant.after_command(self)
 
     async def process(self, topic: str, record: Incoming) -> None:
         """Apply one record and produce what it yields, acknowledged (the faust agents)."""

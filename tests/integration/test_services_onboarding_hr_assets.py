@@ -103,6 +103,46 @@ async def test_provisioning_delivers_the_laptop_once(
         assert await service.invariants() == []
 
 
+async def test_commands_answered_at_once_deliver_each_laptop_once(
+    kafka_bootstrap: str, make_topic: MakeTopic, tmp_path: Path, codec: Codec
+) -> None:
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    from sagas.participant.testing import command_envelope, incoming
+
+    prefix = new_prefix()
+    replies = await make_topic("replies")
+    async with running(assets.participant(), kafka_bootstrap, tmp_path, codec, prefix) as service:
+        topic = service.commands_topic
+        records = [
+            incoming(
+                codec,
+                command_envelope(
+                    ProvisionLaptop(employee_id=f"e-{i}", model="X1-CARBON"),
+                    command_id=f"employee:e-{i}:provision_laptop:1",
+                    saga_id=f"employee:e-{i}",
+                    reply_to=replies,
+                ),
+                topic=topic,
+                offset=100 + i,
+            )
+            for i in range(4)
+        ]
+        # As faust's agents do: several commands answered at the same time, each followed
+        # by the outbox hook, which publishes every delivery still pending.
+        await asyncio.gather(*(service.process(topic, r) for r in records))
+        events_topic = f"{prefix}assets.events"
+        partitions = service.settings.topic_partitions
+        consumer = AIOKafkaConsumer(events_topic, bootstrap_servers=kafka_bootstrap)
+        await consumer.start()
+        try:
+            parts = [TopicPartition(events_topic, p) for p in range(partitions)]
+            published = sum((await consumer.end_offsets(parts)).values())
+        finally:
+            await consumer.stop()
+        assert published == 4  # one LaptopDelivered per laptop, none twice
+
+
 async def test_a_delivery_left_unpublished_is_published_on_start(
     kafka_bootstrap: str, tmp_path: Path, codec: Codec
 ) -> None:
