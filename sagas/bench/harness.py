@@ -128,7 +128,7 @@ class Phase:
         env = {
             # The services create the command topics they read when missing, with the
             # engine's partition count: whoever comes first, the phase is the same.
-            "SERVICE_TOPIC_PARTITIONS": str(self.partitions),
+            "SAGAS_PARTITIONS": str(self.partitions),
             "SAGAS_TELEMETRY": "off",
             "SAGAS_TELEMETRY_LOG_FORMAT": "text",
             "SAGAS_TELEMETRY_FILE": str(self.dir / "telemetry" / "{service}-{pid}.jsonl"),

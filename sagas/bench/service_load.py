@@ -123,7 +123,7 @@ async def measure(
     await create_topics(bootstrap, {commands: PARTITIONS, replies: PARTITIONS})
     env = {
         "SERVICE_RUNNER": args.runner,
-        "SERVICE_TOPIC_PARTITIONS": str(PARTITIONS),
+        "SAGAS_PARTITIONS": str(PARTITIONS),
         "SAGAS_TELEMETRY": "off",
         "SAGAS_TELEMETRY_LOG_FORMAT": "text",
     }

@@ -68,7 +68,6 @@ class LocalSystem:
         return {
             "KAFKA_BOOTSTRAP_SERVERS": self.layout.bootstrap_servers,
             "SAGAS_TOPIC_PREFIX": self.layout.prefix,
-            "SERVICE_TOPIC_PREFIX": self.layout.prefix,
             **({"SAGAS_APP": self.layout.app} if self.layout.app else {}),
             **self.layout.extra_env,
         }

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import sys
 
@@ -16,7 +17,7 @@ from sagas.app import App
 from sagas.errors import SagasError
 from sagas.participant.definition import Participant
 from sagas.participant.service import ParticipantService
-from sagas.participant.settings import ServiceSettings
+from sagas.participant.settings import ServiceSettings, renamed_in
 from sagas.settings import KafkaSettings, TelemetrySettings
 from sagas.telemetry import ParticipantTelemetry, configure_logging, setup
 
@@ -27,6 +28,8 @@ def serve(participant: Participant, app: App) -> None:
     ``app`` gives the message contracts (the framework's and the project's schemas and
     classes): the participant decodes its commands and encodes its replies with them.
     """
+    if renamed := renamed_in(os.environ):
+        sys.exit("error: " + "; ".join(renamed))
     try:
         settings = ServiceSettings()
         kafka = KafkaSettings()

@@ -323,7 +323,9 @@ class ParticipantService:
         await admin.start()
         try:
             for name in self._topics_needed():
-                new = NewTopic(name, self.settings.topic_partitions, 1)
+                new = NewTopic(
+                    name, self.settings.topic_partitions, self.settings.replication_factor
+                )
                 with contextlib.suppress(TopicAlreadyExistsError):
                     await admin.create_topics([new])
             # faust ignores a subscribed topic missing from the metadata until the next

@@ -8,6 +8,7 @@ without any configuration.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import timedelta
 from pathlib import Path
 from typing import Literal
@@ -21,7 +22,7 @@ from sagas.settings import Duration
 class ServiceSettings(BaseSettings):
     """How one participant service runs: storage, web endpoint, topics, seed data."""
 
-    model_config = SettingsConfigDict(env_prefix="SERVICE_", frozen=True)
+    model_config = SettingsConfigDict(env_prefix="SERVICE_", frozen=True, populate_by_name=True)
 
     data_dir: Path = Field(
         Path("var/services"),
@@ -53,11 +54,23 @@ class ServiceSettings(BaseSettings):
     )
     topic_prefix: str = Field(
         "",
-        description="Prepended to every topic the service reads and writes (isolated "
-        "environments on one cluster, tests).",
+        validation_alias="SAGAS_TOPIC_PREFIX",
+        description="The engine's variable: prepended to every topic the service reads "
+        "and writes (several systems, or test runs, on one cluster).",
     )
     topic_partitions: int = Field(
-        3, ge=1, description="Partitions of the topics the service creates when missing."
+        6,
+        ge=1,
+        validation_alias="SAGAS_PARTITIONS",
+        description="The engine's variable: partitions of the topics the service creates "
+        "when missing (a domain event topic with as many as the saga inboxes is read where "
+        "its events land).",
+    )
+    replication_factor: int = Field(
+        1,
+        ge=1,
+        validation_alias="SAGAS_REPLICATION_FACTOR",
+        description="The engine's variable: replication of the topics the service creates.",
     )
     seed_file: Path | None = Field(
         None, description="JSON file with the seed data; unset means the built-in default."
@@ -91,3 +104,20 @@ class ServiceSettings(BaseSettings):
     def port(self, default: int) -> int:
         """The web port: the configured one, else the service's ``default``."""
         return default if self.web_port is None else self.web_port
+
+
+RENAMED = {
+    "SERVICE_TOPIC_PREFIX": "SAGAS_TOPIC_PREFIX",
+    "SERVICE_TOPIC_PARTITIONS": "SAGAS_PARTITIONS",
+}
+"""Variables the services no longer read, and the one (the engine's) read instead."""
+
+
+def renamed_in(environ: Mapping[str, str]) -> list[str]:
+    """One line per variable of ``environ`` that was renamed (see `RENAMED`)."""
+    return [
+        f"{old} is no longer read: set {new} (one name for the engine, every service and "
+        "the CLI; docs/configuration.md)"
+        for old, new in RENAMED.items()
+        if old in environ
+    ]

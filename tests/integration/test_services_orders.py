@@ -95,7 +95,7 @@ async def test_runs_as_a_program_and_takes_orders_over_http(
         **os.environ,
         "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
         "SERVICE_DATA_DIR": str(tmp_path),
-        "SERVICE_TOPIC_PREFIX": new_prefix(),
+        "SAGAS_TOPIC_PREFIX": new_prefix(),
         "SERVICE_WEB_PORT": str(port),
     }
     log = (tmp_path / "orders.log").open("wb")

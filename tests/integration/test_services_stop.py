@@ -79,7 +79,7 @@ async def test_sigterm_stops_the_service_with_its_offsets_committed(
         prefix,
         extra_env={
             "SERVICE_RUNNER": runner,
-            "SERVICE_TOPIC_PARTITIONS": str(PARTITIONS),
+            "SAGAS_PARTITIONS": str(PARTITIONS),
             "SERVICE_FAULT_LATENCY": LATENCY,
         },
     )

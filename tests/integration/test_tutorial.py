@@ -54,7 +54,6 @@ def test_the_reader_runs_the_tutorial_on_kafka(
     prefix = f"t{uuid.uuid4().hex[:8]}."
     isolated = {  # this run's topics and groups on the shared broker
         "SAGAS_TOPIC_PREFIX": prefix,
-        "SERVICE_TOPIC_PREFIX": prefix,
         "SAGAS_ENGINE_GROUP": f"{prefix}engine",
         "SAGAS_TRANSACTIONAL_PREFIX": f"{prefix}sagas",
         "SERVICE_WEB_PORT": "0",

@@ -172,7 +172,6 @@ def test_a_new_project_on_the_installed_wheel_runs_its_sagas_to_their_end(
     env = {
         "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
         "SAGAS_TOPIC_PREFIX": prefix,
-        "SERVICE_TOPIC_PREFIX": prefix,
         "SAGAS_ENGINE_GROUP": f"{prefix}engine",
         "SAGAS_TRANSACTIONAL_PREFIX": f"{prefix}sagas",
         "SERVICE_WEB_PORT": "0",  # no health endpoints: no port to collide on

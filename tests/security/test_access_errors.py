@@ -57,7 +57,6 @@ def run_process(
         **os.environ,
         **env,
         "SAGAS_TOPIC_PREFIX": PREFIX,
-        "SERVICE_TOPIC_PREFIX": PREFIX,
         "SAGAS_ENGINE_DB": str(tmp_path / "engine.sqlite3"),
         "SAGAS_OPS_DB": str(tmp_path / "ops.sqlite3"),
         "SERVICE_DATA_DIR": str(tmp_path / "services"),

@@ -242,8 +242,7 @@ def service_group(ctx: ChaosContext, name: str) -> str:
     """The consumer group of participant ``name`` (`ServiceSettings.group`)."""
     env = ctx.system.supervisor.processes[name].spec.env
     return (
-        env.get("SERVICE_GROUP_ID")
-        or f"{env.get('SERVICE_TOPIC_PREFIX', ctx.prefix)}{name}-service"
+        env.get("SERVICE_GROUP_ID") or f"{env.get('SAGAS_TOPIC_PREFIX', ctx.prefix)}{name}-service"
     )
 
 
