@@ -21,6 +21,9 @@ from sagas.bench.harness import BenchError, Participants, Phase
 from sagas.bench.load import ORDERS, Generator, Observer
 from services.app import app as examples
 
+MIN_SAMPLES = 5
+"""Sagas a step offers in its sampled window at least (a low rate stretches the step)."""
+
 
 @dataclass(frozen=True)
 class Step:
@@ -57,7 +60,8 @@ async def sweep(
     """Run the sweep over ``rates`` (sagas per second, ascending).
 
     The first ``skip_s`` of each step (by default 1 s, or a quarter of a shorter step)
-    are not sampled: the system moves from the previous rate to this one.
+    are not sampled: the system moves from the previous rate to this one. A step lasts
+    long enough for ``MIN_SAMPLES`` sagas to be offered after that.
     """
     skip_s = min(1.0, step_s / 4) if skip_s is None else skip_s
     codec = examples.codec()
@@ -78,7 +82,8 @@ async def sweep(
                     for rate in rates:
                         first = gen.sent
                         t0 = time.monotonic()
-                        await gen.open_loop(rate, step_s)
+                        # A low rate gets a longer step, so that its window holds samples.
+                        await gen.open_loop(rate, max(step_s, skip_s + MIN_SAMPLES / rate))
                         t1 = time.monotonic()
                         windows.append((rate, t0, t1, first, gen.sent))
                         phase.check_alive()
