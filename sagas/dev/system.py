@@ -52,6 +52,10 @@ class SystemLayout:
         return self.workdir / f"engine-{index}.sqlite3"
 
 
+CHAOS_SERVICE_PREFIX = "SAGAS_CHAOS_SERVICE_"
+"""The variables of ``python -m sagas.chaos.service`` (`sagas.chaos.participant`)."""
+
+
 class ServiceStartError(SagasError):
     """A service of the local system did not become healthy."""
 
@@ -93,7 +97,13 @@ class LocalSystem:
         faults: Mapping[str, str] | None = None,
         web: bool = False,
     ) -> ProcessSpec:
-        """A participant service; ``web`` gives it a free port (see `web_ports`)."""
+        """A participant service; ``web`` gives it a free port (see `web_ports`).
+
+        ``faults``: e.g. ``{"latency": "0.02"}``; each is set as
+        ``SAGAS_CHAOS_SERVICE_<NAME>`` and the service runs as the chaos entry point
+        (``python -m sagas.chaos.service NAME``, `sagas.chaos.participant.ServiceFaults`)
+        instead of ``sagas serve NAME``.
+        """
         env = {
             **self._base_env(),
             "SERVICE_DATA_DIR": str(self.layout.workdir / "services"),
@@ -109,9 +119,11 @@ class LocalSystem:
             seed_file.parent.mkdir(parents=True, exist_ok=True)
             seed_file.write_text(json.dumps(seed))
             env["SERVICE_SEED_FILE"] = str(seed_file)
-        for knob, value in (faults or {}).items():
-            env[f"SERVICE_FAULT_{knob.upper()}"] = value
-        return ProcessSpec(name, ("python", "-m", "sagas.ops.cli", "serve", name), env)
+        if not faults:
+            return ProcessSpec(name, ("python", "-m", "sagas.ops.cli", "serve", name), env)
+        for fault, value in faults.items():
+            env[f"{CHAOS_SERVICE_PREFIX}{fault.upper()}"] = value
+        return ProcessSpec(name, ("python", "-m", "sagas.chaos.service", name), env)
 
     def start(self, spec: ProcessSpec) -> ManagedProcess:
         return self.supervisor.start(spec)

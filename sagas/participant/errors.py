@@ -5,8 +5,7 @@
     SagasError
     └── ServiceError          retryable = False
         ├── Rejected          the command cannot be applied, now or later (not retryable)
-        ├── Unavailable       a transient problem: the same command may succeed later
-        └── InjectedFault     raised by the fault knobs (retryable)
+        └── Unavailable       a transient problem: the same command may succeed later
 
 A handler raises these to make the framework reply ``sagas.CommandFailed`` with the
 matching ``retryable`` flag. Any other exception counts as retryable when it is a
@@ -35,10 +34,6 @@ class Unavailable(ServiceError):
     """A transient problem: sending the same command again may succeed."""
 
     retryable = True
-
-
-class InjectedFault(Unavailable):
-    """A failure injected by ``SERVICE_FAULT_FAILURE_RATE``."""
 
 
 def is_retryable(exc: BaseException) -> bool:

@@ -34,19 +34,24 @@ In the compensation's transaction, each of them not processed yet gets a tombsto
 and the handler sees what was done for each (`Context.compensated`). A command that
 comes after its tombstone is refused: ``sagas.CommandFailed`` (not retryable, reason
 `REFUSED`), stored like any reply, and nothing is applied.
+
+Override points, the only ones: a subclass may override `Processor.apply_command` (one
+decoded command, inside the batch's transaction) and `Processor.committed` (a
+transaction was committed; its replies are not returned yet). `ParticipantService`
+builds its processor through a `ProcessorFactory`: ``sagas serve`` uses this class as it
+is; ``python -m sagas.chaos.service`` puts in `sagas.chaos.participant.FaultyProcessor`,
+which injects its faults at those two points.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
-import random
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 import aiosqlite
 
@@ -56,7 +61,7 @@ from sagas.contracts.headers import RawHeaders
 from sagas.contracts.messages.sagas import CommandFailed
 from sagas.contracts.record import Envelope, Record
 from sagas.participant.definition import Compensated, Context, Handler, Participant
-from sagas.participant.errors import InjectedFault, is_retryable
+from sagas.participant.errors import is_retryable
 from sagas.participant.replies import Replies
 from sagas.participant.store import (
     Outbound,
@@ -83,16 +88,6 @@ commands, short enough that a slow one delays the replies after it only a little
 
 
 @dataclass(frozen=True, kw_only=True)
-class Faults:
-    """The fault knobs (all off by default); see docs/services.md."""
-
-    failure_rate: float = 0.0
-    latency: timedelta = timedelta(0)
-    crash_after: int | None = None
-    seed: int = 0
-
-
-@dataclass(frozen=True, kw_only=True)
 class Incoming:
     """A consumed Kafka record, as the processor needs it."""
 
@@ -104,6 +99,21 @@ class Incoming:
     headers: RawHeaders
 
 
+class ProcessorFactory(Protocol):
+    """How `ParticipantService` builds its processor: `Processor` itself, or a wrapper
+    that returns a subclass (the seam of ``python -m sagas.chaos.service``)."""
+
+    def __call__(
+        self,
+        participant: Participant,
+        store: Store,
+        codec: Codec,
+        *,
+        topic_prefix: str,
+        telemetry: ParticipantTelemetry | None,
+    ) -> Processor: ...
+
+
 class Processor:
     """Applies commands and events of one participant to its store.
 
@@ -112,10 +122,6 @@ class Processor:
         store: its open store.
         codec: the message codec.
         topic_prefix: prepended to the dead-letter topic (as to every topic).
-        faults: the fault knobs.
-        crash: called (with the count) once the commands applied reach
-            ``faults.crash_after``, after the ``COMMIT`` of the batch that holds the last
-            of them and before its replies are sent; by default the process exits at once.
         clock: the time source (tests pass a fixed one).
         telemetry: a handling span per record, reply spans and dead-letter counts (None
             when telemetry is off).
@@ -128,8 +134,6 @@ class Processor:
         codec: Codec,
         *,
         topic_prefix: str = "",
-        faults: Faults | None = None,
-        crash: Callable[[int], None] | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         telemetry: ParticipantTelemetry | None = None,
     ) -> None:
@@ -138,13 +142,10 @@ class Processor:
         self.store = store
         self.codec = codec
         self.dlq = f"{topic_prefix}{participant.name}.dlq"
-        self.faults = faults or Faults()
-        self.crash = crash or _exit_now
         self.clock = clock
         self.replies = Replies(participant, codec, self.dlq, lambda: self.clock(), telemetry)
         self.applied = 0
         """Commands applied so far (their handler ran and its writes were committed)."""
-        self._random = random.Random(self.faults.seed)
         self._event_topics = {f"{topic_prefix}{s.topic}" for s in participant.subscriptions}
 
     # -- batches -----------------------------------------------------------------------
@@ -207,7 +208,7 @@ class Processor:
                         break
         except Exception as exc:
             return await self._recover(items[: max(tried, 1)], exc, now)
-        self._applied(applied)
+        self.committed(applied)
         return outs
 
     async def _recover(
@@ -241,12 +242,12 @@ class Processor:
         with self.telemetry.handling(record) as handling:
             yield handling
 
-    def _applied(self, count: int) -> None:
-        if not count:
-            return
-        self.applied += count
-        if self.faults.crash_after is not None and self.applied >= self.faults.crash_after:
-            self.crash(self.applied)
+    def committed(self, applied: int) -> None:
+        """Called once a transaction of `batch`, `batches`, `command` or `event` is
+        committed, with the number of commands it applied, before its replies are
+        returned to be sent; counts them in `applied`. An override point: an override
+        calls this one first."""
+        self.applied += applied
 
     # -- commands ----------------------------------------------------------------------
 
@@ -281,10 +282,17 @@ class Processor:
         if isinstance(decoded, Outbound):
             return [decoded], False
         envelope, handler = decoded
-        if self.faults.latency > timedelta(0):
-            await asyncio.sleep(self.faults.latency.total_seconds())
-        if self.faults.failure_rate and self._random.random() < self.faults.failure_rate:
-            return [self.replies.failure(envelope, InjectedFault("injected fault"))], False
+        return await self.apply_command(db, envelope, handler, now)
+
+    async def apply_command(
+        self, db: aiosqlite.Connection, envelope: Envelope, handler: Handler[Any], now: datetime
+    ) -> tuple[list[Outbound], bool]:
+        """Answer one decoded command inside the batch's open transaction ``db``: replay
+        its stored reply, refuse it (a tombstone), or run ``handler`` in a savepoint and
+        store the reply. Returns what to produce and whether the command was applied.
+
+        An override point: an override may answer without calling this one (it must
+        then write nothing), or wait before it; it must not commit."""
         stored = await find_processed(db, envelope.id)
         if isinstance(stored, Outbound):
             log.debug("%s: replaying the reply to %s", self.participant.name, envelope.id)
@@ -435,13 +443,6 @@ async def _roll_back(db: aiosqlite.Connection, exc: Exception) -> None:
         raise exc
     await db.execute(f"ROLLBACK TO {SAVEPOINT}")
     await db.execute(f"RELEASE {SAVEPOINT}")
-
-
-def _exit_now(count: int) -> None:
-    import os
-
-    log.error("fault injection: crashing after %d commands", count)
-    os._exit(70)
 
 
 def keyed_like(command: Incoming, outs: list[Outbound]) -> list[Outbound]:

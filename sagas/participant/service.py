@@ -23,7 +23,7 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -35,7 +35,7 @@ from sagas.contracts.codec import Codec
 from sagas.contracts.record import Envelope, Record
 from sagas.kafka_security import checked_options
 from sagas.participant.definition import JSONObject, Participant
-from sagas.participant.processor import Faults, Incoming, Processor
+from sagas.participant.processor import Incoming, Processor, ProcessorFactory
 from sagas.participant.runner import KafkaRunner
 from sagas.participant.settings import ServiceSettings
 from sagas.participant.store import Outbound, Store
@@ -82,10 +82,11 @@ class ParticipantService:
         settings: the service settings (``ServiceSettings()`` reads the environment).
         bootstrap: Kafka bootstrap servers, comma-separated.
         codec: the message codec (`sagas.App.codec`); the caller closes it.
-        crash: what the crash fault knob calls (default: exit the process at once).
         telemetry: spans and metrics (None when telemetry is off).
         kafka: TLS/SASL settings of every Kafka client (None: PLAINTEXT); a refused
             login stops `start` with `sagas.kafka_security.KafkaAccessError`.
+        processor_factory: builds the `Processor` (the default: the class itself); the
+            seam through which the chaos entry point puts in its faulty subclass.
     """
 
     def __init__(
@@ -95,9 +96,9 @@ class ParticipantService:
         *,
         bootstrap: str | None = None,
         codec: Codec,
-        crash: Callable[[int], None] | None = None,
         telemetry: ParticipantTelemetry | None = None,
         kafka: KafkaSettings | None = None,
+        processor_factory: ProcessorFactory = Processor,
     ) -> None:
         self.participant = participant
         self.kafka = kafka
@@ -107,18 +108,11 @@ class ParticipantService:
         self.bootstrap = bootstrap or DEFAULT_BOOTSTRAP
         self.codec = codec
         self.store = Store(settings.database(participant.name))
-        self.processor = Processor(
+        self.processor = processor_factory(
             participant,
             self.store,
             self.codec,
             topic_prefix=settings.topic_prefix,
-            faults=Faults(
-                failure_rate=settings.fault_failure_rate,
-                latency=settings.fault_latency,
-                crash_after=settings.fault_crash_after,
-                seed=settings.fault_seed,
-            ),
-            crash=crash,
             telemetry=telemetry,
         )
         self.app: Any = None

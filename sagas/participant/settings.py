@@ -9,14 +9,11 @@ without any configuration.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import timedelta
 from pathlib import Path
 from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
-
-from sagas.settings import Duration
 
 
 class ServiceSettings(BaseSettings):
@@ -75,23 +72,6 @@ class ServiceSettings(BaseSettings):
     seed_file: Path | None = Field(
         None, description="JSON file with the seed data; unset means the built-in default."
     )
-    fault_failure_rate: float = Field(
-        0.0,
-        ge=0.0,
-        le=1.0,
-        description="Probability that a command fails with a retryable CommandFailed.",
-    )
-    fault_latency: Duration = Field(
-        timedelta(0), description="Delay added before every command is handled."
-    )
-    fault_crash_after: int | None = Field(
-        None,
-        ge=1,
-        description="Exit the process abruptly once this many commands were applied "
-        "(after the SQLite commit of the batch holding the last of them, before its "
-        "replies are sent).",
-    )
-    fault_seed: int = Field(0, description="Seed of the fault generator (reproducible runs).")
 
     def database(self, name: str) -> Path:
         """The SQLite file of service ``name``."""
@@ -113,11 +93,29 @@ RENAMED = {
 """Variables the services no longer read, and the one (the engine's) read instead."""
 
 
+FAULTS_MOVED = {
+    "SERVICE_FAULT_FAILURE_RATE": "SAGAS_CHAOS_SERVICE_FAILURE_RATE",
+    "SERVICE_FAULT_LATENCY": "SAGAS_CHAOS_SERVICE_LATENCY",
+    "SERVICE_FAULT_CRASH_AFTER": "SAGAS_CHAOS_SERVICE_CRASH_AFTER",
+    "SERVICE_FAULT_SEED": "SAGAS_CHAOS_SERVICE_SEED",
+}
+"""The fault knobs the services no longer have, and the variable of the chaos entry
+point (``python -m sagas.chaos.service NAME``) that injects the same fault."""
+
+
 def renamed_in(environ: Mapping[str, str]) -> list[str]:
-    """One line per variable of ``environ`` that was renamed (see `RENAMED`)."""
-    return [
+    """One line per variable of ``environ`` that was renamed (see `RENAMED`) or moved to
+    the chaos entry point (see `FAULTS_MOVED`)."""
+    renamed = [
         f"{old} is no longer read: set {new} (one name for the engine, every service and "
         "the CLI; docs/configuration.md)"
         for old, new in RENAMED.items()
         if old in environ
     ]
+    moved = [
+        f"{old} is no longer read: faults are injected by `python -m sagas.chaos.service "
+        f"NAME`, which reads {new} (docs/configuration.md)"
+        for old, new in FAULTS_MOVED.items()
+        if old in environ
+    ]
+    return renamed + moved

@@ -1,6 +1,8 @@
-"""`sagas serve NAME` stops within seconds of SIGTERM, its offsets at the end of what it
-processed: nothing it answered is delivered again, nothing it did not answer is skipped.
-Both runners: aiokafka (the default) and faust."""
+"""A participant service stops within seconds of SIGTERM, its offsets at the end of what
+it processed: nothing it answered is delivered again, nothing it did not answer is
+skipped. Both runners: aiokafka (the default) and faust. The service runs as the chaos
+entry point (`sagas serve NAME` plus the latency fault), so that SIGTERM comes while it
+is busy."""
 
 from __future__ import annotations
 
@@ -31,8 +33,8 @@ ANSWERED = 100
 """Commands answered before the burst that SIGTERM interrupts."""
 BURST = 300
 LATENCY = "0.005"
-"""Seconds each command takes (the latency fault knob): the burst takes 1.5 s, so
-SIGTERM comes while the service is in the middle of it."""
+"""Seconds each command takes (the latency fault, ``SAGAS_CHAOS_SERVICE_LATENCY``): the
+burst takes 1.5 s, so SIGTERM comes while the service is in the middle of it."""
 
 
 @pytest.fixture(scope="module")
@@ -77,16 +79,14 @@ async def test_sigterm_stops_the_service_with_its_offsets_committed(
         kafka_bootstrap,
         tmp_path,
         prefix,
-        extra_env={
-            "SERVICE_RUNNER": runner,
-            "SAGAS_PARTITIONS": str(PARTITIONS),
-            "SERVICE_FAULT_LATENCY": LATENCY,
-        },
+        extra_env={"SERVICE_RUNNER": runner, "SAGAS_PARTITIONS": str(PARTITIONS)},
     )
     sent: dict[str, RecordMetadata] = {}
     with Supervisor(tmp_path / "logs") as supervisor:
         system = LocalSystem(layout, supervisor)
-        service = system.start(system.service_spec("inventory", {"stock": {"SKU-1": 10_000}}))
+        seed = {"stock": {"SKU-1": 10_000}}
+        spec = system.service_spec("inventory", seed, faults={"latency": LATENCY})
+        service = system.start(spec)
         async with Wire(kafka_bootstrap, codec, replies) as wire:
 
             async def send(i: int) -> asyncio.Future[RecordMetadata]:
@@ -113,6 +113,7 @@ async def test_sigterm_stops_the_service_with_its_offsets_committed(
     assert took < STOP_WITHIN.total_seconds()
     assert "Not in the middle of a transaction" not in log
     assert "Traceback" not in log, log[-3000:]
+    assert "inventory: injecting faults" in log  # the latency wrapper was in place
 
     committed = await committed_offsets(kafka_bootstrap, f"{prefix}inventory-service")
     assert set(committed) == set(range(PARTITIONS))

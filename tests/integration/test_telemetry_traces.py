@@ -41,7 +41,8 @@ class Scenario:
     Attributes:
         workload: services, seeds, the HTTP route that starts a saga, the requests.
         touched: the services whose spans a saga started by that request must have.
-        faults: fault knobs per service (a slow one keeps sagas in flight for the kill).
+        faults: the chaos entry point's faults per service (a slow one keeps sagas in
+            flight for the kill).
     """
 
     workload: Workload

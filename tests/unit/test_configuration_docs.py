@@ -11,11 +11,16 @@ from pydantic import AliasChoices
 from pydantic_settings import BaseSettings
 
 import sagas.app
+import sagas.chaos.participant
 import sagas.contracts.settings
 import sagas.settings
 
 ROOT = Path(__file__).resolve().parents[2]
-SETTINGS_MODULES: tuple[ModuleType, ...] = (sagas.settings, sagas.contracts.settings)
+SETTINGS_MODULES: tuple[ModuleType, ...] = (
+    sagas.settings,
+    sagas.contracts.settings,
+    sagas.chaos.participant,
+)
 
 
 def settings_classes() -> list[type[BaseSettings]]:
@@ -56,7 +61,7 @@ def _documented() -> set[str]:
 
 def test_the_settings_classes_are_found() -> None:
     names = {cls.__name__ for cls in settings_classes()}
-    assert {"DevKafkaSettings", "KafkaSettings", "ContractSettings"} <= names
+    assert {"DevKafkaSettings", "KafkaSettings", "ContractSettings", "ServiceFaults"} <= names
 
 
 def test_every_settings_variable_is_documented() -> None:

@@ -11,7 +11,7 @@ from sagas.contracts.codec import Codec
 from sagas.contracts.messages.sagas import CommandFailed
 from sagas.contracts.record import Record
 from sagas.participant import Context, Handler, Participant, Rejected, Unavailable
-from sagas.participant.processor import Faults, Incoming, Processor
+from sagas.participant.processor import Incoming, Processor
 from sagas.participant.testing import (
     REPLY_TO,
     command_envelope,
@@ -156,42 +156,6 @@ async def test_a_raising_handler_replies_command_failed_and_writes_nothing(
         again = await p.command(command_record(codec, reserve(), command_id="c-9"))
         # a non-retryable failure is stored and replayed; a retryable one is tried again
         assert (again == [out]) is (not retryable)
-    finally:
-        await p.store.close()
-
-
-async def test_the_failure_knob_fails_commands_retryably(tmp_path: Path, codec: Codec) -> None:
-    p = await open_processor(
-        inventory.participant(),
-        tmp_path / "db.sqlite3",
-        codec,
-        faults=Faults(failure_rate=1.0),
-    )
-    try:
-        [out] = await p.command(command_record(codec, reserve(), command_id="c-1"))
-        failed = decode(codec, out).payload
-        assert isinstance(failed, CommandFailed)
-        assert failed.retryable
-        assert await stock_of(p.store.db, "SKU-1") == (100, 0)
-    finally:
-        await p.store.close()
-
-
-async def test_the_crash_knob_fires_after_the_commit(tmp_path: Path, codec: Codec) -> None:
-    crashed: list[int] = []
-    p = await open_processor(
-        inventory.participant(),
-        tmp_path / "db.sqlite3",
-        codec,
-        faults=Faults(crash_after=2),
-        crash=crashed.append,
-    )
-    try:
-        await p.command(command_record(codec, reserve("o-1", 1), command_id="c-1"))
-        assert crashed == []
-        await p.command(command_record(codec, reserve("o-2", 1), command_id="c-2"))
-        assert crashed == [2]
-        assert await stock_of(p.store.db, "SKU-1") == (98, 2)  # committed before the crash
     finally:
         await p.store.close()
 

@@ -45,6 +45,15 @@ def test_the_old_topic_variables_are_refused_by_name() -> None:
     assert renamed_in({"SAGAS_TOPIC_PREFIX": "t."}) == []
 
 
+def test_the_old_fault_knobs_are_refused_with_their_new_home() -> None:
+    assert not [name for name in ServiceSettings.model_fields if "fault" in name]
+    assert renamed_in({"SERVICE_FAULT_LATENCY": "0.5"}) == [
+        "SERVICE_FAULT_LATENCY is no longer read: faults are injected by `python -m "
+        "sagas.chaos.service NAME`, which reads SAGAS_CHAOS_SERVICE_LATENCY "
+        "(docs/configuration.md)"
+    ]
+
+
 def test_defaults_and_derived_values(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ServiceSettings.model_fields:
         monkeypatch.delenv(f"SERVICE_{name}".upper(), raising=False)
@@ -56,14 +65,12 @@ def test_defaults_and_derived_values(monkeypatch: pytest.MonkeyPatch) -> None:
     assert settings.port(6062) == 6062
     monkeypatch.setenv("SERVICE_WEB_PORT", "0")
     monkeypatch.setenv("SAGAS_TOPIC_PREFIX", "t1.")  # the engine's variable
-    monkeypatch.setenv("SERVICE_FAULT_LATENCY", "PT0.5S")
     settings = ServiceSettings()
     assert settings.port(6062) == 0
     assert settings.group("inventory") == "t1.inventory-service"
-    assert settings.fault_latency.total_seconds() == 0.5
 
 
 def test_bad_values_are_refused(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("SERVICE_FAULT_FAILURE_RATE", "1.5")
-    with pytest.raises(ValueError, match="fault_failure_rate"):
+    monkeypatch.setenv("SERVICE_WEB_PORT", "70000")
+    with pytest.raises(ValueError, match="web_port"):
         ServiceSettings()
