@@ -277,7 +277,8 @@ class Unit:
             await self._close_producers(abandon=True)
             await self._wait(RETRY_TAKE.total_seconds())
             return
-        self._rewind.clear()
+        # Only what was rewound: a partition added meanwhile is rewound by the next step.
+        self._rewind.difference_update(tps)
         self.state = Ownership.OWNED
         self._consumer.resume(tps)
         log.info("unit %d owned: %s", self.k, ", ".join(map(str, tps)))
@@ -312,8 +313,10 @@ class Unit:
                 except (TransportError, NotAssigned) as exc:
                     log.warning("unit %d: rewinding %s failed (%r)", self.k, tp, exc)
                     return
+                # Out of the rewind set before it is resumed: what is fetched for it while
+                # the next one is rewound is fed, not dropped (and never fetched again).
+                self._rewind.discard(tp)
                 self._consumer.resume([tp])
-            self._rewind.clear()
         if not self._pending or self._suspended:
             await self._wait(self._c.idle_tick.total_seconds())
         async with self._busy:

@@ -98,6 +98,40 @@ async def test_a_second_member_takes_units_over_without_loss_or_duplicates() -> 
     assert Counter(out) == Counter(str(i).encode() for i in range(400))
 
 
+class SlowRelay(Relay):
+    """A relay taking a few milliseconds a batch: records wait, fetched, at a rebalance."""
+
+    async def decide(self, k: int, records: Sequence[Consumed]) -> Decided:
+        await asyncio.sleep(0.005)  # the batch's work
+        return await super().decide(k, records)
+
+
+async def test_records_waiting_on_every_topic_of_a_unit_survive_a_rebalance() -> None:
+    # A unit given back after a rebalance rewinds its topics one after the other; what
+    # is fetched for a topic already rewound, while the next one is, is decided too.
+    broker = MemoryBroker()
+    await topics_of(broker, ("a", 2), ("b", 2), ("out", 1))
+    first_relay, second_relay = SlowRelay("out"), SlowRelay("out")
+    first = relay_loop(MemoryTransport(broker), "g", ["a", "b"], first_relay, "relay", max_batch=5)
+    second = relay_loop(
+        MemoryTransport(broker), "g", ["a", "b"], second_relay, "relay", max_batch=5
+    )
+    async with running(first):
+        await until(lambda: first.owned == [0, 1], "both units owned")
+        publish(broker, "a", range(100))
+        publish(broker, "b", range(100, 200))
+        # The second member joins while the first has records fetched and not decided.
+        await until(lambda: first_relay.committed_records > 0, "deciding")
+        async with running(second):
+            await until(lambda: len(first.owned) == 1 and len(second.owned) == 1, "a 1/1 split")
+            await until(
+                lambda: first_relay.committed_records + second_relay.committed_records == 200,
+                "all 200",
+            )
+    out = committed_values(broker, "out", 1)
+    assert Counter(out) == Counter(str(i).encode() for i in range(200))
+
+
 class Summer:
     """A running sum per key whose local state changes only after a commit, kept in a
     changelog and caught up from it when a unit is taken (the engine's pattern)."""

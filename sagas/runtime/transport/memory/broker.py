@@ -77,6 +77,11 @@ class MemoryBroker:
             return False
         return True
 
+    def wake(self) -> None:
+        """Wake every waiting poll (a consumer resumed or moved a partition: what it
+        may now read is not a change of the broker's)."""
+        self._notify()
+
     def _notify(self) -> None:
         changed, self._changed = self._changed, asyncio.Event()
         changed.set()

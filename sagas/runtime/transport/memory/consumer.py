@@ -178,6 +178,7 @@ class MemoryGroupConsumer:
 
     def resume(self, tps: Sequence[TP]) -> None:
         self._paused.difference_update(tps)
+        self._broker.wake()  # as a client's fetcher: a poll in progress sees them at once
 
     def seek(self, tp: TP, offset: int) -> None:
         if tp not in self._assignment:
@@ -185,6 +186,7 @@ class MemoryGroupConsumer:
         self._positions[tp] = offset
 
     async def committed(self, tp: TP) -> int:
+        await asyncio.sleep(0)  # a round trip to the group coordinator: others run meanwhile
         # No retention here: a partition's first offset is 0.
         return self._broker.committed(self.group_id, tp) or 0
 
