@@ -27,7 +27,8 @@ class SystemLayout:
     """Where the system runs: Kafka, a topic prefix and a work folder.
 
     Attributes:
-        partitions: of the saga inboxes (and changelogs).
+        partitions: of every topic the processes create (SAGAS_PARTITIONS): the saga
+            inboxes, their changelogs, the domain event and command topics.
         session_timeout_s: of the engines' consumer group: how soon a dead engine's
             partitions move.
     """
@@ -72,6 +73,9 @@ class LocalSystem:
         return {
             "KAFKA_BOOTSTRAP_SERVERS": self.layout.bootstrap_servers,
             "SAGAS_TOPIC_PREFIX": self.layout.prefix,
+            # Every process: a domain event topic a service creates first is then
+            # co-partitioned with the inboxes (decided where it lands, not forwarded).
+            "SAGAS_PARTITIONS": str(self.layout.partitions),
             **({"SAGAS_APP": self.layout.app} if self.layout.app else {}),
             **self.layout.extra_env,
         }
@@ -81,7 +85,6 @@ class LocalSystem:
         env = {
             **self._base_env(),
             "SAGAS_ENGINE_DB": str(self.layout.engine_db(index)),
-            "SAGAS_PARTITIONS": str(self.layout.partitions),
             "SAGAS_SESSION_TIMEOUT": str(self.layout.session_timeout_s),
             "SAGAS_ENGINE_GROUP": f"{prefix}sagas-engine",
             "SAGAS_TRANSACTIONAL_PREFIX": f"{prefix}sagas",

@@ -144,6 +144,10 @@ class SagaWorker:
     # -- UnitWorker -------------------------------------------------------------------
 
     async def take(self, k: int) -> None:
+        if k >= self._partitioning.partitions:
+            # A partition of an event topic wider than the inboxes: no saga lives here,
+            # and no changelog partition exists; the unit only forwards what lands.
+            return
         for saga in self._definitions:
             self.cache.drop(saga, k)  # catch-up may change what the store holds
             self._wake.pop((saga, k), None)

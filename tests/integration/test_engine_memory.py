@@ -15,6 +15,7 @@ from sagas.contracts.settings import ContractSettings
 from sagas.runtime import topics
 from sagas.runtime.engine import Engine
 from sagas.runtime.errors import GroupMismatch
+from sagas.runtime.partitioning import partition_for
 from sagas.runtime.store import Store
 from sagas.runtime.transport.memory import MemoryBroker, MemoryTransport
 from sagas.runtime.transport.records import TP
@@ -229,3 +230,32 @@ async def test_engines_of_different_sagas_in_one_group_both_stop_with_group_mism
         for store in stores:
             await store.close()
         codec.close()
+
+
+async def test_an_event_topic_with_more_partitions_than_the_inboxes_is_forwarded(
+    tmp_path: Path,
+) -> None:
+    # orders.events was there first, with 6 partitions; the engine's inboxes have 3. The
+    # units of partitions 3 to 5 hold no saga: they forward what lands there.
+    codec = examples.codec()
+    broker = MemoryBroker()
+    broker.create_topics([topics.TopicSpec("orders.events", 6)])
+    commands = [topics.commands(s) for s in ("inventory", "payments", "shipping")]
+    participants = Participants(broker, codec, commands, ORDER_REPLIES)
+    async with (
+        participants.running(),
+        engine(broker, [ORDER_FULFILMENT], settings(tmp_path, partitions=3), codec) as running,
+    ):
+        ids = [f"o-{i}" for i in range(12)]
+        landed = {partition_for(i.encode(), 6) for i in ids}
+        assert landed & {3, 4, 5}, landed  # some land where no saga lives
+        for order_id in ids:
+            publish(broker, codec, "orders.events", order_id, placed(order_id))
+
+        async def all_completed() -> bool:
+            counts = await running.store.counts_by_state("order_fulfilment")
+            return counts == {"COMPLETED": len(ids)}
+
+        await eventually(all_completed, "every saga to complete")
+        assert running.loop.owned == [0, 1, 2, 3, 4, 5]
+    codec.close()
