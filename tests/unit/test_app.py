@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from sagas.app import APP_VARIABLE, AppError, load_app
+from sagas.app import APP_VARIABLE, AppError, AppSpec, app_spec, load_app
 from sagas.ops.cli import main
 
 # Module names unique to this file, removed from sys.modules after each test.
@@ -135,3 +135,14 @@ def test_an_app_error_is_a_configuration_error_the_cli_prints(
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: cannot import 'lookup_missing' (app 'lookup_missing:app', ")
     assert "\n" not in err
+
+
+def test_which_app_is_named_is_known_without_importing_it(tmp_path: Path) -> None:
+    root = tmp_path.resolve()
+    _pyproject(root, 'app = "lookup_missing.app"')
+    named = app_spec(None, cwd=root)
+    assert named == AppSpec(
+        "lookup_missing.app", f"[tool.sagas] app in {root / 'pyproject.toml'}", root
+    )
+    assert named.qualified == "lookup_missing.app:app"
+    assert app_spec("x:y", cwd=tmp_path) == AppSpec("x:y", "--app")
