@@ -6,7 +6,8 @@ A project exposes one `App`, and every command is pointed at it the same way::
     SAGAS_APP=tenants.app:app sagas run      # or the environment
     [tool.sagas] app = "tenants.app:app"     # or the project's pyproject.toml
 
-`load_app` resolves them in that order. Nothing is registered anywhere: the app is a
+`load_app` resolves them in that order (`app_spec` says which is named, without importing
+it). Nothing is registered anywhere: the app is a
 frozen value built by the project's own code, and several can live in one process.
 """
 
@@ -211,9 +212,48 @@ def saga_usages(saga: Saga[Any]) -> list[Usage]:
     ]
 
 
+@dataclass(frozen=True)
+class AppSpec:
+    """Which app a command is pointed at, and where that was said; not yet imported.
+
+    Attributes:
+        spec: as given, ``package.module:attribute`` or ``package.module``.
+        origin: where it was given: ``--app``, ``SAGAS_APP`` or the pyproject's table.
+        root: the project's folder, for an app named by ``[tool.sagas]``.
+    """
+
+    spec: str
+    origin: str
+    root: Path | None = None
+
+    @property
+    def qualified(self) -> str:
+        """``module:attribute``, with ``app`` when the attribute was left out."""
+        module_name, _, attribute = self.spec.partition(":")
+        return f"{module_name}:{attribute or 'app'}"
+
+
+def app_spec(spec: str | None = None, *, cwd: Path | None = None) -> AppSpec | None:
+    """The app named by ``spec`` (``--app``), else ``SAGAS_APP``, else the nearest
+    ``pyproject.toml``'s ``[tool.sagas] app`` from ``cwd`` up; None when none is.
+
+    Raises:
+        ConfigurationError: the nearest ``[tool.sagas]`` table cannot be read.
+    """
+    if spec:
+        return AppSpec(spec, "--app")
+    variable = os.environ.get(APP_VARIABLE)
+    if variable:
+        return AppSpec(variable, APP_VARIABLE)
+    project = find_project((cwd or Path.cwd()).resolve())
+    if project is not None and project.app:
+        return AppSpec(project.app, f"[tool.sagas] app in {project.path}", project.root)
+    return None
+
+
 def load_app(spec: str | None = None, *, cwd: Path | None = None) -> App:
     """The app named by ``spec`` (``--app``), else ``SAGAS_APP``, else the nearest
-    ``pyproject.toml``'s ``[tool.sagas] app``.
+    ``pyproject.toml``'s ``[tool.sagas] app`` (see `app_spec`).
 
     ``spec`` is ``package.module:attribute`` (``:app`` when the attribute is left out);
     the attribute is an `App`, or a function returning one. The current folder (and,
@@ -225,22 +265,17 @@ def load_app(spec: str | None = None, *, cwd: Path | None = None) -> App:
             an `App`; the message says which and how to fix it.
     """
     folder = (cwd or Path.cwd()).resolve()
-    origin = "--app"
-    if not spec:
-        spec, origin = os.environ.get(APP_VARIABLE) or None, APP_VARIABLE
-    if not spec:
-        project = find_project(folder)
-        if project is not None and project.app:
-            spec, origin = project.app, f"[tool.sagas] app in {project.path}"
-            _importable(project.root)
-    if not spec:
+    named = app_spec(spec, cwd=folder)
+    if named is None:
         raise AppError(
             "no app: name your project's sagas.App with --app package.module:app, the "
             f"{APP_VARIABLE} variable, or `app = ...` under [tool.sagas] in pyproject.toml "
             "(`sagas init PATH` creates a project with one)"
         )
+    if named.root is not None:
+        _importable(named.root)
     _importable(folder)
-    return _resolve(spec, origin)
+    return _resolve(named.spec, named.origin)
 
 
 def _importable(folder: Path) -> None:

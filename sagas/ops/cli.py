@@ -6,6 +6,7 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
+from sagas.app import app_spec
 from sagas.errors import SagasError
 from sagas.project import find_project
 
@@ -178,6 +179,34 @@ APP_HELP = (
 # Commands that work without an app: the dev broker, code generation, scaffolding.
 _NO_APP = {"dev", "codegen", "init"}
 
+EXAMPLES_APP = "services.app:app"
+"""The shipped examples' app (``services.app.SPEC``; not imported: a wheel has no
+``services``)."""
+
+# Commands that drive the shipped example system: its workloads, seed data and expected
+# outcomes, which another app does not have. They take --app like every command, and
+# refuse any app but the examples rather than run the examples anyway.
+_EXAMPLES_ONLY = {"demo", "load", "chaos", "bench"}
+
+EXAMPLES_APP_HELP = (
+    f"only the shipped examples ({EXAMPLES_APP}) are accepted: this command runs them; "
+    "for your own app, use `sagas run` and `sagas serve NAME`"
+)
+
+
+def _refusal(args: argparse.Namespace) -> str | None:
+    """Why ``args`` cannot run: an examples-only command pointed at another app."""
+    if args.command not in _EXAMPLES_ONLY:
+        return None
+    named = app_spec(args.app)
+    if named is None or named.qualified == EXAMPLES_APP:
+        return None
+    return (
+        f"sagas {args.command} runs the shipped examples ({EXAMPLES_APP}), not "
+        f"{named.spec} (from {named.origin}); for your own app, run the engine with "
+        "`sagas run` and each participant with `sagas serve NAME`"
+    )
+
 
 def _app_options(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """``--app`` on every command that uses the app, wherever it is given."""
@@ -189,7 +218,8 @@ def _app_options(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
             _app_options(inner)
         if not nested:
             # SUPPRESS: not given here, the top-level `sagas --app X` value stands.
-            command.add_argument("--app", default=argparse.SUPPRESS, help=APP_HELP)
+            text = EXAMPLES_APP_HELP if name in _EXAMPLES_ONLY else APP_HELP
+            command.add_argument("--app", default=argparse.SUPPRESS, help=text)
 
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
@@ -235,6 +265,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser(words[0] if words else None).parse_args(words)
     handler: Handler = args.handler
     try:
+        refusal = _refusal(args)
+        if refusal is not None:
+            print(f"error: {refusal}", file=sys.stderr)
+            return 2
         return handler(args)
     except SagasError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import re
 
-from sagas.ops.cli import build_parser
+from sagas.ops.cli import EXAMPLES_APP, build_parser
 from tests.project_support import REPO
 
 
@@ -38,3 +38,15 @@ def test_every_command_but_init_codegen_and_dev_takes_app() -> None:
         args = build_parser(words[0]).parse_args([*words, "--app", "hotel.app:app"])
         assert args.app == "hotel.app:app", words
     assert build_parser("init").parse_args(["init", "x"]).app is None
+
+
+def test_the_examples_commands_take_app_and_the_readme_says_they_refuse_others() -> None:
+    # They refuse any app but the examples (tests/unit/test_examples_commands.py).
+    for name in ("demo", "load", "chaos", "bench"):
+        args = build_parser(name).parse_args([name, "--app", EXAMPLES_APP])
+        assert args.app == EXAMPLES_APP, name
+    text = " ".join((REPO / "README.md").read_text(encoding="utf-8").split())
+    assert (
+        "`demo`, `load`, `chaos` and `bench` run the shipped examples (`services.app:app`" in text
+    )
+    assert "stop with an error when another app is named" in text
