@@ -56,7 +56,7 @@ from typing import Any, Protocol
 import aiosqlite
 
 from sagas.contracts.codec import Codec
-from sagas.contracts.errors import MessageError
+from sagas.contracts.errors import MessageError, RegistryError
 from sagas.contracts.headers import RawHeaders
 from sagas.contracts.messages.sagas import CommandFailed
 from sagas.contracts.record import Envelope, Record
@@ -186,7 +186,16 @@ class Processor:
         self, items: Sequence[tuple[Incoming, bool]], deadline: float | None = None
     ) -> list[list[Outbound]]:
         """Apply ``items`` in one transaction, or a first part of them once ``deadline``
-        (monotonic) passed; what to produce for each record applied."""
+        (monotonic) passed; what to produce for each record applied.
+
+        Raises:
+            RegistryError: the schema registry could not be reached: nothing was applied
+                nor dead-lettered; the caller hands the records over again later.
+        """
+        # The registry is asked off the event loop (its client retries with pauses),
+        # before the transaction: an outage delays the batch, it dead-letters nothing.
+        await self.codec.prepare()
+        await self.codec.resolve(record.value for record, _ in items)
         now = self.clock()
         outs: list[list[Outbound]] = []
         applied = tried = 0
@@ -206,6 +215,8 @@ class Processor:
                     applied += did
                     if deadline is not None and time.monotonic() >= deadline:
                         break
+        except RegistryError:
+            raise  # not the records' fault: the whole batch waits for the registry
         except Exception as exc:
             return await self._recover(items[: max(tried, 1)], exc, now)
         self.committed(applied)

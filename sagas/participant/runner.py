@@ -11,6 +11,11 @@ Per poll (up to `MAX_BATCH` records, every partition's in order):
    committed, without waiting record by record;
 3. once every send is acknowledged, the poll's offsets are committed, in one request.
 
+A schema registry that cannot be reached (`RegistryError`, asked off the event loop by
+the processor) delays the batch: its offsets are not committed, the consumer goes back
+to its first records and hands them over again after `RETRY_PAUSE`, until the registry
+answers; nothing is dead-lettered and the service keeps running (one warning an outage).
+
 So a command's reply is on Kafka before the command counts as consumed, and its
 processed row is on disk before its reply is sent; a command delivered again after a
 crash in between replays its stored reply (the processor deduplicates by ``ce_id``).
@@ -34,6 +39,7 @@ from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 from aiokafka.structs import RecordMetadata
 
+from sagas.contracts.errors import RegistryError
 from sagas.participant.processor import Incoming
 from sagas.participant.store import Outbound
 
@@ -106,6 +112,10 @@ class KafkaRunner:
         self._producer: AIOKafkaProducer | None = None
         self.applied = 0
         """Records handled so far (duplicates and dead letters included)."""
+        self.registry_waits = 0
+        """Batches handed over again because the schema registry could not be reached."""
+        self._registry_down = False
+        self._pause = timedelta(0)
 
     @property
     def producer(self) -> AIOKafkaProducer:
@@ -179,6 +189,11 @@ class KafkaRunner:
                 continue
             async with self._lock:
                 await self._batch(data)
+            if self._pause:
+                # Backoff outside the lock (a rebalance need not wait); `stop` ends it.
+                pause, self._pause = self._pause, timedelta(0)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stopping.wait(), pause.total_seconds())
 
     async def wait_assigned(self) -> None:
         """Return once the group gave this runner its first partitions."""
@@ -219,13 +234,30 @@ class KafkaRunner:
             for r in rs
         ]
         sent: list[asyncio.Future[RecordMetadata]] = []
-        # Each part is committed to SQLite before its replies are sent.
-        async for outs in self._handle(records):
-            for out in (o for each in outs for o in each):
-                sent.append(
-                    await producer.send(out.topic, out.value, out.key, None, None, out.headers)
-                )
-            await asyncio.sleep(0)  # a yield: the producer sends them while the next part runs
+        try:
+            # Each part is committed to SQLite before its replies are sent.
+            async for outs in self._handle(records):
+                for out in (o for each in outs for o in each):
+                    sent.append(
+                        await producer.send(out.topic, out.value, out.key, None, None, out.headers)
+                    )
+                await asyncio.sleep(0)  # a yield: the producer sends them while the next runs
+        except RegistryError as exc:
+            # The schema registry is down: the records are not bad, they wait. Go back to
+            # the batch's first records (what a part already applied replays its stored
+            # replies) and hand them over again after a pause.
+            self.registry_waits += 1
+            if not self._registry_down:
+                log.warning("the schema registry is unavailable (%s); commands wait", exc)
+            self._registry_down = True
+            await asyncio.gather(*sent, return_exceptions=True)
+            for tp, rs in data.items():
+                consumer.seek(tp, rs[0].offset)
+            self._pause = RETRY_PAUSE
+            return
+        if self._registry_down:
+            log.info("the schema registry answers again")
+            self._registry_down = False
         self.applied += len(records)
         # The offsets are committed only once every reply of the batch is on Kafka.
         try:

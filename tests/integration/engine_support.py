@@ -12,7 +12,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from sagas import App, Command, Compensation, On, RetryPolicy, Saga, Start, Step
 from sagas.contracts.codec import Codec
@@ -286,3 +286,18 @@ async def wait_for(predicate: Any, deadline_s: float, what: str) -> None:
         if loop.time() > end:
             raise AssertionError(f"timed out after {deadline_s}s waiting for {what}")
         await asyncio.sleep(0.2)  # polling interval of a condition with a deadline
+
+
+async def committed_count(bootstrap: str, topic: str) -> int:
+    """How many committed records ``topic`` holds (the sum of its last stable offsets)."""
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=bootstrap, isolation_level="read_committed"
+    )
+    await consumer.start()
+    try:
+        parts = consumer.partitions_for_topic(topic)
+        assert parts, f"no partitions known for {topic}"  # never a vacuous 0
+        ends = await consumer.end_offsets([TopicPartition(topic, p) for p in parts])
+        return sum(ends.values())
+    finally:
+        await consumer.stop()

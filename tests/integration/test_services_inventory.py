@@ -11,8 +11,10 @@ import pytest
 from aiokafka import AIOKafkaProducer
 
 from sagas.contracts.codec import Codec
+from sagas.contracts.fake_registry import FakeRegistry
+from sagas.contracts.settings import ContractSettings
 from sagas.dev.broker import free_port
-from sagas.participant.testing import Wire, new_prefix, read_all, running
+from sagas.participant.testing import Wire, new_prefix, read_all, running, until
 from services import inventory
 from services.app import app as examples
 from services.messages.inventory import (
@@ -22,6 +24,7 @@ from services.messages.inventory import (
     StockUnavailable,
 )
 from tests.conftest import MakeTopic
+from tests.integration.engine_support import committed_count
 
 pytestmark = pytest.mark.kafka
 
@@ -144,3 +147,43 @@ async def test_the_health_endpoint_answers_on_localhost(
         assert health.json()["status"] == "ok"
         invariants = await client.get("/invariants")
         assert invariants.json() == {"ok": True, "broken": []}
+
+
+async def test_a_registry_outage_delays_commands_and_dead_letters_none(
+    kafka_bootstrap: str, make_topic: MakeTopic, tmp_path: Path
+) -> None:
+    """While the schema registry is down the runner hands the commands over again (the
+    service keeps running, nothing goes to its dead-letter topic); once it is back
+    every command is answered."""
+    prefix = new_prefix()
+    commands = f"{prefix}inventory.commands"
+    replies = await make_topic("replies")
+    registry = FakeRegistry()
+    contracts = ContractSettings(schema_registry_url="http://registry.test")
+    with (
+        examples.codec(contracts, transport=registry.transport()) as client,
+        examples.codec(contracts, transport=registry.transport()) as codec,
+    ):
+        await client.prepare()  # the engine registered its schemas long ago
+        async with (
+            running(inventory.participant(), kafka_bootstrap, tmp_path, codec, prefix) as service,
+            Wire(kafka_bootstrap, client, replies) as wire,
+        ):
+            registry.fail_with = 503  # down: the service has not seen these schemas yet
+            for i in range(3):
+                await wire.send(
+                    commands, reserve(f"o-{i}"), f"order:o-{i}:reserve:1", f"order:o-{i}"
+                )
+            runner = service.runner
+            assert runner is not None
+
+            async def waited() -> bool:
+                return runner.registry_waits >= 2
+
+            await until(waited)
+            assert service.processor.applied == 0
+            registry.fail_with = None  # back
+            got = await wire.replies_until(lambda r: len(r) == 3)
+            assert all(isinstance(e.payload, StockReserved) for e in got)
+            assert service.processor.applied == 3
+            assert await committed_count(kafka_bootstrap, f"{prefix}inventory.dlq") == 0

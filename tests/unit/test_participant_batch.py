@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import sqlite3
+import threading
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import aiosqlite
+import httpx
 import pytest
 
 from sagas.contracts.codec import Codec
+from sagas.contracts.errors import RegistryError
+from sagas.contracts.fake_registry import FakeRegistry
 from sagas.contracts.messages.sagas import CommandFailed
 from sagas.contracts.record import Envelope, Record
+from sagas.contracts.settings import ContractSettings
 from sagas.participant import Context, Handler, Participant, Rejected, Subscription
 from sagas.participant.processor import REFUSED, Incoming, Processor
 from sagas.participant.service import prepare_store
@@ -291,3 +296,38 @@ async def test_an_event_handler_error_fails_the_batch_after_what_came_before_it(
     with pytest.raises(KeyError, match="a bug"):
         await p.batch(batch)
     assert await ledger(p) == [("c-1", "APPLIED")]
+
+
+async def test_a_registry_outage_delays_commands_off_the_event_loop(tmp_path: Path) -> None:
+    """The schema registry is down: the batch is refused with `RegistryError` (the
+    runner retries it later), nothing is applied nor dead-lettered, and the registry is
+    never asked on the event loop's thread (its retries sleep); once it answers, the
+    same records are applied."""
+    registry = FakeRegistry()
+    loop_thread = threading.get_ident()
+    on_the_loop: list[str] = []
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        if threading.get_ident() == loop_thread:
+            on_the_loop.append(request.url.path)
+        return registry.handle(request)
+
+    contracts = ContractSettings(schema_registry_url="http://registry.test")
+    with (
+        examples.codec(contracts, transport=registry.transport()) as writer,
+        examples.codec(contracts, transport=httpx.MockTransport(handle)) as reader,
+    ):
+        records = [command(writer, "o-1", "c-1"), event(writer, "o-1", "e-1")]
+        p = await processor_on(Store(tmp_path / "ledger.sqlite3"), reader)
+        try:
+            registry.fail_with = 503
+            with pytest.raises(RegistryError):
+                await p.batch(records)
+            assert await ledger(p) == []
+            registry.fail_with = None  # back
+            outs = await p.batch(records)
+            assert await ledger(p) == [("c-1", "APPLIED"), ("e-1", "EVENT")]
+        finally:
+            await p.store.close()
+        assert on_the_loop == []
+        assert [type(r) for r in payloads(writer, outs)] == [StockReserved]
