@@ -9,7 +9,9 @@ its own SQLite file, written with the rows they produced.
 A record it cannot read (an outcome event that does not decode, a changelog record that
 is not the engine's JSON) goes to ``<prefix>sagas.readmodel.dlq`` with the reason in
 ``dlq_*`` headers before the offsets past it are stored; each read model file does so
-once.
+once. A schema registry that cannot be reached is not the record's fault: the poll is
+put back (nothing stored, nothing dead-lettered) and read again, in order, once the
+registry answers; the follower warns once per outage.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPa
 from aiokafka.errors import KafkaError
 
 from sagas.contracts.codec import Codec
-from sagas.contracts.errors import ContractError, MessageError
+from sagas.contracts.errors import ContractError, MessageError, RegistryError
 from sagas.ops.errors import KafkaUnavailableError
 from sagas.ops.kafka import Topics
 from sagas.ops.readmodel.store import Batch, OpsStore, Outcome, iso
@@ -43,6 +45,10 @@ Progress = Callable[[int, int], None]
 MAX_DEAD_LETTER_VALUE = 512 * 1024
 """A larger value is left out of its dead letter (``dlq_truncated`` keeps its length),
 so the dead letter stays under the producer's default 1 MiB request size."""
+
+REGISTRY_PAUSE = 1.0
+"""Most seconds a poll waits, once the schema registry could not be reached, before the
+same records are read again."""
 
 REDISCOVER_EVERY = 5.0
 """Seconds between two looks for new saga changelogs while following."""
@@ -92,6 +98,9 @@ class Follower:
         self._rejected: list[tuple[ConsumerRecord[Any, Any], ContractError]] = []
         self.dead_lettered = 0
         """Records this follower put on the read model's dead-letter topic."""
+        self.registry_waits = 0
+        """Polls put back because the schema registry could not be reached."""
+        self._registry_down = False
         self._assigned: set[TopicPartition] = set()
         self._next: dict[TopicPartition, int] = {}
         self._cond = asyncio.Condition()
@@ -196,9 +205,30 @@ class Follower:
         data = await consumer.getmany(timeout_ms=int(wait * 1000), max_records=2000)
         batch = Batch()
         read = 0
-        for tp, records in data.items():
-            read += len(records)
-            self._decode(tp, records, batch)
+        try:
+            # The registry is asked off the event loop, before anything is decoded.
+            await self._codec.resolve(
+                r.value for tp, rs in data.items() if self._is_outcomes(tp.topic) for r in rs
+            )
+            for tp, records in data.items():
+                read += len(records)
+                self._decode(tp, records, batch)
+        except RegistryError as exc:
+            # Not the records' fault: none is dead-lettered nor stored. Every partition
+            # goes back to the first record of this poll, so they are read again, in
+            # order, once the registry answers; nothing after them is stored first.
+            self._rejected.clear()
+            for tp, records in data.items():
+                consumer.seek(tp, records[0].offset)
+            self.registry_waits += 1
+            if not self._registry_down:
+                log.warning("read model: the schema registry is unavailable (%s); waiting", exc)
+            self._registry_down = True
+            await asyncio.sleep(min(wait, REGISTRY_PAUSE))  # backoff while it is down
+            return 0
+        if self._registry_down:
+            log.info("read model: the schema registry answers again")
+            self._registry_down = False
         # Dead letters first: the offsets past a rejected record are stored only once its
         # dead letter is on Kafka (a failure here rewinds to the stored offsets).
         try:
@@ -259,9 +289,14 @@ class Follower:
             if outcome is not None:
                 batch.outcomes.append(outcome)
 
+    def _is_outcomes(self, topic: str) -> bool:
+        return topic == self._prefix + topics.OUTCOMES
+
     def _outcome(self, record: ConsumerRecord[Any, Any]) -> Outcome | None:
         try:
             envelope = self._codec.decode(record.headers or [], record.value)
+        except RegistryError:
+            raise  # the registry is down: `poll` reads this record again later
         except ContractError as exc:
             self._reject(record, exc)
             return None
