@@ -32,11 +32,12 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
 from sagas.contracts.codec import Codec
+from sagas.contracts.errors import RegistryError
 from sagas.contracts.record import Envelope, Record
 from sagas.kafka_security import checked_options
 from sagas.participant.definition import JSONObject, Participant
 from sagas.participant.processor import Incoming, Processor, ProcessorFactory
-from sagas.participant.runner import KafkaRunner
+from sagas.participant.runner import RETRY_PAUSE, KafkaRunner
 from sagas.participant.settings import ServiceSettings
 from sagas.participant.store import Outbound, Store
 from sagas.participant.timers import run_timers
@@ -349,7 +350,20 @@ class ParticipantService:
                 await self.participant.after_command(self)
 
     async def process(self, topic: str, record: Incoming) -> None:
-        """Apply one record and produce what it yields, acknowledged (the faust agents)."""
-        await self.send(await self.handle(topic, record))
+        """Apply one record and produce what it yields, acknowledged (the faust agents).
+
+        While the schema registry cannot be reached the record waits here (the agent's
+        next records wait behind it), handed over again every `RETRY_PAUSE`."""
+        waited = False
+        while True:
+            try:
+                outs = await self.handle(topic, record)
+                break
+            except RegistryError as exc:
+                if not waited:
+                    log.warning("the schema registry is unavailable (%s); commands wait", exc)
+                waited = True
+                await asyncio.sleep(RETRY_PAUSE.total_seconds())  # backoff while it is down
+        await self.send(outs)
         if topic == self.commands_topic:
             await self._after_batch()
