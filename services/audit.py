@@ -26,7 +26,7 @@ from pathlib import Path
 
 import aiosqlite
 
-from sagas.participant.definition import derived_id
+from sagas.participant import derived_id
 from services import (
     access,
     assets,

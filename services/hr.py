@@ -28,10 +28,15 @@ import aiosqlite
 
 from sagas.contracts.codec import Codec
 from sagas.contracts.record import Envelope
-from sagas.participant import Context, Participant, Store, Subscription
-from sagas.participant.definition import JSONObject
-from sagas.participant.outbox import Outbox
-from sagas.participant.store import Outbound
+from sagas.participant import (
+    Context,
+    JSONObject,
+    Outbound,
+    Outbox,
+    Participant,
+    Store,
+    Subscription,
+)
 from services.messages.hr import EmployeeHired, EmployeeOnboarded, OnboardingCancelled, Role
 
 if TYPE_CHECKING:

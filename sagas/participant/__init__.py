@@ -19,8 +19,10 @@ from sagas.participant.definition import (
     Compensated,
     Context,
     Handler,
+    JSONObject,
     Participant,
     Subscription,
+    derived_id,
 )
 from sagas.participant.errors import Rejected, ServiceError, Unavailable
 from sagas.participant.main import serve
@@ -35,6 +37,7 @@ __all__ = [
     "Context",
     "Every",
     "Handler",
+    "JSONObject",
     "Outbound",
     "Outbox",
     "Participant",
@@ -46,6 +49,7 @@ __all__ = [
     "Subscription",
     "Timers",
     "Unavailable",
+    "derived_id",
     "run_timers",
     "serve",
 ]
