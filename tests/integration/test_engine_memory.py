@@ -12,7 +12,7 @@ from pathlib import Path
 
 from sagas.contracts.fake_registry import FakeRegistry
 from sagas.contracts.settings import ContractSettings
-from sagas.runtime import topics
+from sagas.runtime import changelog, topics
 from sagas.runtime.engine import Engine
 from sagas.runtime.errors import GroupMismatch
 from sagas.runtime.partitioning import partition_for
@@ -258,4 +258,45 @@ async def test_an_event_topic_with_more_partitions_than_the_inboxes_is_forwarded
 
         await eventually(all_completed, "every saga to complete")
         assert running.loop.owned == [0, 1, 2, 3, 4, 5]
+    codec.close()
+
+
+async def test_a_store_caught_up_from_the_changelog_holds_what_the_engine_stored(
+    tmp_path: Path,
+) -> None:
+    # The changelog without a broker: a fresh store, caught up slice by slice from the
+    # in-memory changelog, holds every instance as the engine's own store does.
+    codec = examples.codec()
+    broker = MemoryBroker()
+    commands = [topics.commands(s) for s in ("inventory", "payments", "shipping")]
+    ids = [f"o-{i}" for i in range(20)]
+    async with (
+        Participants(broker, codec, commands, ORDER_REPLIES).running(),
+        engine(broker, [ORDER_FULFILMENT], settings(tmp_path), codec) as running,
+    ):
+        for order_id in ids:
+            publish(broker, codec, "orders.events", order_id, placed(order_id))
+
+        async def all_completed() -> bool:
+            counts = await running.store.counts_by_state("order_fulfilment")
+            return counts == {"COMPLETED": len(ids)}
+
+        await eventually(all_completed, "every saga to complete")
+        stored = {i: await running.store.get("order_fulfilment", f"order:{i}") for i in ids}
+    assert all(body is not None and body["state"] == "COMPLETED" for body in stored.values())
+    fresh = await Store.open(tmp_path / "fresh.db")
+    try:
+        reader = MemoryTransport(broker).partition_reader()
+        read = 0
+        for k in range(3):
+            tp = TP(topics.changelog("order_fulfilment"), k)
+            read += await changelog.catch_up(reader, fresh, "order_fulfilment", tp, chunk=7)
+        assert read >= 5 * len(ids)  # one record per input, at least
+        caught_up = {i: await fresh.get("order_fulfilment", f"order:{i}") for i in ids}
+        assert caught_up == stored
+        # Caught up already: a second catch-up reads nothing.
+        tp = TP(topics.changelog("order_fulfilment"), 0)
+        assert await changelog.catch_up(reader, fresh, "order_fulfilment", tp) == 0
+    finally:
+        await fresh.close()
     codec.close()
