@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 from datetime import UTC, date, datetime, timedelta
-from decimal import Decimal
 from pathlib import Path
 
 from sagas.contracts.fake_registry import FakeRegistry
@@ -29,7 +28,6 @@ from services.messages.hr import EmployeeHired, Role
 from services.messages.inventory import ReserveStock, StockReserved
 from services.messages.licensing import AssignLicences, LicencesAssigned
 from services.messages.mail import CreateMailbox, MailboxCreated
-from services.messages.orders import Address, OrderLine, OrderPlaced
 from services.messages.payments import (
     AuthorizePayment,
     CapturePayment,
@@ -37,6 +35,7 @@ from services.messages.payments import (
     PaymentCaptured,
 )
 from services.messages.shipping import ScheduleShipment, ShipmentScheduled
+from tests.integration.engine_support import order_placed
 from tests.memory_system import (
     DEADLINE,
     Participants,
@@ -139,20 +138,6 @@ ORDER_REPLIES = {
 }
 
 
-def placed(order_id: str) -> OrderPlaced:
-    return OrderPlaced(
-        order_id=order_id,
-        customer_id="c-1",
-        items=(OrderLine(sku="SKU-1", quantity=1, unit_price=Decimal("5.00")),),
-        total=Decimal("5.00"),
-        currency="EUR",
-        shipping_address=Address(
-            recipient="Ada", line1="Main St 1", city="Berlin", postal_code="10115", country="DE"
-        ),
-        placed_at=NOW,
-    )
-
-
 async def test_a_registry_outage_delays_sagas_and_dead_letters_nothing(tmp_path: Path) -> None:
     registry = FakeRegistry()
     contracts = ContractSettings(schema_registry_url="http://registry.test")
@@ -169,7 +154,7 @@ async def test_a_registry_outage_delays_sagas_and_dead_letters_nothing(tmp_path:
     ):
         registry.fail_with = 503  # down: what the engine has not seen yet cannot decode
         for i in range(5):
-            publish(broker, client_codec, "orders.events", f"o-{i}", placed(f"o-{i}"))
+            publish(broker, client_codec, "orders.events", f"o-{i}", order_placed(f"o-{i}"))
         await until(lambda: running.worker.registry_waits >= 3, "the engine to wait on it")
         assert await running.store.counts_by_state("order_fulfilment") == {}
         registry.fail_with = None  # back
@@ -250,7 +235,7 @@ async def test_an_event_topic_with_more_partitions_than_the_inboxes_is_forwarded
         landed = {partition_for(i.encode(), 6) for i in ids}
         assert landed & {3, 4, 5}, landed  # some land where no saga lives
         for order_id in ids:
-            publish(broker, codec, "orders.events", order_id, placed(order_id))
+            publish(broker, codec, "orders.events", order_id, order_placed(order_id))
 
         async def all_completed() -> bool:
             counts = await running.store.counts_by_state("order_fulfilment")
@@ -275,7 +260,7 @@ async def test_a_store_caught_up_from_the_changelog_holds_what_the_engine_stored
         engine(broker, [ORDER_FULFILMENT], settings(tmp_path), codec) as running,
     ):
         for order_id in ids:
-            publish(broker, codec, "orders.events", order_id, placed(order_id))
+            publish(broker, codec, "orders.events", order_id, order_placed(order_id))
 
         async def all_completed() -> bool:
             counts = await running.store.counts_by_state("order_fulfilment")

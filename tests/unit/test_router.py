@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 from datetime import UTC, datetime
-from decimal import Decimal
 
 from sagas.contracts.record import Envelope, Record
 from sagas.runtime.engine import by_name
@@ -12,7 +11,7 @@ from sagas.runtime.router import Route, Router, event_topics
 from services.definitions.onboarding import ONBOARDING
 from services.definitions.order_fulfilment import ORDER_FULFILMENT
 from services.messages.assets import LaptopDelivered
-from services.messages.orders import Address, OrderLine, OrderPlaced
+from tests.integration.engine_support import order_placed
 
 NOW = datetime(2030, 1, 1, tzinfo=UTC)
 ONBOARDING_V2 = dataclasses.replace(
@@ -26,33 +25,19 @@ def envelope(payload: Record) -> Envelope:
     return Envelope(id="e-1", type=payload.SCHEMA, source="/tests", time=NOW, payload=payload)
 
 
-def placed(order_id: str) -> OrderPlaced:
-    return OrderPlaced(
-        order_id=order_id,
-        customer_id="c-1",
-        items=(OrderLine(sku="SKU-1", quantity=1, unit_price=Decimal("5.00")),),
-        total=Decimal("5.00"),
-        currency="EUR",
-        shipping_address=Address(
-            recipient="Ada", line1="Main St 1", city="Berlin", postal_code="10115", country="DE"
-        ),
-        placed_at=NOW,
-    )
-
-
 def delivered(employee_id: str) -> LaptopDelivered:
     return LaptopDelivered(employee_id=employee_id, asset_tag="tag-1", delivered_at=NOW)
 
 
 def test_a_start_event_routes_to_its_saga_under_the_templated_id() -> None:
     router = Router(by_name([ORDER_FULFILMENT, ONBOARDING]))
-    assert router.routes(envelope(placed("o-7"))) == [Route("order_fulfilment", "order:o-7")]
+    assert router.routes(envelope(order_placed("o-7"))) == [Route("order_fulfilment", "order:o-7")]
 
 
 def test_an_event_no_saga_cares_about_has_no_route() -> None:
     router = Router(by_name([ONBOARDING_V2]))  # v2 no longer waits for deliveries
     assert router.routes(envelope(delivered("e-1"))) == []
-    assert router.routes(envelope(placed("o-1"))) == []
+    assert router.routes(envelope(order_placed("o-1"))) == []
 
 
 def test_an_older_versions_awaited_event_is_still_routed() -> None:
