@@ -58,7 +58,7 @@ test: $(STAMP) lint typecheck kafka-fetch chromium openssl compose-cli
 	$(BIN)/sagas check
 	$(BIN)/pytest
 
-# The whole benchmark on the dev broker (about 9 minutes on 2 cores, see docs/benchmarks.md
+# The whole benchmark on the dev broker (about 6 minutes on 2 cores, see docs/benchmarks.md
 # "How long each phase takes"): the tables, the JSON result and the load sweep plot that
 # docs/benchmarks.md quotes.
 bench: $(STAMP) kafka-fetch
