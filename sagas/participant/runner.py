@@ -40,6 +40,7 @@ from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 from aiokafka.structs import RecordMetadata
 
 from sagas.contracts.errors import RegistryError
+from sagas.contracts.outage import RegistryOutage
 from sagas.participant.processor import Incoming
 from sagas.participant.store import Outbound
 
@@ -112,9 +113,8 @@ class KafkaRunner:
         self._producer: AIOKafkaProducer | None = None
         self.applied = 0
         """Records handled so far (duplicates and dead letters included)."""
-        self.registry_waits = 0
+        self.registry = RegistryOutage(log, "", "commands wait")
         """Batches handed over again because the schema registry could not be reached."""
-        self._registry_down = False
         self._pause = timedelta(0)
 
     @property
@@ -246,18 +246,13 @@ class KafkaRunner:
             # The schema registry is down: the records are not bad, they wait. Go back to
             # the batch's first records (what a part already applied replays its stored
             # replies) and hand them over again after a pause.
-            self.registry_waits += 1
-            if not self._registry_down:
-                log.warning("the schema registry is unavailable (%s); commands wait", exc)
-            self._registry_down = True
+            self.registry.waited(exc)
             await asyncio.gather(*sent, return_exceptions=True)
             for tp, rs in data.items():
                 consumer.seek(tp, rs[0].offset)
             self._pause = RETRY_PAUSE
             return
-        if self._registry_down:
-            log.info("the schema registry answers again")
-            self._registry_down = False
+        self.registry.answered()
         self.applied += len(records)
         # The offsets are committed only once every reply of the batch is on Kafka.
         try:

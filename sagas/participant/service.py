@@ -33,6 +33,7 @@ from aiokafka.errors import TopicAlreadyExistsError
 
 from sagas.contracts.codec import Codec
 from sagas.contracts.errors import RegistryError
+from sagas.contracts.outage import RegistryOutage
 from sagas.contracts.record import Envelope, Record
 from sagas.kafka_security import checked_options
 from sagas.participant.definition import JSONObject, Participant
@@ -354,16 +355,15 @@ class ParticipantService:
 
         While the schema registry cannot be reached the record waits here (the agent's
         next records wait behind it), handed over again every `RETRY_PAUSE`."""
-        waited = False
+        outage = RegistryOutage(log, "", "commands wait")
         while True:
             try:
                 outs = await self.handle(topic, record)
                 break
             except RegistryError as exc:
-                if not waited:
-                    log.warning("the schema registry is unavailable (%s); commands wait", exc)
-                waited = True
+                outage.waited(exc)
                 await asyncio.sleep(RETRY_PAUSE.total_seconds())  # backoff while it is down
+        outage.answered()
         await self.send(outs)
         if topic == self.commands_topic:
             await self._after_batch()

@@ -27,6 +27,7 @@ from sagas.contracts.classmap import ClassMap
 from sagas.contracts.codec import Codec
 from sagas.contracts.errors import ContractError, RegistryError
 from sagas.contracts.messages.sagas import OperatorAction as OperatorActionRecord
+from sagas.contracts.outage import RegistryOutage
 from sagas.contracts.record import Envelope
 from sagas.definition import Saga
 from sagas.errors import SagasError
@@ -138,7 +139,7 @@ class SagaWorker:
         """Per saga and unit, the earliest due timer or held expiry known (UTC text);
         None: nothing is due; missing: unknown (the store is asked)."""
         self.decisions = 0
-        self.registry_waits = 0
+        self.registry = RegistryOutage(log, "", "batches wait")
         """Batches put back because the schema registry could not be reached."""
 
     # -- UnitWorker -------------------------------------------------------------------
@@ -173,9 +174,9 @@ class SagaWorker:
             # down delays the batch, it dead-letters nothing.
             await self._codec.resolve(r.value for r in records)
         except RegistryError as exc:
-            self.registry_waits += 1
-            log.warning("unit %d: the schema registry is unavailable (%s); retrying", k, exc)
+            self.registry.waited(exc)
             return Decided(retry=True)
+        self.registry.answered()
         inputs: list[_Input] = []
         for record in records:
             if record.topic in self._inboxes:

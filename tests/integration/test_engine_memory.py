@@ -155,7 +155,7 @@ async def test_a_registry_outage_delays_sagas_and_dead_letters_nothing(tmp_path:
         registry.fail_with = 503  # down: what the engine has not seen yet cannot decode
         for i in range(5):
             publish(broker, client_codec, "orders.events", f"o-{i}", order_placed(f"o-{i}"))
-        await until(lambda: running.worker.registry_waits >= 3, "the engine to wait on it")
+        await until(lambda: running.worker.registry.waits >= 3, "the engine to wait on it")
         assert await running.store.counts_by_state("order_fulfilment") == {}
         registry.fail_with = None  # back
 

@@ -72,7 +72,7 @@ async def test_a_registry_outage_delays_outcomes_and_dead_letters_none(
 
                 async def waited() -> bool:
                     await follower.poll(wait=0.5)
-                    return follower.dead_lettered > 0 or follower.registry_waits >= 2
+                    return follower.dead_lettered > 0 or follower.registry.waits >= 2
 
                 await wait_for(waited, 60, "the follower to wait on the registry")
                 assert follower.dead_lettered == 0

@@ -178,7 +178,7 @@ async def test_a_registry_outage_delays_commands_and_dead_letters_none(
             assert runner is not None
 
             async def waited() -> bool:
-                return runner.registry_waits >= 2
+                return runner.registry.waits >= 2
 
             await until(waited)
             assert service.processor.applied == 0

@@ -31,6 +31,7 @@ from aiokafka.errors import KafkaError
 
 from sagas.contracts.codec import Codec
 from sagas.contracts.errors import ContractError, MessageError, RegistryError
+from sagas.contracts.outage import RegistryOutage
 from sagas.ops.errors import KafkaUnavailableError
 from sagas.ops.kafka import Topics
 from sagas.ops.readmodel.store import Batch, OpsStore, Outcome, iso
@@ -98,9 +99,8 @@ class Follower:
         self._rejected: list[tuple[ConsumerRecord[Any, Any], ContractError]] = []
         self.dead_lettered = 0
         """Records this follower put on the read model's dead-letter topic."""
-        self.registry_waits = 0
+        self.registry = RegistryOutage(log, "read model: ", "waiting")
         """Polls put back because the schema registry could not be reached."""
-        self._registry_down = False
         self._assigned: set[TopicPartition] = set()
         self._next: dict[TopicPartition, int] = {}
         self._cond = asyncio.Condition()
@@ -220,15 +220,10 @@ class Follower:
             self._rejected.clear()
             for tp, records in data.items():
                 consumer.seek(tp, records[0].offset)
-            self.registry_waits += 1
-            if not self._registry_down:
-                log.warning("read model: the schema registry is unavailable (%s); waiting", exc)
-            self._registry_down = True
+            self.registry.waited(exc)
             await asyncio.sleep(min(wait, REGISTRY_PAUSE))  # backoff while it is down
             return 0
-        if self._registry_down:
-            log.info("read model: the schema registry answers again")
-            self._registry_down = False
+        self.registry.answered()
         # Dead letters first: the offsets past a rejected record are stored only once its
         # dead letter is on Kafka (a failure here rewinds to the stored offsets).
         try:
