@@ -125,10 +125,9 @@ class Phase:
 
     def _system(self) -> LocalSystem:
         assert self.supervisor is not None, "use `with Phase(...)`"
+        # The layout gives every process SAGAS_PARTITIONS: the services create the
+        # command topics they read when missing with the engine's partition count.
         env = {
-            # The services create the command topics they read when missing, with the
-            # engine's partition count: whoever comes first, the phase is the same.
-            "SAGAS_PARTITIONS": str(self.partitions),
             "SAGAS_TELEMETRY": "off",
             "SAGAS_TELEMETRY_LOG_FORMAT": "text",
             "SAGAS_TELEMETRY_FILE": str(self.dir / "telemetry" / "{service}-{pid}.jsonl"),

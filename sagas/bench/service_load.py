@@ -123,7 +123,6 @@ async def measure(
     await create_topics(bootstrap, {commands: PARTITIONS, replies: PARTITIONS})
     env = {
         "SERVICE_RUNNER": args.runner,
-        "SAGAS_PARTITIONS": str(PARTITIONS),
         "SAGAS_TELEMETRY": "off",
         "SAGAS_TELEMETRY_LOG_FORMAT": "text",
     }

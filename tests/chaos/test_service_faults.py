@@ -93,7 +93,7 @@ async def test_the_crash_fault_exits_after_the_commit_and_before_the_replies(
 ) -> None:
     prefix = new_prefix()
     replies = await make_topic("replies", partitions=1)
-    layout = SystemLayout(kafka_bootstrap, tmp_path, prefix, extra_env={"SAGAS_PARTITIONS": "1"})
+    layout = SystemLayout(kafka_bootstrap, tmp_path, prefix, partitions=1)
     with Supervisor(tmp_path / "logs") as supervisor:
         system = LocalSystem(layout, supervisor)
         spec = system.service_spec("inventory", SEED, faults={"crash_after": str(CRASH_AFTER)})
@@ -128,7 +128,7 @@ async def test_the_failure_fault_answers_every_command_retryably(
 ) -> None:
     prefix = new_prefix()
     replies = await make_topic("replies", partitions=1)
-    layout = SystemLayout(kafka_bootstrap, tmp_path, prefix, extra_env={"SAGAS_PARTITIONS": "1"})
+    layout = SystemLayout(kafka_bootstrap, tmp_path, prefix, partitions=1)
     with Supervisor(tmp_path / "logs") as supervisor:
         system = LocalSystem(layout, supervisor)
         failing = system.start(system.service_spec("inventory", SEED, faults={"failure_rate": "1"}))

@@ -79,7 +79,8 @@ async def test_sigterm_stops_the_service_with_its_offsets_committed(
         kafka_bootstrap,
         tmp_path,
         prefix,
-        extra_env={"SERVICE_RUNNER": runner, "SAGAS_PARTITIONS": str(PARTITIONS)},
+        partitions=PARTITIONS,
+        extra_env={"SERVICE_RUNNER": runner},
     )
     sent: dict[str, RecordMetadata] = {}
     with Supervisor(tmp_path / "logs") as supervisor:

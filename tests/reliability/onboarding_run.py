@@ -98,7 +98,6 @@ async def onboarding_system(bootstrap: str, workdir: Path) -> AsyncIterator[Onbo
         workdir,
         prefix=f"r{uuid.uuid4().hex[:8]}.",
         partitions=PARTITIONS,
-        extra_env={"SAGAS_PARTITIONS": str(PARTITIONS)},
     )
     with examples.codec() as codec, Supervisor(workdir / "logs") as supervisor:
         system = LocalSystem(layout, supervisor)
