@@ -136,6 +136,14 @@ class EngineSettings(BaseSettings):
         description="Consumer session timeout: how soon a dead engine's partitions move.",
     )
     max_batch: int = Field(500, ge=1, description="Most records decided in one transaction.")
+    max_in_flight: int = Field(
+        2,
+        ge=1,
+        le=2,
+        description="Transactions a partition may have open at once: 2 decides the next "
+        "batch while the previous one commits (committed in order); 1 decides a batch only "
+        "once the previous one committed.",
+    )
     instance_cache: int = Field(
         2048,
         ge=0,

@@ -7,12 +7,13 @@ without saga logic, so its guarantees can be checked on either transport.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
+from collections.abc import Set as AbstractSet
 from datetime import timedelta
 
 from sagas.runtime.loop import EngineLoop
 from sagas.runtime.transport.base import Transport
-from sagas.runtime.transport.records import Consumed, Delivered, OutRecord
+from sagas.runtime.transport.records import TP, Consumed, Delivered, OutRecord
 from sagas.runtime.units import Decided, UnitConfig, UnitWorker
 
 
@@ -33,7 +34,9 @@ class Relay:
     def give_up(self, k: int) -> None:
         self.given_up.append(k)
 
-    async def decide(self, k: int, records: Sequence[Consumed]) -> Decided:
+    async def decide(
+        self, k: int, records: Sequence[Consumed], busy: AbstractSet[Hashable] = frozenset()
+    ) -> Decided:
         out = [OutRecord(self.out, r.value, key=r.key, partition=0) for r in records]
         return Decided(outgoing=out, context=len(records))
 
@@ -57,6 +60,8 @@ def relay_loop(
     session_timeout: timedelta = timedelta(seconds=6),
     commit_timeout: timedelta = timedelta(seconds=15),
     max_batch: int = 500,
+    max_in_flight: int = 2,
+    idle_tick: timedelta = timedelta(milliseconds=100),
 ) -> EngineLoop:
     """The engine's loop driving ``worker`` (any `UnitWorker`) over ``topics``."""
     config = UnitConfig(
@@ -67,6 +72,24 @@ def relay_loop(
         max_batch=max_batch,
         commit_timeout=commit_timeout,
         heartbeat=session_timeout / 5,
-        idle_tick=timedelta(milliseconds=100),
+        idle_tick=idle_tick,
+        max_in_flight=max_in_flight,
     )
     return EngineLoop(config, topics, session_timeout)
+
+
+def defer_busy(
+    records: Sequence[Consumed], busy: AbstractSet[Hashable]
+) -> tuple[list[Consumed], list[Consumed]]:
+    """``records`` split as a `UnitWorker` keyed by record key must: a record whose key is
+    ``busy`` is deferred with every later record of its partition."""
+    kept: list[Consumed] = []
+    deferred: list[Consumed] = []
+    waiting: set[TP] = set()
+    for r in records:
+        if r.tp in waiting or r.key in busy:
+            waiting.add(r.tp)
+            deferred.append(r)
+        else:
+            kept.append(r)
+    return kept, deferred

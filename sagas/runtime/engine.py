@@ -122,6 +122,7 @@ class Engine:
             group_id=settings.engine_group,
             transactional_prefix=settings.transactional_prefix,
             max_batch=settings.max_batch,
+            max_in_flight=settings.max_in_flight,
             commit_timeout=DEFAULT_COMMIT_TIMEOUT,
             heartbeat=settings.session_timeout / 5,
             idle_tick=DEFAULT_IDLE_TICK,

@@ -14,8 +14,20 @@ before are dropped, so nothing is decided twice by one owner.
 
 While OWNED, the task decides what was fetched for the unit (up to a batch), commits
 everything the batch produced together with its consumed offsets in one transaction,
-and only then lets the worker update its store and caches. The next batch is taken as
-soon as that commit ends: a unit never waits for another unit.
+and only then lets the worker update its store and caches. A unit never waits for
+another unit.
+
+A pipeline of ``max_in_flight`` (2) transactions: while batch N commits, the task
+decides batch N+1 and begins its transaction (its records and offsets are sent), and
+only N+1's commit waits for N's (and for the worker's store update of N). Transactions
+of a unit therefore commit in the order they were decided, so the group's offsets only
+move forward. Batch N+1 is decided on state that is not all stored yet, so it leaves
+alone what N touched: the worker is told N's ``touched`` keys (its saga instances) and
+defers every record concerning one of them, with every later record of that record's
+partition (offsets stay a prefix), to a batch after N committed. If N fails (fenced or
+in doubt), N+1 is never committed: the unit is lost as before, and the next owner's
+initialisation of the transactional ids aborts N+1. Timers (`UnitWorker.tick`), a retry
+after a failed decision and a rewind run only with nothing in flight.
 
 Transactions of one unit run one after the other, each on the next of the unit's
 ``PRODUCERS`` producers. A transaction begun on the producer that just committed is
@@ -39,17 +51,20 @@ import contextlib
 import logging
 import time
 from collections import Counter, deque
-from collections.abc import Coroutine, Sequence
+from collections.abc import Coroutine, Hashable, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from datetime import timedelta
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from sagas.runtime.errors import FencedError, InDoubt, NotAssigned, TransportError
 from sagas.runtime.transport.base import GroupConsumer, TransactionalProducer, Transport
 from sagas.runtime.transport.records import TP, Consumed, Delivered, OutRecord
 
 log = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
 
 PRODUCERS = 3
 """Transactional producers per unit, used in turn (see the module docstring). Part of
@@ -86,6 +101,12 @@ class Decided:
     outgoing: list[OutRecord] = field(default_factory=list)
     retry: bool = False
     context: object = None
+    deferred: list[Consumed] = field(default_factory=list)
+    """Records of the batch not decided (they concern something ``busy``), in order; for
+    each partition they are a suffix of the batch's records from that partition."""
+    touched: frozenset[Hashable] = frozenset()
+    """What the decisions read and changed (the worker's own keys): while this batch is
+    in flight, the next batch is decided with these ``busy``."""
 
 
 class UnitWorker(Protocol):
@@ -98,8 +119,12 @@ class UnitWorker(Protocol):
     def give_up(self, k: int) -> None:
         """Forget what is cached of partition ``k``."""
 
-    async def decide(self, k: int, records: Sequence[Consumed]) -> Decided:
-        """Decide on ``records``; bad input is dead-lettered, never raised."""
+    async def decide(
+        self, k: int, records: Sequence[Consumed], busy: AbstractSet[Hashable] = frozenset()
+    ) -> Decided:
+        """Decide on ``records``; bad input is dead-lettered, never raised. A record
+        concerning anything in ``busy`` (touched by a batch still committing) is deferred
+        with every later record of its partition (`Decided.deferred`)."""
 
     def dead_letter(self, k: int, record: Consumed, error: BaseException) -> Decided:
         """A batch moving ``record``, which made `decide` raise, to a dead-letter topic."""
@@ -124,6 +149,9 @@ class UnitConfig:
     commit_timeout: timedelta
     heartbeat: timedelta
     idle_tick: timedelta
+    max_in_flight: int = 2
+    """Transactions a unit may have open at once (see the module docstring); 1: none
+    is decided before the previous one committed."""
 
 
 class Unit:
@@ -141,7 +169,10 @@ class Unit:
         self._next: dict[TP, int] = {}
         self._wake = asyncio.Event()
         self._stop = False
-        self._busy = asyncio.Lock()  # held while a batch is decided and committed
+        self._busy = asyncio.Lock()  # held while a batch is decided (and sent on its way)
+        self._in_flight: deque[_InFlight] = deque()  # committing, oldest first
+        self._epoch = 0  # bumped when the unit is lost: in-flight work of before is stale
+        self._next_tick = 0.0
         self._retry_at = 0.0
         self._rewind: set[TP] = set()
         self._suspended = False
@@ -188,7 +219,7 @@ class Unit:
         revocation must not cut a transaction)."""
         self._suspended = True
         async with self._busy:
-            return
+            await self._drain()
 
     def reassigned(self) -> None:
         """Given back after a rebalance: nobody else owned it meanwhile, but what was
@@ -218,7 +249,17 @@ class Unit:
 
     async def run(self) -> None:
         """Drive the unit until it is released."""
+        try:
+            await self._drive()
+        finally:
+            await self._drain()
+
+    async def _drive(self) -> None:
         while not self._stop:
+            if self.state is not Ownership.OWNED:
+                # Whatever was in flight belongs to the ownership that was lost: let it
+                # wind down (its producers are abandoned) before the unit is taken again.
+                await self._drain()
             if self.state is Ownership.TAKING:
                 await self._take()
             elif self.state is Ownership.OWNED:
@@ -279,6 +320,7 @@ class Unit:
             return
         # Only what was rewound: a partition added meanwhile is rewound by the next step.
         self._rewind.difference_update(tps)
+        self._next_tick = time.monotonic() + self._c.idle_tick.total_seconds()
         self.state = Ownership.OWNED
         self._consumer.resume(tps)
         log.info("unit %d owned: %s", self.k, ", ".join(map(str, tps)))
@@ -307,6 +349,7 @@ class Unit:
 
     async def _step(self) -> None:
         if self._rewind and not self._suspended:
+            await self._drain()  # the committed offsets read below must be final
             for tp in sorted(self._rewind):
                 try:
                     await self._rewind_to_committed(tp)
@@ -324,32 +367,58 @@ class Unit:
                 return
             if self._pending:
                 await self._batch()
-            if self.state is Ownership.OWNED:
+            now = time.monotonic()
+            if self.state is Ownership.OWNED and (not self._in_flight or now >= self._next_tick):
+                # Timers are read from the store, so nothing may be in flight; under a
+                # steady load that costs a drain at most once an idle tick.
+                self._next_tick = now + self._c.idle_tick.total_seconds()
+                await self._drain()
+                if self.state is not Ownership.OWNED:
+                    return
                 decided = await self._c.worker.tick(self.k)
                 if decided is not None and decided.outgoing:
                     await self._commit(decided, {})
 
     async def _batch(self) -> None:
+        while len(self._in_flight) >= self._c.max_in_flight:
+            await self._settle_oldest()
+        if self.state is not Ownership.OWNED:
+            return
         batch: list[Consumed] = []
         while self._pending and len(batch) < self._c.max_batch:
             batch.append(self._pending.popleft())
+        busy: frozenset[Hashable] = frozenset().union(*(f.touched for f in self._in_flight))
         try:
-            decided = await self._c.worker.decide(self.k, batch)
+            decided = await self._c.worker.decide(self.k, batch, busy)
         except Exception as exc:  # a worker bug must not stop the unit
             log.exception("unit %d: deciding a batch failed; retrying record by record", self.k)
-            await self._isolate(batch, exc)
+            await self._drain()
+            if self.state is Ownership.OWNED:
+                await self._isolate(batch, exc)
             return
         if decided.retry:
             self._again(batch)
             await self._wait(RETRY_BATCH.total_seconds())
             return
-        await self._commit(decided, _offsets(batch))
+        if self.state is not Ownership.OWNED:
+            return  # lost while deciding (a transaction in flight failed)
+        if decided.deferred:
+            self._again(decided.deferred)
+            deferred = {(r.topic, r.partition, r.offset) for r in decided.deferred}
+            batch = [r for r in batch if (r.topic, r.partition, r.offset) not in deferred]
+            if not batch and not decided.outgoing:
+                # All of it waits for a batch in flight: wait for the oldest to end.
+                await self._settle_oldest()
+                return
+        self._start(decided, _offsets(batch))
 
     def _again(self, batch: Sequence[Consumed]) -> None:
         """Put ``batch`` back in front of what is pending, to be decided again."""
         self._pending.extendleft(reversed(batch))
 
     async def _isolate(self, batch: list[Consumed], first: Exception) -> None:
+        """Decide ``batch`` record by record, nothing else in flight; dead-letter a record
+        whose decision raises."""
         for i, record in enumerate(batch):
             try:
                 decided = await self._c.worker.decide(self.k, [record])
@@ -362,22 +431,75 @@ class Unit:
                 return
 
     async def _commit(self, decided: Decided, offsets: dict[TP, int]) -> bool:
-        """Produce ``decided`` and ``offsets`` in one transaction; False if the unit was
-        lost (fenced or in doubt)."""
+        """Produce ``decided`` and ``offsets`` in one transaction after whatever is in
+        flight; False if the unit was lost (fenced or in doubt)."""
+        await self._drain()
+        if self.state is not Ownership.OWNED:
+            return False
+        self._start(decided, offsets)
+        return await self._settle_oldest()
+
+    def _start(self, decided: Decided, offsets: dict[TP, int]) -> None:
+        """Begin the transaction of ``decided`` behind the ones in flight."""
+        previous = self._in_flight[-1].task if self._in_flight else None
         producer = self._producers[self._turn % PRODUCERS]
         self._turn += 1
+        task = asyncio.ensure_future(
+            self._transaction(producer, decided, offsets, previous, self._epoch)
+        )
+        self._in_flight.append(_InFlight(task, decided.touched))
+
+    async def _settle_oldest(self) -> bool:
+        """Wait for the oldest transaction in flight; whether it committed."""
+        oldest = self._in_flight[0]
+        try:
+            return await asyncio.shield(oldest.task)
+        finally:
+            if oldest.task.done() and self._in_flight and self._in_flight[0] is oldest:
+                self._in_flight.popleft()
+
+    async def _drain(self) -> None:
+        """Wait until nothing is in flight."""
+        while self._in_flight:
+            await self._settle_oldest()
+
+    async def _transaction(
+        self,
+        producer: TransactionalProducer,
+        decided: Decided,
+        offsets: dict[TP, int],
+        previous: asyncio.Task[bool] | None,
+        epoch: int,
+    ) -> bool:
+        """One batch's transaction: sent at once, committed only after ``previous``
+        committed, then handed to the worker. Never raises (a failure loses the unit)."""
         sent: list[asyncio.Future[Delivered]] = []
         try:
-            delivered = await self._bounded(self._transaction(producer, decided, offsets, sent))
+            await self._bounded(self._send(producer, decided, offsets, sent))
+            if previous is not None and not await previous:
+                # The transaction before failed and the unit is lost: this one never
+                # commits (the next owner's initialisation of its id aborts it).
+                _retrieve(sent)
+                return False
+            delivered = await self._bounded(self._end(producer, sent))
         except FencedError as exc:
+            _retrieve(sent)
+            if previous is not None:
+                await asyncio.wait({previous})  # it ends first, whichever way it goes
+            if epoch != self._epoch:
+                return False  # lost meanwhile, by the transaction before
             # A newer owner initialised our ids (we are a zombie, e.g. dropped from the
             # group while busy): our writes are refused. Never re-initialise here: that
             # would fence the rightful owner; wait for the group to give it back.
             log.warning("unit %d was fenced (%r): another process owns it now", self.k, exc)
-            _retrieve(sent)
             await self._lose(Ownership.FENCED, abandon=True)
             return False
         except (InDoubt, TransportError, TimeoutError) as exc:
+            _retrieve(sent)
+            if previous is not None:
+                await asyncio.wait({previous})
+            if epoch != self._epoch:
+                return False
             log.warning(
                 "unit %d: transaction on %s ended in doubt (%r): taking the unit again and "
                 "reading what Kafka committed",
@@ -385,7 +507,6 @@ class Unit:
                 producer.transactional_id,
                 exc,
             )
-            _retrieve(sent)
             self._doubt = dict(offsets)
             await self._lose(Ownership.IN_DOUBT, abandon=True)
             # Not at once: if this process was paused (a zombie whose session expired),
@@ -393,26 +514,32 @@ class Unit:
             # here would fence its rightful new owner.
             self._retry_at = time.monotonic() + 2 * self._c.heartbeat.total_seconds()
             return False
+        if epoch != self._epoch:
+            return False  # committed, but the unit was lost meanwhile: taking it catches up
         self.batches += 1
         await self._c.worker.committed(self.k, decided, delivered)
         return True
 
-    async def _transaction(
+    async def _send(
         self,
         producer: TransactionalProducer,
         decided: Decided,
         offsets: dict[TP, int],
         sent: list[asyncio.Future[Delivered]],
-    ) -> list[Delivered]:
+    ) -> None:
         await producer.begin()
         for record in decided.outgoing:
             sent.append(await producer.send(record))
         if offsets:
             await producer.send_offsets(offsets, self._c.group_id)
+
+    async def _end(
+        self, producer: TransactionalProducer, sent: list[asyncio.Future[Delivered]]
+    ) -> list[Delivered]:
         await producer.commit()
         return list(await asyncio.gather(*sent))
 
-    async def _bounded(self, work: Coroutine[Any, Any, list[Delivered]]) -> list[Delivered]:
+    async def _bounded(self, work: Coroutine[Any, Any, _T]) -> _T:
         """Run ``work`` within the commit timeout; TimeoutError when it outlasts it."""
         task = asyncio.ensure_future(work)
         try:
@@ -431,6 +558,7 @@ class Unit:
 
     async def _lose(self, state: Ownership, *, abandon: bool) -> None:
         self.state = state
+        self._epoch += 1
         self._consumer.pause(sorted(self.tps))
         self._pending.clear()
         await self._close_producers(abandon=abandon)
@@ -443,6 +571,15 @@ class Unit:
                 await producer.abandon()
             else:
                 await producer.stop()
+
+
+@dataclass(frozen=True)
+class _InFlight:
+    """A transaction of the unit's pipeline: its task (True once committed and stored)
+    and what its decisions touched."""
+
+    task: asyncio.Task[bool]
+    touched: frozenset[Hashable]
 
 
 def _offsets(batch: Sequence[Consumed]) -> dict[TP, int]:

@@ -18,7 +18,8 @@ from __future__ import annotations
 import base64
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -167,7 +168,9 @@ class SagaWorker:
             if self._telemetry is not None:
                 self._telemetry.revoked(saga, k)
 
-    async def decide(self, k: int, records: Sequence[Consumed]) -> Decided:
+    async def decide(
+        self, k: int, records: Sequence[Consumed], busy: AbstractSet[Hashable] = frozenset()
+    ) -> Decided:
         work = _UnitWork(k)
         try:
             # The registry's answers are fetched off the event loop; a registry that is
@@ -178,19 +181,40 @@ class SagaWorker:
             return Decided(retry=True)
         self.registry.answered()
         inputs: list[_Input] = []
+        kept: list[Consumed] = []
+        deferred: list[Consumed] = []
+        waiting: set[TP] = set()  # partitions whose next record waits for ``busy``
         for record in records:
+            tp = record.tp
+            if tp in waiting:
+                deferred.append(record)
+                continue
+            read = _UnitWork(k)  # its dead letters and forwards, kept only if it is
             if record.topic in self._inboxes:
-                found = self._read_inbox(work, self._inboxes[record.topic], record)
-                if found is not None:
-                    inputs.append(found)
+                found = self._read_inbox(read, self._inboxes[record.topic], record)
+                items = [] if found is None else [found]
             else:
-                inputs.extend(self._read_event(work, record))
+                items = self._read_event(read, record)
+            if busy and any((i.saga, i.saga_id) in busy for i in items):
+                # Its saga changes in a transaction still committing: decided after it,
+                # and so is everything after it in its partition (offsets stay a prefix).
+                waiting.add(tp)
+                deferred.append(record)
+                continue
+            work.outgoing.extend(read.outgoing)
+            for name, count in read.dead.items():
+                work.dead[name] = work.dead.get(name, 0) + count
+            inputs.extend(items)
+            kept.append(record)
         if self._telemetry is not None:
-            self._telemetry.consumed(records)
+            self._telemetry.consumed(kept)
         await self._prefetch(work, inputs)
         for item in inputs:
             await self._input(work, item)
-        return self._finish(work)
+        decided = self._finish(work)
+        decided.deferred = deferred
+        decided.touched = frozenset((i.saga, i.saga_id) for i in inputs)
+        return decided
 
     def dead_letter(self, k: int, record: Consumed, error: BaseException) -> Decided:
         work = _UnitWork(k)

@@ -12,7 +12,8 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections import Counter, defaultdict
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Hashable, Iterator, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -28,7 +29,7 @@ from sagas.runtime.transport.records import Consumed, Delivered, OutRecord
 from sagas.runtime.units import Decided
 from tests.chaos.proxied import proxied_broker
 from tests.integration.engine_support import wait_for
-from tests.loop_support import relay_loop
+from tests.loop_support import defer_busy, relay_loop
 
 pytestmark = pytest.mark.kafka
 
@@ -88,19 +89,22 @@ class Summer:
     def give_up(self, k: int) -> None:
         pass
 
-    async def decide(self, k: int, records: Sequence[Consumed]) -> Decided:
+    async def decide(
+        self, k: int, records: Sequence[Consumed], busy: AbstractSet[Hashable] = frozenset()
+    ) -> Decided:
         sums = dict(self.sums)
         out: list[OutRecord] = []
-        for r in records:
+        kept, deferred = defer_busy(records, busy)
+        for r in kept:
             assert r.key is not None
             assert r.value is not None
             sums[r.key] = sums.get(r.key, 0) + int(r.value)
             value = f"{r.offset}:{int(r.value)}:{sums[r.key]}".encode()
             out.append(OutRecord(self.out, value, key=r.key))
-        changed = {r.key: sums[r.key] for r in records if r.key is not None}
+        changed = {r.key: sums[r.key] for r in kept if r.key is not None}
         for key, total in changed.items():
             out.append(OutRecord(self.changelog, str(total).encode(), key=key, partition=k))
-        return Decided(outgoing=out, context=changed)
+        return Decided(outgoing=out, context=changed, deferred=deferred, touched=frozenset(changed))
 
     def dead_letter(self, k: int, record: Consumed, error: BaseException) -> Decided:
         raise AssertionError(f"no record should fail: {error!r}")

@@ -11,9 +11,11 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import Counter, defaultdict
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Hashable, Sequence
+from collections.abc import Set as AbstractSet
 from contextlib import asynccontextmanager
 from datetime import timedelta
+from typing import Any
 
 import pytest
 
@@ -21,9 +23,10 @@ from sagas.runtime.errors import GroupMismatch
 from sagas.runtime.loop import EngineLoop
 from sagas.runtime.topics import TopicSpec
 from sagas.runtime.transport.memory import MemoryBroker, MemoryTransport
+from sagas.runtime.transport.memory.producer import MemoryTransactionalProducer
 from sagas.runtime.transport.records import TP, Consumed, Delivered, OutRecord
 from sagas.runtime.units import PRODUCERS, Decided, Ownership
-from tests.loop_support import Relay, relay_loop
+from tests.loop_support import Relay, defer_busy, relay_loop
 
 DEADLINE = 10.0
 
@@ -101,9 +104,11 @@ async def test_a_second_member_takes_units_over_without_loss_or_duplicates() -> 
 class SlowRelay(Relay):
     """A relay taking a few milliseconds a batch: records wait, fetched, at a rebalance."""
 
-    async def decide(self, k: int, records: Sequence[Consumed]) -> Decided:
+    async def decide(
+        self, k: int, records: Sequence[Consumed], busy: AbstractSet[Hashable] = frozenset()
+    ) -> Decided:
         await asyncio.sleep(0.005)  # the batch's work
-        return await super().decide(k, records)
+        return await super().decide(k, records, busy)
 
 
 async def test_records_waiting_on_every_topic_of_a_unit_survive_a_rebalance() -> None:
@@ -150,19 +155,22 @@ class Summer:
     def give_up(self, k: int) -> None:
         return None
 
-    async def decide(self, k: int, records: Sequence[Consumed]) -> Decided:
+    async def decide(
+        self, k: int, records: Sequence[Consumed], busy: AbstractSet[Hashable] = frozenset()
+    ) -> Decided:
         sums = dict(self.sums)
         out: list[OutRecord] = []
-        for r in records:
+        kept, deferred = defer_busy(records, busy)
+        for r in kept:
             assert r.key is not None
             sums[r.key] = sums.get(r.key, 0) + int(r.value or b"0")
             out.append(OutRecord("out", f"{r.value!r}:{sums[r.key]}".encode(), key=r.key))
-        changed = {r.key: sums[r.key] for r in records if r.key is not None}
+        changed = {r.key: sums[r.key] for r in kept if r.key is not None}
         out += [
             OutRecord("changelog", str(v).encode(), key=key, partition=k)
             for key, v in changed.items()
         ]
-        return Decided(outgoing=out, context=changed)
+        return Decided(outgoing=out, context=changed, deferred=deferred, touched=frozenset(changed))
 
     def dead_letter(self, k: int, record: Consumed, error: BaseException) -> Decided:
         raise AssertionError(repr(error))
@@ -295,3 +303,160 @@ async def test_loops_of_different_topics_in_one_group_stop_with_group_mismatch()
     assert first.units == {}
     assert first.consumer is None
     assert set(relay.given_up) == {0, 1}
+
+
+# -- the pipeline: the next batch decided while the previous one commits ---------------
+
+
+class GatedProducer(MemoryTransactionalProducer):
+    """A producer whose commits wait while ``gate`` is clear (a slow broker, on demand)."""
+
+    def __init__(self, gate: asyncio.Event, *args: Any) -> None:
+        super().__init__(*args)
+        self._gate = gate
+
+    async def commit(self) -> None:
+        await self._gate.wait()
+        await super().commit()
+
+
+class GatedTransport(MemoryTransport):
+    """A memory transport whose commits wait while ``gate`` is clear."""
+
+    def __init__(self, broker: MemoryBroker) -> None:
+        super().__init__(broker)
+        self.gate = asyncio.Event()
+        self.gate.set()
+
+    def transactional_producer(
+        self, transactional_id: str, *, request_timeout: timedelta
+    ) -> GatedProducer:
+        return GatedProducer(self.gate, self.broker, transactional_id, request_timeout)
+
+
+class WatchedSummer(Summer):
+    """A `Summer` that records what each batch was asked to leave alone and deferred."""
+
+    def __init__(self, broker: MemoryBroker) -> None:
+        super().__init__(broker)
+        self.calls: list[tuple[frozenset[Hashable], list[bytes], list[bytes]]] = []
+
+    async def decide(
+        self, k: int, records: Sequence[Consumed], busy: AbstractSet[Hashable] = frozenset()
+    ) -> Decided:
+        decided = await super().decide(k, records, busy)
+        deferred = [r.value or b"" for r in decided.deferred]
+        kept = [r.value or b"" for r in records if r not in decided.deferred]
+        self.calls.append((frozenset(busy), kept, deferred))
+        return decided
+
+
+QUIET = timedelta(seconds=3)
+"""An idle tick longer than these tests: a unit drains its pipeline to look for due
+timers once an idle tick, which would stop the second batch from being decided while
+the first commits."""
+
+
+def _keyed(broker: MemoryBroker, *pairs: tuple[str, int]) -> None:
+    for key, value in pairs:
+        broker.publish(OutRecord("in", str(value).encode(), key=key.encode()))
+
+
+def _sums(broker: MemoryBroker) -> dict[bytes, int]:
+    """Per key, the last sum the relay wrote (``b"<value>:<sum>"`` records on ``out``)."""
+    found: dict[bytes, int] = {}
+    for r in broker.records(TP("out", 0)):
+        assert r.key is not None
+        assert r.value is not None
+        found[r.key] = int(r.value.rsplit(b":", 1)[1])
+    return found
+
+
+async def test_the_next_batch_is_decided_while_the_previous_one_commits() -> None:
+    broker = MemoryBroker()
+    await topics_of(broker, ("in", 1), ("out", 1), ("changelog", 1))
+    transport = GatedTransport(broker)
+    summer = WatchedSummer(broker)
+    loop = relay_loop(transport, "g", ["in"], summer, "sum", max_batch=3, idle_tick=QUIET)
+    async with running(loop):
+        await until(lambda: loop.owned == [0], "the unit owned")
+        transport.gate.clear()  # commits wait from now on
+        _keyed(broker, ("a", 1), ("b", 2), ("c", 3))
+        await until(lambda: len(summer.calls) == 1, "the first batch decided")
+        # Behind it: a key of its own, then one of the first batch, then another free key.
+        _keyed(broker, ("d", 4), ("a", 10), ("e", 5))
+        await until(lambda: len(summer.calls) == 2, "the second batch decided")
+        busy, kept, deferred = summer.calls[1]
+        assert busy == {b"a", b"b", b"c"}
+        # "e" is free too, but comes after "a" in the partition: the offsets must stay a prefix.
+        assert (kept, deferred) == ([b"4"], [b"10", b"5"])
+        assert broker.records(TP("out", 0)) == []  # nothing commits while the gate is shut
+        transport.gate.set()
+        await until(lambda: summer.sums.get(b"e") == 5, "every record decided")
+    assert _sums(broker) == {b"a": 11, b"b": 2, b"c": 3, b"d": 4, b"e": 5}
+    # Committed in the order decided: the first batch, "d", then the deferred two.
+    assert [r.value for r in broker.records(TP("out", 0))] == [
+        b"b'1':1",
+        b"b'2':2",
+        b"b'3':3",
+        b"b'4':4",
+        b"b'10':11",
+        b"b'5':5",
+    ]
+    assert broker.committed("g", TP("in", 0)) == 6
+
+
+async def test_with_one_in_flight_nothing_is_decided_before_the_commit() -> None:
+    broker = MemoryBroker()
+    await topics_of(broker, ("in", 1), ("out", 1), ("changelog", 1))
+    transport = GatedTransport(broker)
+    summer = WatchedSummer(broker)
+    loop = relay_loop(transport, "g", ["in"], summer, "sum", max_batch=3, max_in_flight=1)
+    async with running(loop):
+        await until(lambda: loop.owned == [0], "the unit owned")
+        transport.gate.clear()
+        _keyed(broker, ("a", 1), ("b", 2), ("c", 3))
+        await until(lambda: len(summer.calls) == 1, "the first batch decided")
+        _keyed(broker, ("d", 4))
+        # A condition that must stay false: give the loop many turns to break it.
+        for _ in range(50):
+            await asyncio.sleep(0)
+        assert len(summer.calls) == 1
+        transport.gate.set()
+        await until(lambda: summer.sums.get(b"d") == 4, "every record decided")
+    assert all(not busy for busy, _, _ in summer.calls)
+
+
+async def test_a_batch_behind_a_commit_in_doubt_never_commits() -> None:
+    broker = MemoryBroker()
+    await topics_of(broker, ("in", 1), ("out", 1), ("changelog", 1))
+    transport = GatedTransport(broker)
+    summer = WatchedSummer(broker)
+    loop = relay_loop(
+        transport,
+        "g",
+        ["in"],
+        summer,
+        "sum",
+        max_batch=3,
+        session_timeout=timedelta(seconds=1),
+        idle_tick=QUIET,
+    )
+    async with running(loop):
+        await until(lambda: loop.owned == [0], "the unit owned")
+        transport.gate.clear()
+        _keyed(broker, ("a", 1), ("b", 2), ("c", 3))
+        await until(lambda: len(summer.calls) == 1, "the first batch decided")
+        _keyed(broker, ("d", 4), ("e", 5))
+        await until(lambda: len(summer.calls) == 2, "the second batch decided, behind it")
+        # The first commit's answer is lost and it did not apply; the second batch,
+        # already sent, must not commit its offsets past the first batch's records.
+        for i in range(PRODUCERS):
+            broker.fail_next_commit(f"sum.g.0.{i}", applied=False)
+        transport.gate.set()
+        await until(lambda: loop.doubts.total() >= 1, "the commit found in doubt")
+        await until(lambda: summer.sums.get(b"e") == 5 and loop.owned == [0], "all decided")
+    assert set(loop.doubts) == {"not_committed"}, loop.doubts
+    values = [r.value or b"" for r in broker.records(TP("out", 0))]
+    assert sorted(values) == sorted(f"b'{v}':{v}".encode() for v in range(1, 6))  # once each
+    assert broker.committed("g", TP("in", 0)) == 5
