@@ -60,7 +60,7 @@ def relay_loop(
     session_timeout: timedelta = timedelta(seconds=6),
     commit_timeout: timedelta = timedelta(seconds=15),
     max_batch: int = 500,
-    max_in_flight: int = 2,
+    max_in_flight: int = 1,
     idle_tick: timedelta = timedelta(milliseconds=100),
 ) -> EngineLoop:
     """The engine's loop driving ``worker`` (any `UnitWorker`) over ``topics``."""

@@ -17,7 +17,7 @@ everything the batch produced together with its consumed offsets in one transact
 and only then lets the worker update its store and caches. A unit never waits for
 another unit.
 
-A pipeline of ``max_in_flight`` (2) transactions: while batch N commits, the task
+With ``max_in_flight`` 2, a pipeline of two transactions: while batch N commits, the task
 decides batch N+1 and begins its transaction (its records and offsets are sent), and
 only N+1's commit waits for N's (and for the worker's store update of N). Transactions
 of a unit therefore commit in the order they were decided, so the group's offsets only
@@ -149,7 +149,7 @@ class UnitConfig:
     commit_timeout: timedelta
     heartbeat: timedelta
     idle_tick: timedelta
-    max_in_flight: int = 2
+    max_in_flight: int = 1
     """Transactions a unit may have open at once (see the module docstring); 1: none
     is decided before the previous one committed."""
 

@@ -183,7 +183,7 @@ class Summer:
         self.sums.update(decided.context)
 
 
-async def _in_doubt(applied: bool) -> tuple[EngineLoop, Summer, MemoryBroker]:
+async def _in_doubt(applied: bool, in_flight: int) -> tuple[EngineLoop, Summer, MemoryBroker]:
     broker = MemoryBroker()
     await topics_of(broker, ("in", 1), ("out", 1), ("changelog", 1))
     summer = Summer(broker)
@@ -195,6 +195,7 @@ async def _in_doubt(applied: bool) -> tuple[EngineLoop, Summer, MemoryBroker]:
         "sum",
         session_timeout=timedelta(milliseconds=500),
         max_batch=5,
+        max_in_flight=in_flight,
     )
     async with running(loop):
         publish(broker, "in", range(20))
@@ -210,8 +211,9 @@ async def _in_doubt(applied: bool) -> tuple[EngineLoop, Summer, MemoryBroker]:
     return loop, summer, broker
 
 
-async def test_a_commit_in_doubt_that_did_commit_is_not_decided_again() -> None:
-    loop, summer, broker = await _in_doubt(applied=True)
+@pytest.mark.parametrize("in_flight", [1, 2])
+async def test_a_commit_in_doubt_that_did_commit_is_not_decided_again(in_flight: int) -> None:
+    loop, summer, broker = await _in_doubt(applied=True, in_flight=in_flight)
     # Every producer of the unit had its next commit's answer lost: each one in turn.
     assert set(loop.doubts) == {"committed"}, loop.doubts
     outputs = [r.value for r in broker.records(TP("out", 0))]
@@ -219,8 +221,9 @@ async def test_a_commit_in_doubt_that_did_commit_is_not_decided_again() -> None:
     assert summer.taken == 1 + loop.doubts.total()  # caught up again after each doubt
 
 
-async def test_a_commit_in_doubt_that_did_not_commit_is_decided_again() -> None:
-    loop, summer, broker = await _in_doubt(applied=False)
+@pytest.mark.parametrize("in_flight", [1, 2])
+async def test_a_commit_in_doubt_that_did_not_commit_is_decided_again(in_flight: int) -> None:
+    loop, summer, broker = await _in_doubt(applied=False, in_flight=in_flight)
     assert set(loop.doubts) == {"not_committed"}, loop.doubts
     outputs = [r.value for r in broker.records(TP("out", 0))]
     assert len(outputs) == 60
@@ -377,7 +380,9 @@ async def test_the_next_batch_is_decided_while_the_previous_one_commits() -> Non
     await topics_of(broker, ("in", 1), ("out", 1), ("changelog", 1))
     transport = GatedTransport(broker)
     summer = WatchedSummer(broker)
-    loop = relay_loop(transport, "g", ["in"], summer, "sum", max_batch=3, idle_tick=QUIET)
+    loop = relay_loop(
+        transport, "g", ["in"], summer, "sum", max_batch=3, idle_tick=QUIET, max_in_flight=2
+    )
     async with running(loop):
         await until(lambda: loop.owned == [0], "the unit owned")
         transport.gate.clear()  # commits wait from now on
@@ -441,6 +446,7 @@ async def test_a_batch_behind_a_commit_in_doubt_never_commits() -> None:
         max_batch=3,
         session_timeout=timedelta(seconds=1),
         idle_tick=QUIET,
+        max_in_flight=2,
     )
     async with running(loop):
         await until(lambda: loop.owned == [0], "the unit owned")
