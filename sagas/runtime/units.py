@@ -29,7 +29,7 @@ in doubt), N+1 is never committed: the unit is lost as before, and the next owne
 initialisation of the transactional ids aborts N+1. Timers (`UnitWorker.tick`), a retry
 after a failed decision and a rewind run only with nothing in flight.
 
-Transactions of one unit run one after the other, each on the next of the unit's
+Transactions of one unit commit one after the other, each on the next of the unit's
 ``PRODUCERS`` producers. A transaction begun on the producer that just committed is
 refused (CONCURRENT_TRANSACTIONS, and on brokers that verify transactional partitions
 NOT_ENOUGH_REPLICAS) until the broker has written the previous commit's markers, which
