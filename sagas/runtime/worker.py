@@ -189,7 +189,9 @@ class SagaWorker:
             if tp in waiting:
                 deferred.append(record)
                 continue
-            read = _UnitWork(k)  # its dead letters and forwards, kept only if it is
+            # With something busy, a record's dead letters and forwards are kept only if
+            # the record is; with nothing busy every record is, so they go straight in.
+            read = _UnitWork(k) if busy else work
             if record.topic in self._inboxes:
                 found = self._read_inbox(read, self._inboxes[record.topic], record)
                 items = [] if found is None else [found]
@@ -201,9 +203,10 @@ class SagaWorker:
                 waiting.add(tp)
                 deferred.append(record)
                 continue
-            work.outgoing.extend(read.outgoing)
-            for name, count in read.dead.items():
-                work.dead[name] = work.dead.get(name, 0) + count
+            if read is not work:
+                work.outgoing.extend(read.outgoing)
+                for name, count in read.dead.items():
+                    work.dead[name] = work.dead.get(name, 0) + count
             inputs.extend(items)
             kept.append(record)
         if self._telemetry is not None:
