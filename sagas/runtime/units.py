@@ -483,11 +483,8 @@ class Unit:
                 return False
             delivered = await self._bounded(self._end(producer, sent))
         except FencedError as exc:
-            _retrieve(sent)
-            if previous is not None:
-                await asyncio.wait({previous})  # it ends first, whichever way it goes
-            if epoch != self._epoch:
-                return False  # lost meanwhile, by the transaction before
+            if await self._lost_before(sent, previous, epoch):
+                return False
             # A newer owner initialised our ids (we are a zombie, e.g. dropped from the
             # group while busy): our writes are refused. Never re-initialise here: that
             # would fence the rightful owner; wait for the group to give it back.
@@ -495,10 +492,7 @@ class Unit:
             await self._lose(Ownership.FENCED, abandon=True)
             return False
         except (InDoubt, TransportError, TimeoutError) as exc:
-            _retrieve(sent)
-            if previous is not None:
-                await asyncio.wait({previous})
-            if epoch != self._epoch:
+            if await self._lost_before(sent, previous, epoch):
                 return False
             log.warning(
                 "unit %d: transaction on %s ended in doubt (%r): taking the unit again and "
@@ -519,6 +513,19 @@ class Unit:
         self.batches += 1
         await self._c.worker.committed(self.k, decided, delivered)
         return True
+
+    async def _lost_before(
+        self,
+        sent: list[asyncio.Future[Delivered]],
+        previous: asyncio.Task[bool] | None,
+        epoch: int,
+    ) -> bool:
+        """After this transaction failed: let the one before it end first (whichever way
+        it goes); whether the unit was lost meanwhile (then this failure is not news)."""
+        _retrieve(sent)
+        if previous is not None:
+            await asyncio.wait({previous})
+        return epoch != self._epoch
 
     async def _send(
         self,
