@@ -121,6 +121,9 @@ async def test_an_older_version_still_gets_its_events_across_a_restart(tmp_path:
     codec.close()
 
 
+ORDER_COMMANDS = [topics.commands(s) for s in ("inventory", "payments", "shipping")]
+"""The command topics the order saga's participants read."""
+
 ORDER_REPLIES = {
     ReserveStock: lambda c: StockReserved(order_id=c.order_id, reservation_id=f"r-{c.order_id}"),
     AuthorizePayment: lambda c: PaymentAuthorized(
@@ -138,6 +141,16 @@ ORDER_REPLIES = {
 }
 
 
+async def orders_completed(running: Engine, count: int, what: str) -> None:
+    """Wait until the engine's store holds ``count`` order sagas, all completed."""
+
+    async def done() -> bool:
+        counts = await running.store.counts_by_state("order_fulfilment")
+        return counts == {"COMPLETED": count}
+
+    await eventually(done, what)
+
+
 async def test_a_registry_outage_delays_sagas_and_dead_letters_nothing(tmp_path: Path) -> None:
     registry = FakeRegistry()
     contracts = ContractSettings(schema_registry_url="http://registry.test")
@@ -145,8 +158,7 @@ async def test_a_registry_outage_delays_sagas_and_dead_letters_nothing(tmp_path:
     client_codec = examples.codec(contracts, transport=registry.transport())
     await client_codec.prepare()  # the services registered their schemas long ago
     broker = MemoryBroker()
-    commands = [topics.commands(s) for s in ("inventory", "payments", "shipping")]
-    participants = Participants(broker, client_codec, commands, ORDER_REPLIES)
+    participants = Participants(broker, client_codec, ORDER_COMMANDS, ORDER_REPLIES)
     config = settings(tmp_path)
     async with (
         participants.running(),
@@ -159,11 +171,7 @@ async def test_a_registry_outage_delays_sagas_and_dead_letters_nothing(tmp_path:
         assert await running.store.counts_by_state("order_fulfilment") == {}
         registry.fail_with = None  # back
 
-        async def all_completed() -> bool:
-            counts = await running.store.counts_by_state("order_fulfilment")
-            return counts == {"COMPLETED": 5}
-
-        await eventually(all_completed, "every saga to complete once the registry is back")
+        await orders_completed(running, 5, "every saga to complete once the registry is back")
     dead_letter_topics = (topics.dead_letters("order_fulfilment"), topics.ROUTER_DEAD_LETTERS)
     specs = broker.topics()
     dead = [
@@ -225,8 +233,7 @@ async def test_an_event_topic_with_more_partitions_than_the_inboxes_is_forwarded
     codec = examples.codec()
     broker = MemoryBroker()
     broker.create_topics([topics.TopicSpec("orders.events", 6)])
-    commands = [topics.commands(s) for s in ("inventory", "payments", "shipping")]
-    participants = Participants(broker, codec, commands, ORDER_REPLIES)
+    participants = Participants(broker, codec, ORDER_COMMANDS, ORDER_REPLIES)
     async with (
         participants.running(),
         engine(broker, [ORDER_FULFILMENT], settings(tmp_path, partitions=3), codec) as running,
@@ -237,11 +244,7 @@ async def test_an_event_topic_with_more_partitions_than_the_inboxes_is_forwarded
         for order_id in ids:
             publish(broker, codec, "orders.events", order_id, order_placed(order_id))
 
-        async def all_completed() -> bool:
-            counts = await running.store.counts_by_state("order_fulfilment")
-            return counts == {"COMPLETED": len(ids)}
-
-        await eventually(all_completed, "every saga to complete")
+        await orders_completed(running, len(ids), "every saga to complete")
         assert running.loop.owned == [0, 1, 2, 3, 4, 5]
     codec.close()
 
@@ -253,20 +256,15 @@ async def test_a_store_caught_up_from_the_changelog_holds_what_the_engine_stored
     # in-memory changelog, holds every instance as the engine's own store does.
     codec = examples.codec()
     broker = MemoryBroker()
-    commands = [topics.commands(s) for s in ("inventory", "payments", "shipping")]
     ids = [f"o-{i}" for i in range(20)]
     async with (
-        Participants(broker, codec, commands, ORDER_REPLIES).running(),
+        Participants(broker, codec, ORDER_COMMANDS, ORDER_REPLIES).running(),
         engine(broker, [ORDER_FULFILMENT], settings(tmp_path), codec) as running,
     ):
         for order_id in ids:
             publish(broker, codec, "orders.events", order_id, order_placed(order_id))
 
-        async def all_completed() -> bool:
-            counts = await running.store.counts_by_state("order_fulfilment")
-            return counts == {"COMPLETED": len(ids)}
-
-        await eventually(all_completed, "every saga to complete")
+        await orders_completed(running, len(ids), "every saga to complete")
         stored = {i: await running.store.get("order_fulfilment", f"order:{i}") for i in ids}
     assert all(body is not None and body["state"] == "COMPLETED" for body in stored.values())
     fresh = await Store.open(tmp_path / "fresh.db")

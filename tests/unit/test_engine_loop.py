@@ -375,14 +375,21 @@ def _sums(broker: MemoryBroker) -> dict[bytes, int]:
     return found
 
 
-async def test_the_next_batch_is_decided_while_the_previous_one_commits() -> None:
+async def _gated_sums(
+    **options: Any,
+) -> tuple[MemoryBroker, GatedTransport, WatchedSummer, EngineLoop]:
+    """A loop summing the keys of one partition, in batches of 3, whose commits wait
+    while ``transport.gate`` is clear; ``options`` go to `relay_loop`."""
     broker = MemoryBroker()
     await topics_of(broker, ("in", 1), ("out", 1), ("changelog", 1))
     transport = GatedTransport(broker)
     summer = WatchedSummer(broker)
-    loop = relay_loop(
-        transport, "g", ["in"], summer, "sum", max_batch=3, idle_tick=QUIET, max_in_flight=2
-    )
+    loop = relay_loop(transport, "g", ["in"], summer, "sum", max_batch=3, **options)
+    return broker, transport, summer, loop
+
+
+async def test_the_next_batch_is_decided_while_the_previous_one_commits() -> None:
+    broker, transport, summer, loop = await _gated_sums(idle_tick=QUIET, max_in_flight=2)
     async with running(loop):
         await until(lambda: loop.owned == [0], "the unit owned")
         transport.gate.clear()  # commits wait from now on
@@ -412,11 +419,7 @@ async def test_the_next_batch_is_decided_while_the_previous_one_commits() -> Non
 
 
 async def test_with_one_in_flight_nothing_is_decided_before_the_commit() -> None:
-    broker = MemoryBroker()
-    await topics_of(broker, ("in", 1), ("out", 1), ("changelog", 1))
-    transport = GatedTransport(broker)
-    summer = WatchedSummer(broker)
-    loop = relay_loop(transport, "g", ["in"], summer, "sum", max_batch=3, max_in_flight=1)
+    broker, transport, summer, loop = await _gated_sums(max_in_flight=1)
     async with running(loop):
         await until(lambda: loop.owned == [0], "the unit owned")
         transport.gate.clear()
@@ -433,20 +436,8 @@ async def test_with_one_in_flight_nothing_is_decided_before_the_commit() -> None
 
 
 async def test_a_batch_behind_a_commit_in_doubt_never_commits() -> None:
-    broker = MemoryBroker()
-    await topics_of(broker, ("in", 1), ("out", 1), ("changelog", 1))
-    transport = GatedTransport(broker)
-    summer = WatchedSummer(broker)
-    loop = relay_loop(
-        transport,
-        "g",
-        ["in"],
-        summer,
-        "sum",
-        max_batch=3,
-        session_timeout=timedelta(seconds=1),
-        idle_tick=QUIET,
-        max_in_flight=2,
+    broker, transport, summer, loop = await _gated_sums(
+        session_timeout=timedelta(seconds=1), idle_tick=QUIET, max_in_flight=2
     )
     async with running(loop):
         await until(lambda: loop.owned == [0], "the unit owned")
