@@ -10,7 +10,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BeforeValidator, Field, SecretStr
+from pydantic import BeforeValidator, Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_KAFKA_VERSION = "4.4.0"
@@ -214,3 +214,30 @@ class TelemetrySettings(BaseSettings):
         description="auto (JSON unless stderr is a terminal), json or text.",
     )
     log_level: str = Field("INFO", description="Level of the process's log.")
+
+
+def settings_problem(exc: ValidationError, cls: type[BaseSettings] | None = None) -> str | None:
+    """One line naming every environment variable ``exc`` refused, when ``exc`` came
+    from building settings (``cls``, or the settings class ``exc`` is titled after);
+    None when it did not."""
+    if cls is None:
+        cls = next((c for c in _settings_classes() if c.__name__ == exc.title), None)
+        if cls is None:
+            return None
+    prefix = str(cls.model_config.get("env_prefix", ""))
+    problems = "; ".join(
+        f"{prefix}{'_'.join(str(part) for part in error['loc']).upper()}="
+        f"{error['input']!r}: {error['msg']}"
+        for error in exc.errors()
+    )
+    return f"invalid setting {problems} (see docs/configuration.md)"
+
+
+def _settings_classes() -> list[type[BaseSettings]]:
+    found: list[type[BaseSettings]] = []
+    todo = list(BaseSettings.__subclasses__())
+    while todo:
+        cls = todo.pop()
+        found.append(cls)
+        todo.extend(cls.__subclasses__())
+    return found

@@ -9,7 +9,7 @@ from pydantic_settings import BaseSettings
 
 from sagas.dev.broker import DevKafka
 from sagas.errors import ConfigurationError
-from sagas.settings import DevKafkaSettings, EngineSettings, KafkaSettings
+from sagas.settings import DevKafkaSettings, EngineSettings, KafkaSettings, settings_problem
 
 _S = TypeVar("_S", bound=BaseSettings)
 
@@ -23,13 +23,7 @@ def load_settings(cls: type[_S]) -> _S:
     try:
         return cls()
     except ValidationError as exc:
-        prefix = str(cls.model_config.get("env_prefix", ""))
-        problems = "; ".join(
-            f"{prefix}{'_'.join(str(part) for part in error['loc']).upper()}="
-            f"{error['input']!r}: {error['msg']}"
-            for error in exc.errors()
-        )
-        raise ConfigurationError(f"invalid setting {problems} (see docs/configuration.md)") from exc
+        raise ConfigurationError(str(settings_problem(exc, cls))) from exc
 
 
 def dev_broker(settings: DevKafkaSettings | None = None, secure: bool = False) -> DevKafka:

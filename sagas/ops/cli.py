@@ -6,9 +6,12 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
+from pydantic import ValidationError
+
 from sagas.app import app_spec
 from sagas.errors import SagasError
 from sagas.project import find_project
+from sagas.settings import settings_problem
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -272,6 +275,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return handler(args)
     except SagasError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except ValidationError as exc:
+        # Settings built straight from the environment by a command: the same one line
+        # as a ConfigurationError, not a traceback.
+        problem = settings_problem(exc)
+        if problem is None:
+            raise
+        print(f"error: {problem}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

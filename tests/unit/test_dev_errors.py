@@ -145,3 +145,18 @@ def test_the_bad_setting_line_of_the_troubleshooting_table_is_what_sagas_prints(
     assert f"error: {caught.value}" == printed
     monkeypatch.setenv(variable, "120")  # plain seconds are accepted
     assert load_settings(DevKafkaSettings).start_timeout == timedelta(seconds=120)
+
+
+def test_a_bad_engine_setting_is_one_line_from_any_command(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # `sagas list` builds EngineSettings straight from the environment (not through
+    # load_settings): the command line still prints the one line naming the variable.
+    monkeypatch.delenv("KAFKA_BOOTSTRAP_SERVERS", raising=False)
+    monkeypatch.setenv("SAGAS_MAX_IN_FLIGHT", "3")
+    assert main(["list", "--app", "services.app:app"]) == 1
+    err = capsys.readouterr().err
+    assert err == (
+        "error: invalid setting SAGAS_MAX_IN_FLIGHT='3': Input should be less than or equal "
+        "to 2 (see docs/configuration.md)\n"
+    )
