@@ -104,7 +104,7 @@ class SagaBatch:
             if not self._changed(decided):
                 continue
             instance, moved = bounded(decided)
-            stored = stored_row(instance, self.partition, self.before.get(saga_id, 0))
+            stored = stored_row(instance, self.partition)
             changes.instances.append(stored)
             changed.append(instance)
             if moved:
@@ -148,13 +148,9 @@ class SagaBatch:
         return before is None or before != instance.history_length
 
 
-def stored_row(instance: SagaInstance[Any], partition: int, first_new: int = 0) -> StoredInstance:
-    """The store row (and changelog record) the engine writes for ``instance``; its
-    ``history`` holds the entries from seq ``first_new`` on that the body still has."""
+def stored_row(instance: SagaInstance[Any], partition: int) -> StoredInstance:
+    """The store row (and changelog record) the engine writes for ``instance``."""
     body = instance_to_dict(instance)
-    history = body.get("history")
-    skip = max(first_new - instance.history_offset, 0)
-    entries = history[skip:] if isinstance(history, list) else []
     due = [t.due for t in instance.scheduled_timers]
     return StoredInstance(
         saga_name=instance.saga,
@@ -167,7 +163,6 @@ def stored_row(instance: SagaInstance[Any], partition: int, first_new: int = 0) 
         started_at=iso(instance.created),
         ended_at=iso(instance.ended) if instance.ended else None,
         next_due=iso(min(due)) if due else None,
-        history=[(int(str(e["seq"])), str(e["at"]), e) for e in entries if isinstance(e, dict)],
         # Encoded once here: the changelog record and the store row both carry it.
         body_json=json.dumps(body, separators=(",", ":")),
     )

@@ -65,11 +65,6 @@ def held_value(held: Held) -> bytes:
     return json.dumps({"kind": "held", "held": asdict(held)}, separators=(",", ":")).encode()
 
 
-def _history_of(body: dict[str, Any]) -> list[tuple[int, str, dict[str, Any]]]:
-    entries = body.get("history") or []
-    return [(int(e["seq"]), str(e["at"]), e) for e in entries if isinstance(e, dict)]
-
-
 def _loads(value: bytes) -> Any:
     """orjson where it can; the stdlib for what orjson refuses (NaN, huge integers)."""
     try:
@@ -83,9 +78,7 @@ def instance_of(value: bytes) -> StoredInstance:
     doc = _loads(value)
     row = doc["row"]
     body = doc["body"]
-    return StoredInstance(
-        **row, body=body, history=_history_of(body), body_json=_body_text(value, doc)
-    )
+    return StoredInstance(**row, body=body, body_json=_body_text(value, doc))
 
 
 def _body_text(value: bytes, doc: dict[str, Any]) -> str | None:
@@ -192,7 +185,7 @@ def apply_record(changes: Changes, key: bytes | None, value: bytes | None) -> No
     doc = json.loads(value)
     row = doc["row"]
     body = doc["body"]
-    changes.instances.append(StoredInstance(**row, body=body, history=_history_of(body)))
+    changes.instances.append(StoredInstance(**row, body=body))
 
 
 async def catch_up(

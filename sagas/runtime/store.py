@@ -105,7 +105,7 @@ def row(inst: StoredInstance) -> tuple[Any, ...]:
 
 @dataclass(frozen=True)
 class StoredInstance:
-    """One row of `instances`, plus the history entries new since the last write."""
+    """One row of `instances` (``body`` holds the whole instance, its history included)."""
 
     saga_name: str
     saga_id: str
@@ -117,9 +117,6 @@ class StoredInstance:
     started_at: str | None = None
     ended_at: str | None = None
     next_due: str | None = None
-    history: Sequence[tuple[int, str, dict[str, Any]]] = field(default=())
-    """(seq, at, entry) triples new since the last write (not stored apart: ``body``
-    holds the whole history)."""
     body_json: str | None = field(default=None, compare=False, repr=False)
     """``body`` as the compact JSON text to store, when already at hand: catch-up
     copies it from the changelog record instead of encoding the body again."""
