@@ -216,21 +216,38 @@ class TelemetrySettings(BaseSettings):
     log_level: str = Field("INFO", description="Level of the process's log.")
 
 
-def settings_problem(exc: ValidationError, cls: type[BaseSettings] | None = None) -> str | None:
+def settings_problem(
+    exc: ValidationError,
+    cls: type[BaseSettings] | None = None,
+    docs: str = "docs/configuration.md",
+) -> str | None:
     """One line naming every environment variable ``exc`` refused, when ``exc`` came
     from building settings (``cls``, or the settings class ``exc`` is titled after);
-    None when it did not."""
+    None when it did not. ``docs`` is the page that documents the variables."""
     if cls is None:
         cls = next((c for c in _settings_classes() if c.__name__ == exc.title), None)
         if cls is None:
             return None
-    prefix = str(cls.model_config.get("env_prefix", ""))
     problems = "; ".join(
-        f"{prefix}{'_'.join(str(part) for part in error['loc']).upper()}="
-        f"{error['input']!r}: {error['msg']}"
+        f"{_variable(cls, error['loc'])}={error['input']!r}: {error['msg']}"
         for error in exc.errors()
     )
-    return f"invalid setting {problems} (see docs/configuration.md)"
+    return f"invalid setting {problems} (see {docs})"
+
+
+def _variable(cls: type[BaseSettings], loc: tuple[int | str, ...]) -> str:
+    """The environment variable of an error's location: a field read through its own
+    variable (``validation_alias``, e.g. the services' ``SAGAS_PARTITIONS``) is named
+    as it is; any other gets the class's prefix."""
+    name = "_".join(str(part) for part in loc)
+    aliases = {
+        str(f.validation_alias).upper()
+        for f in cls.model_fields.values()
+        if isinstance(f.validation_alias, str)
+    }
+    if str(loc[0]).upper() in aliases:
+        return name.upper()
+    return f"{cls.model_config.get('env_prefix', '')}{name}".upper()
 
 
 def _settings_classes() -> list[type[BaseSettings]]:

@@ -20,7 +20,7 @@ from sagas.participant.definition import Participant
 from sagas.participant.processor import Processor, ProcessorFactory
 from sagas.participant.service import ParticipantService
 from sagas.participant.settings import ServiceSettings, renamed_in
-from sagas.settings import KafkaSettings, TelemetrySettings
+from sagas.settings import KafkaSettings, TelemetrySettings, settings_problem
 from sagas.telemetry import ParticipantTelemetry, configure_logging, setup
 
 
@@ -40,7 +40,9 @@ def serve(
         kafka = KafkaSettings()
         telemetry_settings = TelemetrySettings()
     except ValidationError as exc:
-        sys.exit(f"error: invalid service setting: {exc} (see docs/services.md)")
+        docs = "docs/services.md" if exc.title == ServiceSettings.__name__ else None
+        problem = settings_problem(exc, docs=docs) if docs else settings_problem(exc)
+        sys.exit(f"error: {problem or exc}")
     configure_logging(participant.name, telemetry_settings)
     telemetry = setup(participant.name, telemetry_settings)
     telemetry.install_global()

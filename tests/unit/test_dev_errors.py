@@ -160,3 +160,19 @@ def test_a_bad_engine_setting_is_one_line_from_any_command(
         "error: invalid setting SAGAS_MAX_IN_FLIGHT='3': Input should be less than or equal "
         "to 2 (see docs/configuration.md)\n"
     )
+
+
+def test_a_bad_service_setting_is_one_line_naming_the_variable_read(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The services read SAGAS_PARTITIONS (the engine's variable, not SERVICE_...): the
+    # line names the variable as the user sets it, and the page that documents it.
+    monkeypatch.setenv("SAGAS_PARTITIONS", "0")
+    monkeypatch.setenv("SERVICE_WEB_PORT", "70000")
+    with pytest.raises(SystemExit) as caught:
+        main(["serve", "inventory", "--app", "services.app:app"])
+    assert caught.value.code == (
+        "error: invalid setting SERVICE_WEB_PORT='70000': Input should be less than or equal "
+        "to 65535; SAGAS_PARTITIONS='0': Input should be greater than or equal to 1 "
+        "(see docs/services.md)"
+    )
