@@ -119,7 +119,9 @@ async def record_hire(
 
     Raises:
         ValueError: no name, an unknown role, a bad date, or a known employee id.
+        RegistryError: the schema registry could not be reached (nothing was stored).
     """
+    await codec.prepare()  # off the event loop, before the transaction (see Codec.prepare)
     event = _event(request, now)
     headers, value = codec.encode(
         Envelope(

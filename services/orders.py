@@ -99,7 +99,9 @@ async def place(
 
     Raises:
         ValueError: unknown SKU, no lines, a quantity below one, or a known order id.
+        RegistryError: the schema registry could not be reached (nothing was stored).
     """
+    await codec.prepare()  # off the event loop, before the transaction (see Codec.prepare)
     order_id = str(request.get("order_id") or f"o-{uuid.uuid4().hex[:12]}")
     async with store.transaction() as db:
         lines = [await _priced(db, item) for item in request["items"]]

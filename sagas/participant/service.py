@@ -287,7 +287,11 @@ class ParticipantService:
                 span.end()
 
     async def publish(self, event: Record, *, domain: str, key: str, event_id: str) -> None:
-        """Publish a domain event to ``<domain>.events`` with CloudEvents headers."""
+        """Publish a domain event to ``<domain>.events`` with CloudEvents headers.
+
+        Raises:
+            RegistryError: the schema registry could not be reached (nothing was sent).
+        """
         envelope = Envelope(
             id=event_id,
             type=event.SCHEMA,
@@ -295,6 +299,9 @@ class ParticipantService:
             time=self.processor.clock(),
             payload=event,
         )
+        # Writer schemas are registered off the event loop (the registry client's
+        # retries sleep): a publish before the first poll must not stall the service.
+        await self.codec.prepare()
         headers, value = self.codec.encode(envelope)
         topic = self.topic(f"{domain}.events")
         await self.send([Outbound(topic=topic, key=key.encode(), value=value, headers=headers)])

@@ -3,8 +3,9 @@
 ``GET /health`` (service name, ``ok``, commands processed), ``GET /invariants`` (200
 when every business invariant holds, else 500 with the broken ones) and, for each of
 the participant's ``routes``, ``POST <path>`` with a JSON body (201 with the route's
-answer; 400 when the body is not JSON or the route refuses it). Served by uvicorn in
-the service's own event loop, on 127.0.0.1 unless configured otherwise.
+answer; 400 when the body is not JSON or the route refuses it; 503 with ``Retry-After``
+while the schema registry cannot be reached). Served by uvicorn in the service's own
+event loop, on 127.0.0.1 unless configured otherwise.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
+
+from sagas.contracts.errors import RegistryError
 
 if TYPE_CHECKING:
     from sagas.participant.service import ParticipantService
@@ -50,6 +53,10 @@ def build_web(service: ParticipantService) -> Starlette:
                 result = await service.handle_route(path, body)
             except (ValueError, TypeError, KeyError) as exc:
                 return JSONResponse({"error": str(exc)}, status_code=400)
+            except RegistryError as exc:  # down for now: the client may try again
+                return JSONResponse(
+                    {"error": str(exc)}, status_code=503, headers={"Retry-After": "5"}
+                )
             return JSONResponse(result, status_code=201)
 
         return route

@@ -1,11 +1,16 @@
-"""`ParticipantService.process`, the faust agents' path, without a broker."""
+"""`ParticipantService.process` (the faust agents' path) and `publish`, without a broker."""
 
 from __future__ import annotations
 
 import asyncio
+import threading
 from datetime import UTC, datetime
 from pathlib import Path
 
+import httpx
+import pytest
+
+from sagas.contracts.errors import RegistryError
 from sagas.contracts.fake_registry import FakeRegistry
 from sagas.contracts.record import Envelope
 from sagas.contracts.settings import ContractSettings
@@ -67,3 +72,32 @@ async def test_a_registry_outage_holds_the_record_until_the_registry_answers(
                 assert [row[0] async for row in cursor] == ["e-1"]
         finally:
             await service.store.close()
+
+
+async def test_publish_asks_a_registry_that_is_down_off_the_event_loop(tmp_path: Path) -> None:
+    """A service may publish before its first poll (e.g. an HTTP handler): the writer
+    schema is registered off the event loop (the registry client's retries sleep), and
+    an outage is `RegistryError` to the caller, with nothing sent."""
+    registry = FakeRegistry()
+    loop_thread = threading.get_ident()
+    on_the_loop: list[str] = []
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        if threading.get_ident() == loop_thread:
+            on_the_loop.append(request.url.path)
+        return registry.handle(request)
+
+    contracts = ContractSettings(schema_registry_url="http://registry.test")
+    event = OrderFulfilled(order_id="o-1", shipment_id="s", fulfilled_at=datetime.now(UTC))
+    with examples.codec(contracts, transport=httpx.MockTransport(handle)) as codec:
+        service = ParticipantService(
+            FOLLOWER, ServiceSettings(data_dir=tmp_path, web_port=0), codec=codec
+        )
+        try:
+            registry.fail_with = 503
+            with pytest.raises(RegistryError):
+                await service.publish(event, domain="orders", key="o-1", event_id="e-1")
+        finally:
+            await service.store.close()
+    assert registry.requests  # it was asked...
+    assert on_the_loop == []  # ...never from the event loop's thread
