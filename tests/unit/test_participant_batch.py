@@ -3,19 +3,16 @@
 from __future__ import annotations
 
 import sqlite3
-import threading
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import aiosqlite
-import httpx
 import pytest
 
 from sagas.contracts.codec import Codec
 from sagas.contracts.errors import RegistryError
-from sagas.contracts.fake_registry import FakeRegistry
 from sagas.contracts.messages.sagas import CommandFailed
 from sagas.contracts.record import Envelope, Record
 from sagas.contracts.settings import ContractSettings
@@ -33,6 +30,7 @@ from services.messages.inventory import (
     StockReserved,
 )
 from services.messages.orders import OrderFulfilled
+from tests.registry_support import WatchedRegistry
 
 LEDGER = "CREATE TABLE IF NOT EXISTS ledger (command_id TEXT PRIMARY KEY, status TEXT);"
 
@@ -303,19 +301,13 @@ async def test_a_registry_outage_delays_commands_off_the_event_loop(tmp_path: Pa
     runner retries it later), nothing is applied nor dead-lettered, and the registry is
     never asked on the event loop's thread (its retries sleep); once it answers, the
     same records are applied."""
-    registry = FakeRegistry()
-    loop_thread = threading.get_ident()
-    on_the_loop: list[str] = []
-
-    def handle(request: httpx.Request) -> httpx.Response:
-        if threading.get_ident() == loop_thread:
-            on_the_loop.append(request.url.path)
-        return registry.handle(request)
+    watched = WatchedRegistry()
+    registry = watched.registry
 
     contracts = ContractSettings(schema_registry_url="http://registry.test")
     with (
         examples.codec(contracts, transport=registry.transport()) as writer,
-        examples.codec(contracts, transport=httpx.MockTransport(handle)) as reader,
+        examples.codec(contracts, transport=watched.transport()) as reader,
     ):
         records = [command(writer, "o-1", "c-1"), event(writer, "o-1", "e-1")]
         p = await processor_on(Store(tmp_path / "ledger.sqlite3"), reader)
@@ -329,5 +321,5 @@ async def test_a_registry_outage_delays_commands_off_the_event_loop(tmp_path: Pa
             assert await ledger(p) == [("c-1", "APPLIED"), ("e-1", "EVENT")]
         finally:
             await p.store.close()
-        assert on_the_loop == []
+        assert watched.on_the_loop == []
         assert [type(r) for r in payloads(writer, outs)] == [StockReserved]

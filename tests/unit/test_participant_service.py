@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import threading
 from datetime import UTC, datetime
 from pathlib import Path
 
-import httpx
 import pytest
 
 from sagas.contracts.errors import RegistryError
@@ -20,6 +18,7 @@ from sagas.participant.settings import ServiceSettings
 from sagas.participant.testing import incoming, until
 from services.app import app as examples
 from services.messages.orders import OrderFulfilled
+from tests.registry_support import WatchedRegistry
 
 SEEN = "CREATE TABLE IF NOT EXISTS seen (event_id TEXT PRIMARY KEY);"
 
@@ -78,18 +77,12 @@ async def test_publish_asks_a_registry_that_is_down_off_the_event_loop(tmp_path:
     """A service may publish before its first poll (e.g. an HTTP handler): the writer
     schema is registered off the event loop (the registry client's retries sleep), and
     an outage is `RegistryError` to the caller, with nothing sent."""
-    registry = FakeRegistry()
-    loop_thread = threading.get_ident()
-    on_the_loop: list[str] = []
-
-    def handle(request: httpx.Request) -> httpx.Response:
-        if threading.get_ident() == loop_thread:
-            on_the_loop.append(request.url.path)
-        return registry.handle(request)
+    watched = WatchedRegistry()
+    registry = watched.registry
 
     contracts = ContractSettings(schema_registry_url="http://registry.test")
     event = OrderFulfilled(order_id="o-1", shipment_id="s", fulfilled_at=datetime.now(UTC))
-    with examples.codec(contracts, transport=httpx.MockTransport(handle)) as codec:
+    with examples.codec(contracts, transport=watched.transport()) as codec:
         service = ParticipantService(
             FOLLOWER, ServiceSettings(data_dir=tmp_path, web_port=0), codec=codec
         )
@@ -100,4 +93,4 @@ async def test_publish_asks_a_registry_that_is_down_off_the_event_loop(tmp_path:
         finally:
             await service.store.close()
     assert registry.requests  # it was asked...
-    assert on_the_loop == []  # ...never from the event loop's thread
+    assert watched.on_the_loop == []  # ...never from the event loop's thread

@@ -7,18 +7,17 @@ registry cannot be reached it answers 503 with ``Retry-After`` and stores nothin
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 
 import httpx
 
-from sagas.contracts.fake_registry import FakeRegistry
 from sagas.contracts.settings import ContractSettings
 from sagas.participant.service import ParticipantService, prepare_store
 from sagas.participant.settings import ServiceSettings
 from sagas.participant.web import build_web
 from services import orders
 from services.app import app as examples
+from tests.registry_support import WatchedRegistry
 
 ORDER = {
     "customer_id": "c-1",
@@ -36,18 +35,12 @@ ORDER = {
 async def test_a_route_answers_503_while_the_registry_is_down_and_stores_nothing(
     tmp_path: Path,
 ) -> None:
-    registry = FakeRegistry()
-    loop_thread = threading.get_ident()
-    on_the_loop: list[str] = []
-
-    def handle(request: httpx.Request) -> httpx.Response:
-        if threading.get_ident() == loop_thread:
-            on_the_loop.append(request.url.path)
-        return registry.handle(request)
+    watched = WatchedRegistry()
+    registry = watched.registry
 
     contracts = ContractSettings(schema_registry_url="http://registry.test")
     participant = orders.participant()
-    with examples.codec(contracts, transport=httpx.MockTransport(handle)) as codec:
+    with examples.codec(contracts, transport=watched.transport()) as codec:
         service = ParticipantService(
             participant, ServiceSettings(data_dir=tmp_path, web_port=0), codec=codec
         )
@@ -65,4 +58,4 @@ async def test_a_route_answers_503_while_the_registry_is_down_and_stores_nothing
         finally:
             await service.store.close()
     assert registry.requests
-    assert on_the_loop == []
+    assert watched.on_the_loop == []
