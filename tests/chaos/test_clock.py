@@ -70,11 +70,15 @@ class Rig:
     codec: Codec
     offsets: itertools.count[int] = field(default_factory=itertools.count)
     inputs: itertools.count[int] = field(default_factory=itertools.count)
+    known: dict[str, int] = field(default_factory=dict)
+    """Each instance's history length as last committed (a tick's new entries follow)."""
 
     async def commit(self, decided: Decided) -> None:
         """What the unit does after the transaction committed."""
         delivered = [Delivered(o.topic, K, next(self.offsets)) for o in decided.outgoing]
         await self.worker.committed(K, decided, delivered)
+        for instance in changed(decided):
+            self.known[instance.saga_id] = instance.history_length
 
     async def start(self, order_id: str) -> str:
         envelope = Envelope(
@@ -96,20 +100,26 @@ class Rig:
         decided = await self.worker.tick(K)
         if decided is None:
             return 0
-        await self.commit(decided)
-        context: Any = decided.context
-        return sum(
+        fired = sum(
             1
-            for changes, _, _ in context.changes
-            for i in changes.instances
-            for h in i.history
-            if h[2]["input"] == "timer"
+            for instance in changed(decided)
+            for entry in instance.history
+            if entry.input == "timer" and entry.seq >= self.known.get(instance.saga_id, 0)
         )
+        await self.commit(decided)
+        return fired
 
     async def instance(self, saga_id: str) -> SagaInstance[Any]:
         body = await self.store.get(SAGA.name, saga_id)
         assert body is not None
         return instance_from_dict(SAGA, body)
+
+
+def changed(decided: Decided) -> list[SagaInstance[Any]]:
+    """The instances a decision changed (the worker's context: changes, positions,
+    instances, per saga)."""
+    context: Any = decided.context
+    return [i for _, _, instances in context.changes for i in instances]
 
 
 @pytest_asyncio.fixture
