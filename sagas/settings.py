@@ -245,7 +245,7 @@ def _variable(cls: type[BaseSettings], loc: tuple[int | str, ...]) -> str:
         for f in cls.model_fields.values()
         if isinstance(f.validation_alias, str)
     }
-    if str(loc[0]).upper() in aliases:
+    if loc and str(loc[0]).upper() in aliases:
         return name.upper()
     return f"{cls.model_config.get('env_prefix', '')}{name}".upper()
 

@@ -40,8 +40,8 @@ def serve(
         kafka = KafkaSettings()
         telemetry_settings = TelemetrySettings()
     except ValidationError as exc:
-        docs = "docs/services.md" if exc.title == ServiceSettings.__name__ else None
-        problem = settings_problem(exc, docs=docs) if docs else settings_problem(exc)
+        own = exc.title == ServiceSettings.__name__
+        problem = settings_problem(exc, docs="docs/services.md" if own else "docs/configuration.md")
         sys.exit(f"error: {problem or exc}")
     configure_logging(participant.name, telemetry_settings)
     telemetry = setup(participant.name, telemetry_settings)
