@@ -1,9 +1,9 @@
 """The engine's view of Kafka: protocols in the project's own record types.
 
 The runtime talks to a `Transport` (`sagas.runtime.transport.base`): a group consumer,
-transactional producers and a partition reader, with ``read_committed`` semantics and
-fencing. Two implementations keep the same contract (tests/contract/ runs one suite
-against both):
+transactional and idempotent producers and a partition reader, with ``read_committed``
+semantics and fencing. Two implementations keep the same contract (tests/contract/ runs
+one suite against both):
 
 - `sagas.runtime.transport.kafka.KafkaTransport`: aiokafka against Apache Kafka (the
   topic prefix and the security options are applied here, and only here);
@@ -15,6 +15,7 @@ against both):
 from sagas.runtime.transport.base import (
     GroupConsumer,
     PartitionReader,
+    Producer,
     Rebalance,
     TransactionalProducer,
     Transport,
@@ -28,6 +29,7 @@ __all__ = [
     "GroupConsumer",
     "OutRecord",
     "PartitionReader",
+    "Producer",
     "Rebalance",
     "TransactionalProducer",
     "Transport",

@@ -16,7 +16,9 @@ Semantics every implementation keeps (tests/contract/ checks them):
 - a group consumer reads with ``read_committed``: records of an open transaction are
   not returned until it commits, records of an aborted one never;
 - offsets sent with `TransactionalProducer.send_offsets` become the group's committed
-  offsets exactly when that transaction commits;
+  offsets exactly when that transaction commits; offsets a member commits itself
+  (`GroupConsumer.commit`) at once, while the group has not moved them away;
+- a record of an idempotent `Producer` is readable as soon as it is written;
 - starting a transactional producer aborts the open transaction of any earlier
   producer with the same transactional id and fences it: its later calls fail with
   `FencedError`;
@@ -92,6 +94,16 @@ class GroupConsumer(Protocol):
     def lag(self, tp: TP, position: int) -> int | None:
         """Records of ``tp`` readable (last stable offset) beyond ``position``, when known."""
 
+    async def commit(self, offsets: Mapping[TP, int]) -> None:
+        """Make ``offsets`` the group's committed offsets now, outside any transaction.
+
+        Raises:
+            NotAssigned: a partition of ``offsets`` is no longer this member's (the
+                group rebalanced or ended its session): nothing is committed.
+            TransportError: the broker did not answer; whether they were committed is
+                unknown.
+        """
+
 
 class TransactionalProducer(Protocol):
     """A producer whose records and consumed offsets commit or abort together."""
@@ -122,6 +134,26 @@ class TransactionalProducer(Protocol):
 
     async def abandon(self) -> None:
         """Close at once, delivering nothing more (after `InDoubt`); bounded."""
+
+
+class Producer(Protocol):
+    """A producer without transactions: idempotent (``acks=all``, no duplicates from its
+    own retries), so a record it reports written stays written; nothing fences it."""
+
+    name: str
+
+    async def start(self) -> None:
+        """Connect."""
+
+    async def send(self, record: OutRecord) -> asyncio.Future[Delivered]:
+        """Queue ``record``; the future resolves once it is written (readable at once),
+        or raises `TransportError`."""
+
+    async def stop(self) -> None:
+        """Close after delivering what is queued; idempotent, bounded."""
+
+    async def abandon(self) -> None:
+        """Close at once, delivering nothing more; bounded."""
 
 
 class PartitionReader(Protocol):
@@ -162,6 +194,9 @@ class Transport(Protocol):
         self, transactional_id: str, *, request_timeout: timedelta
     ) -> TransactionalProducer:
         """A transactional producer (not started)."""
+
+    def idempotent_producer(self, name: str, *, request_timeout: timedelta) -> Producer:
+        """A producer without transactions (not started); ``name`` is for logs."""
 
     def partition_reader(self) -> PartitionReader:
         """A reader for changelog catch-up."""

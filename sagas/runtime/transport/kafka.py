@@ -23,6 +23,7 @@ from aiokafka.coordinator.protocol import (
     ConsumerProtocolMemberMetadata,
 )
 from aiokafka.errors import (
+    CommitFailedError,
     IllegalOperation,
     IllegalStateError,
     KafkaError,
@@ -98,6 +99,11 @@ class KafkaTransport:
         self, transactional_id: str, *, request_timeout: timedelta
     ) -> KafkaTransactionalProducer:
         return KafkaTransactionalProducer(self, transactional_id, request_timeout)
+
+    def idempotent_producer(
+        self, name: str, *, request_timeout: timedelta
+    ) -> KafkaIdempotentProducer:
+        return KafkaIdempotentProducer(self, name, request_timeout)
 
     def partition_reader(self) -> KafkaPartitionReader:
         return KafkaPartitionReader(self)
@@ -310,6 +316,16 @@ class KafkaGroupConsumer:
             end = self._consumer.highwater(physical)
         return None if end is None else max(int(end) - position, 0)
 
+    async def commit(self, offsets: Mapping[TP, int]) -> None:
+        physical = {self._tp(tp): offset for tp, offset in offsets.items()}
+        try:
+            # With the member's generation: refused once the group has moved on.
+            await self._consumer.commit(physical)
+        except (CommitFailedError, IllegalStateError) as exc:
+            raise NotAssigned(f"offsets of group {self.group_id} refused: {exc!r}") from exc
+        except KafkaError as exc:
+            raise TransportError(f"cannot commit offsets of {self.group_id}: {exc!r}") from exc
+
 
 class KafkaTransactionalProducer:
     """`TransactionalProducer` on an `AIOKafkaProducer` with a transactional id."""
@@ -405,6 +421,63 @@ class KafkaTransactionalProducer:
             raise FencedError(f"{self.transactional_id} was fenced ({what}): {exc!r}") from exc
         except (KafkaError, OSError) as exc:
             raise InDoubt(f"{self.transactional_id}: {what} failed: {exc!r}") from exc
+
+
+class KafkaIdempotentProducer:
+    """`Producer` on an `AIOKafkaProducer` with idempotence on (``acks=all``)."""
+
+    def __init__(self, transport: KafkaTransport, name: str, timeout: timedelta) -> None:
+        self.name = name
+        self._t = transport
+        self._producer = AIOKafkaProducer(
+            enable_idempotence=True,
+            acks="all",
+            # A record is sent as soon as it is queued: its batch waits for it.
+            linger_ms=0,
+            request_timeout_ms=int(timeout.total_seconds() * 1000),
+            **transport.options(),
+        )
+
+    async def start(self) -> None:
+        try:
+            await self._producer.start()
+        except (KafkaError, OSError) as exc:
+            raise TransportError(f"cannot start producer {self.name}: {exc!r}") from exc
+
+    async def send(self, record: OutRecord) -> asyncio.Future[Delivered]:
+        try:
+            sent: asyncio.Future[RecordMetadata] = await self._producer.send(
+                self._t.physical(record.topic),
+                record.value,
+                key=record.key,
+                headers=list(record.headers),
+                partition=record.partition,
+            )
+        except (KafkaError, OSError) as exc:
+            raise TransportError(f"{self.name}: send failed: {exc!r}") from exc
+        return asyncio.ensure_future(self._delivered(sent))
+
+    async def _delivered(self, sent: asyncio.Future[RecordMetadata]) -> Delivered:
+        try:
+            meta = await sent
+        except (KafkaError, OSError) as exc:
+            raise TransportError(f"{self.name}: not delivered: {exc!r}") from exc
+        return Delivered(self._t.logical(meta.topic), meta.partition, meta.offset)
+
+    async def stop(self) -> None:
+        try:
+            async with asyncio.timeout(STOP_TIMEOUT.total_seconds()):
+                await self._producer.stop()
+        except KafkaError:
+            pass
+        except TimeoutError:
+            log.warning(
+                "producer %s did not stop within %s: abandoning it", self.name, STOP_TIMEOUT
+            )
+            await abandon(self._producer)
+
+    async def abandon(self) -> None:
+        await abandon(self._producer)
 
 
 class KafkaPartitionReader:

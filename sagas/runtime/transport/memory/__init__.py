@@ -28,13 +28,17 @@ markers (here the records and offsets are visible when `commit` returns).
 
 from sagas.runtime.transport.memory.broker import Call, MemoryBroker
 from sagas.runtime.transport.memory.consumer import MemoryGroupConsumer
-from sagas.runtime.transport.memory.producer import MemoryTransactionalProducer
+from sagas.runtime.transport.memory.producer import (
+    MemoryIdempotentProducer,
+    MemoryTransactionalProducer,
+)
 from sagas.runtime.transport.memory.transport import MemoryPartitionReader, MemoryTransport
 
 __all__ = [
     "Call",
     "MemoryBroker",
     "MemoryGroupConsumer",
+    "MemoryIdempotentProducer",
     "MemoryPartitionReader",
     "MemoryTransactionalProducer",
     "MemoryTransport",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import timedelta
 
 from sagas.runtime.errors import NotAssigned
@@ -195,3 +195,10 @@ class MemoryGroupConsumer:
         if tp not in self._assignment:
             return None
         return max(self._broker.log(tp).last_stable_offset - position, 0)
+
+    async def commit(self, offsets: Mapping[TP, int]) -> None:
+        await asyncio.sleep(0)  # a round trip to the group coordinator
+        # As Kafka checks the member and its generation: refused once the group moved on.
+        if not self._settled() or not set(offsets) <= self._assignment:
+            raise NotAssigned(f"offsets of group {self.group_id} refused: not this member's")
+        self._broker.group(self.group_id).committed.update(offsets)

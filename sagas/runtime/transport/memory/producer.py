@@ -1,4 +1,5 @@
-"""`MemoryTransactionalProducer`: a transactional id's producer on a `MemoryBroker`."""
+"""Producers on a `MemoryBroker`: `MemoryTransactionalProducer` (a transactional id's)
+and `MemoryIdempotentProducer` (no transactions)."""
 
 from __future__ import annotations
 
@@ -73,3 +74,32 @@ class MemoryTransactionalProducer:
 
     async def abandon(self) -> None:
         self._closed = True
+
+
+class MemoryIdempotentProducer:
+    """`Producer` on a `MemoryBroker`: each record is written, outside any transaction,
+    one request after `send` is called (other tasks run in between)."""
+
+    def __init__(self, broker: MemoryBroker, name: str, request_timeout: timedelta) -> None:
+        self.name = name
+        self._broker = broker
+        self._request_timeout = request_timeout
+        self._running = False
+
+    async def start(self) -> None:
+        await asyncio.sleep(0)
+        self._running = True
+
+    async def send(self, record: OutRecord) -> asyncio.Future[Delivered]:
+        if not self._running:
+            raise RuntimeError(f"producer {self.name} is not running")
+        await asyncio.sleep(0)
+        delivered: asyncio.Future[Delivered] = asyncio.get_running_loop().create_future()
+        delivered.set_result(self._broker.publish(record))
+        return delivered
+
+    async def stop(self) -> None:
+        self._running = False
+
+    async def abandon(self) -> None:
+        self._running = False

@@ -9,7 +9,10 @@ from sagas.runtime.topics import TopicSpec
 from sagas.runtime.transport.base import Rebalance
 from sagas.runtime.transport.memory.broker import MemoryBroker
 from sagas.runtime.transport.memory.consumer import MemoryGroupConsumer
-from sagas.runtime.transport.memory.producer import MemoryTransactionalProducer
+from sagas.runtime.transport.memory.producer import (
+    MemoryIdempotentProducer,
+    MemoryTransactionalProducer,
+)
 from sagas.runtime.transport.records import TP, Consumed
 
 READ_WAIT = timedelta(seconds=1)
@@ -48,6 +51,11 @@ class MemoryTransport:
         self, transactional_id: str, *, request_timeout: timedelta
     ) -> MemoryTransactionalProducer:
         return MemoryTransactionalProducer(self.broker, transactional_id, request_timeout)
+
+    def idempotent_producer(
+        self, name: str, *, request_timeout: timedelta
+    ) -> MemoryIdempotentProducer:
+        return MemoryIdempotentProducer(self.broker, name, request_timeout)
 
     def partition_reader(self) -> MemoryPartitionReader:
         return MemoryPartitionReader(self.broker)
