@@ -145,6 +145,13 @@ class EngineSettings(BaseSettings):
         "commits (committed in order). 1 measured faster on a 2-core machine "
         "(docs/benchmarks.md).",
     )
+    delivery: Literal["transactional", "idempotent"] = Field(
+        "transactional",
+        description="How the engine writes a batch: 'transactional', one Kafka transaction "
+        "with its offsets (earlier owners fenced); 'idempotent', outputs then state then "
+        "offsets, each acknowledged, without transactions (faster; no fencing of a paused "
+        "engine: docs/guarantees.md says what each promises).",
+    )
     instance_cache: int = Field(
         2048,
         ge=0,

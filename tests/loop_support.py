@@ -14,7 +14,7 @@ from datetime import timedelta
 from sagas.runtime.loop import EngineLoop
 from sagas.runtime.transport.base import Transport
 from sagas.runtime.transport.records import TP, Consumed, Delivered, OutRecord
-from sagas.runtime.units import Decided, UnitConfig, UnitWorker
+from sagas.runtime.units import Decided, Delivery, UnitConfig, UnitWorker
 
 
 class Relay:
@@ -62,6 +62,7 @@ def relay_loop(
     max_batch: int = 500,
     max_in_flight: int = 1,
     idle_tick: timedelta = timedelta(milliseconds=100),
+    delivery: Delivery = Delivery.TRANSACTIONAL,
 ) -> EngineLoop:
     """The engine's loop driving ``worker`` (any `UnitWorker`) over ``topics``."""
     config = UnitConfig(
@@ -74,6 +75,7 @@ def relay_loop(
         heartbeat=session_timeout / 5,
         idle_tick=idle_tick,
         max_in_flight=max_in_flight,
+        delivery=delivery,
     )
     return EngineLoop(config, topics, session_timeout)
 

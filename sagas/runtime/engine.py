@@ -28,7 +28,7 @@ from sagas.runtime.partitioning import Partitioning
 from sagas.runtime.router import event_topics
 from sagas.runtime.store import Store
 from sagas.runtime.transport.base import Transport
-from sagas.runtime.units import UnitConfig
+from sagas.runtime.units import Delivery, UnitConfig
 from sagas.runtime.worker import Clock, SagaWorker
 from sagas.settings import EngineSettings
 from sagas.telemetry.engine import EngineTelemetry
@@ -123,6 +123,7 @@ class Engine:
             transactional_prefix=settings.transactional_prefix,
             max_batch=settings.max_batch,
             max_in_flight=settings.max_in_flight,
+            delivery=Delivery(settings.delivery),
             commit_timeout=DEFAULT_COMMIT_TIMEOUT,
             heartbeat=settings.session_timeout / 5,
             idle_tick=DEFAULT_IDLE_TICK,
@@ -212,9 +213,10 @@ class Engine:
         """
         await self.prepare()
         log.info(
-            "engine running sagas %s; domain events from %s",
+            "engine running sagas %s; domain events from %s; %s delivery",
             ", ".join(f"{n} v{sorted(v)}" for n, v in self.definitions.items()),
             ", ".join(self.event_topics) or "none",
+            self.loop.delivery,
         )
         try:
             async with asyncio.TaskGroup() as tg:

@@ -24,7 +24,7 @@ from datetime import timedelta
 from sagas.runtime.errors import RuntimeFailure
 from sagas.runtime.transport.base import GroupConsumer
 from sagas.runtime.transport.records import TP
-from sagas.runtime.units import Ownership, Unit, UnitConfig
+from sagas.runtime.units import Delivery, Ownership, Unit, UnitConfig
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +76,11 @@ class EngineLoop:
     @property
     def consumer(self) -> GroupConsumer | None:
         return self._consumer
+
+    @property
+    def delivery(self) -> Delivery:
+        """How the units write their batches."""
+        return self._c.delivery
 
     @property
     def doubts(self) -> Counter[str]:

@@ -36,6 +36,16 @@ NOT_ENOUGH_REPLICAS) until the broker has written the previous commit's markers,
 cost a retry of 20 ms or more each time; another producer has no such wait. Fencing
 stays whole: a new owner initialises every one of the unit's transactional ids.
 
+With ``delivery`` IDEMPOTENT (`Delivery`) a batch is not a transaction: the unit has one
+idempotent producer and nothing fences an earlier owner. A batch's outputs (commands,
+events, forwards, dead letters) are written first; once all are acknowledged, its state
+(changelog and history records); once those are, the consumed offsets are committed by
+the group consumer. A crash at any point leaves either the inputs unconsumed and their
+state unwritten (decided again: the same messages with the same ids, which their
+readers drop as duplicates) or the state written with its outputs (an input read again
+is found in the instance's seen ids and ignored). See docs/guarantees.md for what this
+mode does not promise.
+
 After an indefinite error (a commit that outlasts ``commit_timeout``, a lost
 connection) nobody knows whether the transaction committed: the producer is abandoned
 and the unit taken again (the re-initialised id settles the transaction one way or the
@@ -56,10 +66,15 @@ from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from datetime import timedelta
 from enum import StrEnum
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar, cast
 
 from sagas.runtime.errors import FencedError, InDoubt, NotAssigned, TransportError
-from sagas.runtime.transport.base import GroupConsumer, TransactionalProducer, Transport
+from sagas.runtime.transport.base import (
+    GroupConsumer,
+    Producer,
+    TransactionalProducer,
+    Transport,
+)
 from sagas.runtime.transport.records import TP, Consumed, Delivered, OutRecord
 
 log = logging.getLogger(__name__)
@@ -75,6 +90,15 @@ RETRY_TAKE = timedelta(seconds=1)
 
 RETRY_BATCH = timedelta(milliseconds=500)
 """Pause before a batch a dependency could not serve (the schema registry) is retried."""
+
+
+class Delivery(StrEnum):
+    """How a unit's batches reach Kafka (see the module docstring)."""
+
+    TRANSACTIONAL = "transactional"
+    """One Kafka transaction per batch, with its consumed offsets; earlier owners fenced."""
+    IDEMPOTENT = "idempotent"
+    """Outputs, then state, then offsets, each acknowledged before the next; no fencing."""
 
 
 class Ownership(StrEnum):
@@ -99,6 +123,9 @@ class Decided:
     """
 
     outgoing: list[OutRecord] = field(default_factory=list)
+    outputs: int | None = None
+    """How many of ``outgoing``, from the first, are outputs (what the decisions send);
+    the rest is state (changelog and history records). None: all are outputs."""
     retry: bool = False
     context: object = None
     deferred: list[Consumed] = field(default_factory=list)
@@ -152,6 +179,7 @@ class UnitConfig:
     max_in_flight: int = 1
     """Transactions a unit may have open at once (see the module docstring); 1: none
     is decided before the previous one committed."""
+    delivery: Delivery = Delivery.TRANSACTIONAL
 
 
 class Unit:
@@ -164,6 +192,7 @@ class Unit:
         self._c = config
         self._consumer = consumer
         self._producers: list[TransactionalProducer] = []
+        self._plain: Producer | None = None  # Delivery.IDEMPOTENT's
         self._turn = 0
         self._pending: deque[Consumed] = deque()
         self._next: dict[TP, int] = {}
@@ -175,6 +204,7 @@ class Unit:
         self._next_tick = 0.0
         self._retry_at = 0.0
         self._rewind: set[TP] = set()
+        self._replay_to: dict[TP, int] | None = None  # see `_replayed`
         self._suspended = False
         self._doubt: dict[TP, int] | None = None
         self.batches = 0
@@ -211,6 +241,7 @@ class Unit:
         new = set(tps) - self.tps
         self.tps |= new
         self._rewind |= new
+        self._replay_to = {}
         self._consumer.pause(sorted(new))
         self._wake.set()
 
@@ -227,6 +258,7 @@ class Unit:
         self._suspended = False
         self._pending.clear()
         self._rewind |= self.tps
+        self._replay_to = {}
         if self.state is Ownership.FENCED:
             self.state = Ownership.TAKING
         self._wake.set()
@@ -286,19 +318,9 @@ class Unit:
         self._pending.clear()
         try:
             await self._close_producers(abandon=False)
-            producers = [
-                self._c.transport.transactional_producer(
-                    self.transactional_id(i), request_timeout=self._c.commit_timeout
-                )
-                for i in range(PRODUCERS)
-            ]
-            # start() initialises the ids: the previous owner's open transaction is
-            # aborted and its producers fenced before anything is read. Concurrently:
-            # taking many units after a rebalance costs one start, not the sum.
-            self._producers = producers
             bound = self._c.commit_timeout.total_seconds()
             async with asyncio.timeout(bound):
-                await asyncio.gather(*(p.start() for p in producers))
+                await self._start_producers()
             # Not bounded: a large changelog takes what it takes (heartbeats go on).
             await self._c.worker.take(self.k)
             # Bounded: a coordinator that does not answer must not hold the unit.
@@ -321,9 +343,28 @@ class Unit:
         # Only what was rewound: a partition added meanwhile is rewound by the next step.
         self._rewind.difference_update(tps)
         self._next_tick = time.monotonic() + self._c.idle_tick.total_seconds()
+        self._replay_to = {}
         self.state = Ownership.OWNED
         self._consumer.resume(tps)
         log.info("unit %d owned: %s", self.k, ", ".join(map(str, tps)))
+
+    async def _start_producers(self) -> None:
+        if self._c.delivery is Delivery.IDEMPOTENT:
+            self._plain = self._c.transport.idempotent_producer(
+                self.transactional_id(0), request_timeout=self._c.commit_timeout
+            )
+            await self._plain.start()
+            return
+        self._producers = [
+            self._c.transport.transactional_producer(
+                self.transactional_id(i), request_timeout=self._c.commit_timeout
+            )
+            for i in range(PRODUCERS)
+        ]
+        # start() initialises the ids: the previous owner's open transaction is aborted
+        # and its producers fenced before anything is read. Concurrently: taking many
+        # units after a rebalance costs one start, not the sum.
+        await asyncio.gather(*(p.start() for p in self._producers))
 
     def _settled(self) -> None:
         """Say how the transaction found in doubt turned out, now that Kafka settled it."""
@@ -368,7 +409,11 @@ class Unit:
             if self._pending:
                 await self._batch()
             now = time.monotonic()
-            if self.state is Ownership.OWNED and (not self._in_flight or now >= self._next_tick):
+            if (
+                self.state is Ownership.OWNED
+                and (not self._in_flight or now >= self._next_tick)
+                and self._replayed()
+            ):
                 # Timers are read from the store, so nothing may be in flight; under a
                 # steady load that costs a drain at most once an idle tick.
                 self._next_tick = now + self._c.idle_tick.total_seconds()
@@ -378,6 +423,33 @@ class Unit:
                 decided = await self._c.worker.tick(self.k)
                 if decided is not None and decided.outgoing:
                     await self._commit(decided, {})
+
+    def _replayed(self) -> bool:
+        """Whether timers may fire: with IDEMPOTENT delivery, only once every record that
+        was in the unit's partitions when it was taken (or rewound) is decided.
+
+        An earlier owner (or this one, before a batch ended in doubt) may have sent a
+        batch's outputs and not its state. Decided again, such an input sends the same
+        messages; a timer fired before it could decide otherwise (compensate a step whose
+        next command is already out). Transactions never let such outputs out.
+        """
+        if self._replay_to is None or self._c.delivery is Delivery.TRANSACTIONAL:
+            return True
+        if self._rewind:
+            return False  # positions not final yet
+        for tp in self.tps:
+            if tp not in self._replay_to:
+                position = self._next.get(tp)
+                lag = None if position is None else self._consumer.lag(tp, position)
+                if position is None or lag is None:
+                    return False  # the partition's end is not known yet
+                self._replay_to[tp] = position + lag
+        if any(self._next.get(tp, 0) < end for tp, end in self._replay_to.items()):
+            return False  # not all fetched yet
+        if any(r.offset < self._replay_to.get(r.tp, 0) for r in self._pending):
+            return False  # fetched, not all decided yet
+        self._replay_to = None
+        return True
 
     async def _batch(self) -> None:
         while len(self._in_flight) >= self._c.max_in_flight:
@@ -442,8 +514,13 @@ class Unit:
     def _start(self, decided: Decided, offsets: dict[TP, int]) -> None:
         """Begin the transaction of ``decided`` behind the ones in flight."""
         previous = self._in_flight[-1].task if self._in_flight else None
-        producer = self._producers[self._turn % PRODUCERS]
-        self._turn += 1
+        producer: TransactionalProducer | Producer
+        if self._c.delivery is Delivery.IDEMPOTENT:
+            assert self._plain is not None  # started when the unit was taken
+            producer = self._plain
+        else:
+            producer = self._producers[self._turn % PRODUCERS]
+            self._turn += 1
         task = asyncio.ensure_future(
             self._transaction(producer, decided, offsets, previous, self._epoch)
         )
@@ -465,7 +542,7 @@ class Unit:
 
     async def _transaction(
         self,
-        producer: TransactionalProducer,
+        producer: TransactionalProducer | Producer,
         decided: Decided,
         offsets: dict[TP, int],
         previous: asyncio.Task[bool] | None,
@@ -481,7 +558,7 @@ class Unit:
                 # commits (the next owner's initialisation of its id aborts it).
                 _retrieve(sent)
                 return False
-            delivered = await self._bounded(self._end(producer, sent))
+            delivered = await self._bounded(self._end(producer, decided, offsets, sent))
         except FencedError as exc:
             if await self._lost_before(sent, previous, epoch):
                 return False
@@ -491,14 +568,15 @@ class Unit:
             log.warning("unit %d was fenced (%r): another process owns it now", self.k, exc)
             await self._lose(Ownership.FENCED, abandon=True)
             return False
-        except (InDoubt, TransportError, TimeoutError) as exc:
+        except (InDoubt, TransportError, TimeoutError, NotAssigned) as exc:
+            # NotAssigned: only without transactions (the group refused the offsets).
             if await self._lost_before(sent, previous, epoch):
                 return False
             log.warning(
-                "unit %d: transaction on %s ended in doubt (%r): taking the unit again and "
-                "reading what Kafka committed",
+                "unit %d: batch on %s ended in doubt (%r): taking the unit again and "
+                "reading what Kafka has",
                 self.k,
-                producer.transactional_id,
+                _name(producer),
                 exc,
             )
             self._doubt = dict(offsets)
@@ -529,22 +607,44 @@ class Unit:
 
     async def _send(
         self,
-        producer: TransactionalProducer,
+        producer: TransactionalProducer | Producer,
         decided: Decided,
         offsets: dict[TP, int],
         sent: list[asyncio.Future[Delivered]],
     ) -> None:
-        await producer.begin()
+        if self._c.delivery is Delivery.IDEMPOTENT:
+            # The outputs only: the state is written once they are (`_end`).
+            plain = cast(Producer, producer)
+            for record in decided.outgoing[: _outputs(decided)]:
+                sent.append(await plain.send(record))
+            return
+        txn = cast(TransactionalProducer, producer)
+        await txn.begin()
         for record in decided.outgoing:
-            sent.append(await producer.send(record))
+            sent.append(await txn.send(record))
         if offsets:
-            await producer.send_offsets(offsets, self._c.group_id)
+            await txn.send_offsets(offsets, self._c.group_id)
 
     async def _end(
-        self, producer: TransactionalProducer, sent: list[asyncio.Future[Delivered]]
+        self,
+        producer: TransactionalProducer | Producer,
+        decided: Decided,
+        offsets: dict[TP, int],
+        sent: list[asyncio.Future[Delivered]],
     ) -> list[Delivered]:
-        await producer.commit()
-        return list(await asyncio.gather(*sent))
+        if self._c.delivery is Delivery.TRANSACTIONAL:
+            await cast(TransactionalProducer, producer).commit()
+            return list(await asyncio.gather(*sent))
+        # Outputs acknowledged, then the state, then the offsets: whatever a crash
+        # interrupts, an input is either decided again or found in its saga's state.
+        plain = cast(Producer, producer)
+        delivered = list(await asyncio.gather(*sent))
+        for record in decided.outgoing[len(sent) :]:
+            sent.append(await plain.send(record))
+        delivered += await asyncio.gather(*sent[len(delivered) :])
+        if offsets:
+            await self._consumer.commit(offsets)
+        return delivered
 
     async def _bounded(self, work: Coroutine[Any, Any, _T]) -> _T:
         """Run ``work`` within the commit timeout; TimeoutError when it outlasts it."""
@@ -572,7 +672,11 @@ class Unit:
         self._c.worker.give_up(self.k)
 
     async def _close_producers(self, *, abandon: bool) -> None:
-        producers, self._producers = self._producers, []
+        plain, self._plain = self._plain, None
+        producers: list[TransactionalProducer | Producer] = [*self._producers]
+        if plain is not None:
+            producers.append(plain)
+        self._producers = []
         for producer in producers:
             if abandon:
                 await producer.abandon()
@@ -594,6 +698,15 @@ def _offsets(batch: Sequence[Consumed]) -> dict[TP, int]:
     for record in batch:
         found[TP(record.topic, record.partition)] = record.offset + 1
     return found
+
+
+def _outputs(decided: Decided) -> int:
+    return len(decided.outgoing) if decided.outputs is None else decided.outputs
+
+
+def _name(producer: TransactionalProducer | Producer) -> str:
+    name = getattr(producer, "transactional_id", None) or getattr(producer, "name", "")
+    return str(name)
 
 
 def _retrieve(futures: Sequence[asyncio.Future[Delivered]]) -> None:

@@ -539,7 +539,11 @@ class SagaWorker:
             outgoing.extend(records)
             changes.append((saga_changes, positions, changed))
             running[sb.saga] = sb.running_delta(changed)
-        return Decided(outgoing=outgoing, context=_Committed(changes, dict(work.dead), running))
+        return Decided(
+            outgoing=outgoing,
+            outputs=len(work.outgoing),
+            context=_Committed(changes, dict(work.dead), running),
+        )
 
     def in_flight(self) -> dict[str, int]:
         """Sagas not ended, by saga name, in the units owned now."""

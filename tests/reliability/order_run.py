@@ -149,10 +149,20 @@ class OrderRun:
 
 @asynccontextmanager
 async def order_system(
-    bootstrap: str, workdir: Path, engines: int = 1, faults: dict[str, dict[str, str]] | None = None
+    bootstrap: str,
+    workdir: Path,
+    engines: int = 1,
+    faults: dict[str, dict[str, str]] | None = None,
+    delivery: str = "transactional",
 ) -> AsyncIterator[OrderRun]:
-    """Services and ``engines`` engine processes; everything stopped at the end."""
-    layout = SystemLayout(bootstrap, workdir, prefix=f"r{uuid.uuid4().hex[:8]}.")
+    """Services and ``engines`` engine processes (``SAGAS_DELIVERY=delivery``); everything
+    stopped at the end."""
+    layout = SystemLayout(
+        bootstrap,
+        workdir,
+        prefix=f"r{uuid.uuid4().hex[:8]}.",
+        component_env={"engine": {"SAGAS_DELIVERY": delivery}},
+    )
     codec = examples.codec()
     with Supervisor(workdir / "logs") as supervisor:
         system = LocalSystem(layout, supervisor)

@@ -48,9 +48,12 @@ async def test_orders_with_duplicates_and_a_slow_participant(
     assert_clean(run, violations, broken)
 
 
-async def test_engine_killed_five_times(kafka_bootstrap: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize("delivery", ["transactional", "idempotent"])
+async def test_engine_killed_five_times(
+    kafka_bootstrap: str, tmp_path: Path, delivery: str
+) -> None:
     points = kill_points(seed=4, count=5)
-    async with order_system(kafka_bootstrap, tmp_path) as run:
+    async with order_system(kafka_bootstrap, tmp_path, delivery=delivery) as run:
         placing = asyncio.create_task(run.place(ORDERS, concurrency=4))
         for point in points:
             await run.wait_for_progress(point * ORDERS)
@@ -64,10 +67,11 @@ async def test_engine_killed_five_times(kafka_bootstrap: str, tmp_path: Path) ->
     assert_clean(run, violations, broken)
 
 
+@pytest.mark.parametrize("delivery", ["transactional", "idempotent"])
 async def test_second_engine_joins_then_first_is_killed(
-    kafka_bootstrap: str, tmp_path: Path
+    kafka_bootstrap: str, tmp_path: Path, delivery: str
 ) -> None:
-    async with order_system(kafka_bootstrap, tmp_path) as run:
+    async with order_system(kafka_bootstrap, tmp_path, delivery=delivery) as run:
         placing = asyncio.create_task(run.place(JOIN_ORDERS, concurrency=4))
         await run.wait_for_progress(JOIN_ORDERS * 0.2)
         run.system.start(run.system.engine_spec(2, sagas=ENGINE_SAGAS))
