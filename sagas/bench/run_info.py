@@ -49,6 +49,8 @@ def params(args: argparse.Namespace, sweep: tuple[float, ...]) -> dict[str, Any]
         "probe_warmup": args.probe_warmup,
         # The framework participants' loop: the environment's choice, aiokafka by default.
         "participant_runner": os.environ.get("SERVICE_RUNNER", "aiokafka"),
+        # How the engines write their batches (SAGAS_DELIVERY): the environment's choice.
+        "engine_delivery": os.environ.get("SAGAS_DELIVERY", "transactional"),
     }
 
 

@@ -253,13 +253,18 @@ class Unit:
             await self._drain()
 
     def reassigned(self) -> None:
-        """Given back after a rebalance: nobody else owned it meanwhile, but what was
-        fetched and not decided is dropped and every partition rewound."""
+        """Given back after a rebalance: what was fetched and not decided is dropped and
+        every partition rewound. With transactions, a unit another process owned
+        meanwhile finds out at its next commit (fenced) and is taken again then."""
         self._suspended = False
         self._pending.clear()
         self._rewind |= self.tps
         self._replay_to = {}
-        if self.state is Ownership.FENCED:
+        if self.state is Ownership.FENCED or self._c.delivery is Delivery.IDEMPOTENT:
+            # Without transactions nothing tells this unit whether another process
+            # owned it meanwhile (a paused member is dropped, and given units again
+            # when it rejoins): it is taken again, so the store catches up with
+            # whatever was decided elsewhere.
             self.state = Ownership.TAKING
         self._wake.set()
 
@@ -317,10 +322,11 @@ class Unit:
         self._consumer.pause(tps)
         self._pending.clear()
         try:
-            await self._close_producers(abandon=False)
             bound = self._c.commit_timeout.total_seconds()
-            async with asyncio.timeout(bound):
-                await self._start_producers()
+            if self._c.delivery is Delivery.TRANSACTIONAL or self._plain is None:
+                await self._close_producers(abandon=False)
+                async with asyncio.timeout(bound):
+                    await self._start_producers()
             # Not bounded: a large changelog takes what it takes (heartbeats go on).
             await self._c.worker.take(self.k)
             # Bounded: a coordinator that does not answer must not hold the unit.

@@ -226,3 +226,29 @@ async def test_timers_wait_until_what_was_there_at_the_takeover_is_decided() -> 
         publish(broker, "in", range(50, 60))
         await until(lambda: relay.committed_records == 60, "every record")
     assert relay.ticks[0] == 50, relay.ticks
+
+
+async def test_a_unit_given_back_after_a_rebalance_is_taken_again() -> None:
+    # Nothing fences a member that was dropped and rejoined, so a unit given back may
+    # have been owned elsewhere meanwhile: its store must catch up before it decides.
+    broker = MemoryBroker()
+    topics(broker, 2)
+    first_relay, second_relay = StateRelay("out"), StateRelay("out")
+    first = relay_loop(MemoryTransport(broker), "g", ["in"], first_relay, "r", delivery=IDEMPOTENT)
+    second = relay_loop(
+        MemoryTransport(broker), "g", ["in"], second_relay, "r", delivery=IDEMPOTENT
+    )
+    async with running(first):
+        await until(lambda: first.owned == [0, 1], "both units owned")
+        assert sorted(first_relay.taken) == [0, 1]
+        async with running(second):
+            await until(lambda: len(first.owned) == 1 and len(second.owned) == 1, "a 1/1 split")
+            [kept] = first.owned
+            assert first_relay.taken.count(kept) == 2  # taken again, not only resumed
+            publish(broker, "in", range(20))
+            await until(
+                lambda: first_relay.committed_records + second_relay.committed_records == 20,
+                "every record",
+            )
+    values = [str(i).encode() for i in range(20)]
+    assert Counter(committed_values(broker, "out", 1)) == Counter(values)
