@@ -205,6 +205,7 @@ class Unit:
         self._retry_at = 0.0
         self._rewind: set[TP] = set()
         self._replay_to: dict[TP, int] | None = None  # see `_replayed`
+        self._committed: dict[TP, int] = {}  # the group's offsets, as last committed here
         self._suspended = False
         self._doubt: dict[TP, int] | None = None
         self.batches = 0
@@ -393,6 +394,7 @@ class Unit:
         committed = await self._consumer.committed(tp)
         self._consumer.seek(tp, committed)
         self._next[tp] = committed
+        self._committed[tp] = committed
 
     async def _step(self) -> None:
         if self._rewind and not self._suspended:
@@ -427,8 +429,26 @@ class Unit:
                 if self.state is not Ownership.OWNED:
                     return
                 decided = await self._c.worker.tick(self.k)
-                if decided is not None and decided.outgoing:
+                if decided is not None and decided.outgoing and await self._still_member():
                     await self._commit(decided, {})
+
+    async def _still_member(self) -> bool:
+        """Before timers decide, with IDEMPOTENT delivery: whether the group still counts
+        this process a member owning the unit, asked by committing the unit's offsets
+        again (unchanged; the group refuses a member it dropped). A process paused past
+        its session would otherwise fire timers by its own clock for sagas another
+        process now drives. It narrows that window, it does not close it: a pause right
+        after the answer still lets the timers' messages out (docs/guarantees.md)."""
+        if self._c.delivery is Delivery.TRANSACTIONAL or not self._committed:
+            return True
+        try:
+            await self._consumer.commit(dict(self._committed))
+        except (NotAssigned, TransportError) as exc:
+            log.warning("unit %d: the group did not confirm it (%r); taking it again", self.k, exc)
+            await self._lose(Ownership.IN_DOUBT, abandon=False)
+            self._retry_at = time.monotonic() + 2 * self._c.heartbeat.total_seconds()
+            return False
+        return True
 
     def _replayed(self) -> bool:
         """Whether timers may fire: with IDEMPOTENT delivery, only once every record that
@@ -595,6 +615,7 @@ class Unit:
         if epoch != self._epoch:
             return False  # committed, but the unit was lost meanwhile: taking it catches up
         self.batches += 1
+        self._committed.update(offsets)
         await self._c.worker.committed(self.k, decided, delivered)
         return True
 

@@ -11,7 +11,7 @@ from collections.abc import Set as AbstractSet
 from datetime import timedelta
 from typing import Any
 
-from sagas.runtime.errors import TransportError
+from sagas.runtime.errors import NotAssigned, TransportError
 from sagas.runtime.topics import TopicSpec
 from sagas.runtime.transport.base import Producer, Rebalance
 from sagas.runtime.transport.memory import MemoryBroker, MemoryTransport
@@ -41,6 +41,8 @@ class Journal:
     def __init__(self) -> None:
         self.events: list[tuple[str, str]] = []
         self.fail_state_sends = 0
+        self.refuse_commits = False
+        self.refused = 0
 
 
 class JournalProducer:
@@ -80,6 +82,9 @@ class JournalConsumer(MemoryGroupConsumer):
     journal: Journal
 
     async def commit(self, offsets: Mapping[TP, int]) -> None:
+        if self.journal.refuse_commits:
+            self.journal.refused += 1
+            raise NotAssigned("the group dropped this member (injected)")
         await super().commit(offsets)
         self.journal.events.append(("commit", ",".join(sorted(str(tp) for tp in offsets))))
 
@@ -252,3 +257,48 @@ async def test_a_unit_given_back_after_a_rebalance_is_taken_again() -> None:
             )
     values = [str(i).encode() for i in range(20)]
     assert Counter(committed_values(broker, "out", 1)) == Counter(values)
+
+
+class TimerRelay(StateRelay):
+    """A `StateRelay` with a timer that fires (writes ``timer`` to ``out``) once due."""
+
+    def __init__(self, out: str) -> None:
+        super().__init__(out)
+        self.due = False
+
+    async def tick(self, k: int) -> Decided | None:
+        if not self.due:
+            return None
+        return Decided(outgoing=[OutRecord(self.out, b"timer", partition=0)], context="timer")
+
+    async def committed(self, k: int, decided: Decided, delivered: Sequence[Delivered]) -> None:
+        if decided.context == "timer":
+            self.due = False
+            return
+        await super().committed(k, decided, delivered)
+
+
+async def test_timers_fire_only_while_the_group_confirms_the_member() -> None:
+    broker = MemoryBroker()
+    topics(broker, 1)
+    journal = Journal()
+    relay = TimerRelay("out")
+    transport = JournalTransport(broker, journal)
+    loop = relay_loop(
+        transport,
+        "g",
+        ["in"],
+        relay,
+        "r",
+        delivery=IDEMPOTENT,
+        session_timeout=timedelta(seconds=1),
+    )
+    async with running(loop):
+        await until(lambda: loop.owned == [0], "the unit owned")
+        journal.refuse_commits = True  # as for a member the group dropped while paused
+        relay.due = True
+        await until(lambda: journal.refused >= 2, "the group asked, twice")
+        assert committed_values(broker, "out", 1) == []  # no timer fired meanwhile
+        journal.refuse_commits = False
+        await until(lambda: not relay.due, "the timer fired once confirmed")
+    assert committed_values(broker, "out", 1) == [b"timer"]
