@@ -68,7 +68,9 @@ from datetime import timedelta
 from enum import StrEnum
 from typing import Any, Protocol, TypeVar, cast
 
+from sagas.runtime import writes
 from sagas.runtime.errors import FencedError, InDoubt, NotAssigned, TransportError
+from sagas.runtime.replay import Replay
 from sagas.runtime.transport.base import (
     GroupConsumer,
     Producer,
@@ -204,7 +206,7 @@ class Unit:
         self._next_tick = 0.0
         self._retry_at = 0.0
         self._rewind: set[TP] = set()
-        self._replay_to: dict[TP, int] | None = None  # see `_replayed`
+        self._replay = Replay()  # IDEMPOTENT delivery: timers wait for it
         self._committed: dict[TP, int] = {}  # the group's offsets, as last committed here
         self._suspended = False
         self._doubt: dict[TP, int] | None = None
@@ -242,7 +244,7 @@ class Unit:
         new = set(tps) - self.tps
         self.tps |= new
         self._rewind |= new
-        self._replay_to = {}
+        self._replay.begin()
         self._consumer.pause(sorted(new))
         self._wake.set()
 
@@ -260,7 +262,7 @@ class Unit:
         self._suspended = False
         self._pending.clear()
         self._rewind |= self.tps
-        self._replay_to = {}
+        self._replay.begin()
         if self.state is Ownership.FENCED or self._c.delivery is Delivery.IDEMPOTENT:
             # Without transactions nothing tells this unit whether another process
             # owned it meanwhile (a paused member is dropped, and given units again
@@ -350,7 +352,7 @@ class Unit:
         # Only what was rewound: a partition added meanwhile is rewound by the next step.
         self._rewind.difference_update(tps)
         self._next_tick = time.monotonic() + self._c.idle_tick.total_seconds()
-        self._replay_to = {}
+        self._replay.begin()
         self.state = Ownership.OWNED
         self._consumer.resume(tps)
         log.info("unit %d owned: %s", self.k, ", ".join(map(str, tps)))
@@ -451,31 +453,13 @@ class Unit:
         return True
 
     def _replayed(self) -> bool:
-        """Whether timers may fire: with IDEMPOTENT delivery, only once every record that
-        was in the unit's partitions when it was taken (or rewound) is decided.
-
-        An earlier owner (or this one, before a batch ended in doubt) may have sent a
-        batch's outputs and not its state. Decided again, such an input sends the same
-        messages; a timer fired before it could decide otherwise (compensate a step whose
-        next command is already out). Transactions never let such outputs out.
-        """
-        if self._replay_to is None or self._c.delivery is Delivery.TRANSACTIONAL:
+        """Whether timers may fire: always with transactions; with IDEMPOTENT delivery
+        once the replay after the unit was taken is over (`sagas.runtime.replay`)."""
+        if self._c.delivery is Delivery.TRANSACTIONAL:
             return True
         if self._rewind:
             return False  # positions not final yet
-        for tp in self.tps:
-            if tp not in self._replay_to:
-                position = self._next.get(tp)
-                lag = None if position is None else self._consumer.lag(tp, position)
-                if position is None or lag is None:
-                    return False  # the partition's end is not known yet
-                self._replay_to[tp] = position + lag
-        if any(self._next.get(tp, 0) < end for tp, end in self._replay_to.items()):
-            return False  # not all fetched yet
-        if any(r.offset < self._replay_to.get(r.tp, 0) for r in self._pending):
-            return False  # fetched, not all decided yet
-        self._replay_to = None
-        return True
+        return self._replay.over(self.tps, self._next, self._consumer.lag, self._pending)
 
     async def _batch(self) -> None:
         while len(self._in_flight) >= self._c.max_in_flight:
@@ -640,17 +624,11 @@ class Unit:
         sent: list[asyncio.Future[Delivered]],
     ) -> None:
         if self._c.delivery is Delivery.IDEMPOTENT:
-            # The outputs only: the state is written once they are (`_end`).
-            plain = cast(Producer, producer)
-            for record in decided.outgoing[: _outputs(decided)]:
-                sent.append(await plain.send(record))
-            return
-        txn = cast(TransactionalProducer, producer)
-        await txn.begin()
-        for record in decided.outgoing:
-            sent.append(await txn.send(record))
-        if offsets:
-            await txn.send_offsets(offsets, self._c.group_id)
+            outputs = decided.outgoing[: _outputs(decided)]
+            await writes.send_outputs(cast(Producer, producer), outputs, sent)
+        else:
+            txn = cast(TransactionalProducer, producer)
+            await writes.begin_transaction(txn, decided.outgoing, offsets, self._c.group_id, sent)
 
     async def _end(
         self,
@@ -660,18 +638,10 @@ class Unit:
         sent: list[asyncio.Future[Delivered]],
     ) -> list[Delivered]:
         if self._c.delivery is Delivery.TRANSACTIONAL:
-            await cast(TransactionalProducer, producer).commit()
-            return list(await asyncio.gather(*sent))
-        # Outputs acknowledged, then the state, then the offsets: whatever a crash
-        # interrupts, an input is either decided again or found in its saga's state.
+            return await writes.commit_transaction(cast(TransactionalProducer, producer), sent)
+        state = decided.outgoing[_outputs(decided) :]
         plain = cast(Producer, producer)
-        delivered = list(await asyncio.gather(*sent))
-        for record in decided.outgoing[len(sent) :]:
-            sent.append(await plain.send(record))
-        delivered += await asyncio.gather(*sent[len(delivered) :])
-        if offsets:
-            await self._consumer.commit(offsets)
-        return delivered
+        return await writes.send_state_then_offsets(plain, self._consumer, state, offsets, sent)
 
     async def _bounded(self, work: Coroutine[Any, Any, _T]) -> _T:
         """Run ``work`` within the commit timeout; TimeoutError when it outlasts it."""
