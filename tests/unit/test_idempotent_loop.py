@@ -12,6 +12,7 @@ from datetime import timedelta
 from typing import Any
 
 from sagas.runtime.errors import NotAssigned, TransportError
+from sagas.runtime.loop import EngineLoop
 from sagas.runtime.topics import TopicSpec
 from sagas.runtime.transport.base import Producer, Rebalance
 from sagas.runtime.transport.memory import MemoryBroker, MemoryTransport
@@ -119,13 +120,22 @@ def topics(broker: MemoryBroker, partitions: int) -> None:
     broker.create_topics([TopicSpec("in", partitions), TopicSpec("out", 1), TopicSpec("state", 1)])
 
 
-async def test_every_record_is_relayed_once_without_a_transaction() -> None:
+def journaled(
+    relay: Relay, partitions: int, **options: Any
+) -> tuple[MemoryBroker, Journal, EngineLoop]:
+    """A broker with the test topics, and an idempotent loop of ``relay`` whose transport
+    journals what it is asked to do."""
     broker = MemoryBroker()
-    topics(broker, 3)
+    topics(broker, partitions)
     journal = Journal()
-    relay = StateRelay("out")
     transport = JournalTransport(broker, journal)
-    loop = relay_loop(transport, "g", ["in"], relay, "r", delivery=IDEMPOTENT)
+    loop = relay_loop(transport, "g", ["in"], relay, "r", delivery=IDEMPOTENT, **options)
+    return broker, journal, loop
+
+
+async def test_every_record_is_relayed_once_without_a_transaction() -> None:
+    relay = StateRelay("out")
+    broker, _, loop = journaled(relay, 3)
     publish(broker, "in", range(300))
     async with running(loop):
         await until(lambda: relay.committed_records == 300, "300 records relayed")
@@ -139,12 +149,8 @@ async def test_every_record_is_relayed_once_without_a_transaction() -> None:
 
 
 async def test_the_state_follows_the_outputs_and_the_offsets_follow_the_state() -> None:
-    broker = MemoryBroker()
-    topics(broker, 1)
-    journal = Journal()
     relay = StateRelay("out")
-    transport = JournalTransport(broker, journal)
-    loop = relay_loop(transport, "g", ["in"], relay, "r", delivery=IDEMPOTENT)
+    broker, journal, loop = journaled(relay, 1)
     async with running(loop):
         for round_ in range(3):
             publish(broker, "in", range(round_ * 10, round_ * 10 + 10))
@@ -169,20 +175,9 @@ async def test_the_state_follows_the_outputs_and_the_offsets_follow_the_state() 
 
 
 async def test_a_state_write_that_fails_decides_the_batch_again() -> None:
-    broker = MemoryBroker()
-    topics(broker, 1)
-    journal = Journal()
-    journal.fail_state_sends = 1
     relay = StateRelay("out")
-    loop = relay_loop(
-        JournalTransport(broker, journal),
-        "g",
-        ["in"],
-        relay,
-        "r",
-        delivery=IDEMPOTENT,
-        session_timeout=timedelta(seconds=1),
-    )
+    broker, journal, loop = journaled(relay, 1, session_timeout=timedelta(seconds=1))
+    journal.fail_state_sends = 1
     publish(broker, "in", range(5))
     async with running(loop):
         await until(lambda: relay.committed_records == 5, "the batch decided again")
@@ -279,20 +274,8 @@ class TimerRelay(StateRelay):
 
 
 async def test_timers_fire_only_while_the_group_confirms_the_member() -> None:
-    broker = MemoryBroker()
-    topics(broker, 1)
-    journal = Journal()
     relay = TimerRelay("out")
-    transport = JournalTransport(broker, journal)
-    loop = relay_loop(
-        transport,
-        "g",
-        ["in"],
-        relay,
-        "r",
-        delivery=IDEMPOTENT,
-        session_timeout=timedelta(seconds=1),
-    )
+    broker, journal, loop = journaled(relay, 1, session_timeout=timedelta(seconds=1))
     async with running(loop):
         await until(lambda: loop.owned == [0], "the unit owned")
         journal.refuse_commits = True  # as for a member the group dropped while paused

@@ -361,13 +361,7 @@ class KafkaTransactionalProducer:
 
     async def send(self, record: OutRecord) -> asyncio.Future[Delivered]:
         with self._translated("send"):
-            sent: asyncio.Future[RecordMetadata] = await self._producer.send(
-                self._t.physical(record.topic),
-                record.value,
-                key=record.key,
-                headers=list(record.headers),
-                partition=record.partition,
-            )
+            sent = await _queue(self._producer, self._t, record)
         return asyncio.ensure_future(self._delivered(sent))
 
     async def _delivered(self, sent: asyncio.Future[RecordMetadata]) -> Delivered:
@@ -391,18 +385,7 @@ class KafkaTransactionalProducer:
             await self._producer.abort_transaction()
 
     async def stop(self) -> None:
-        try:
-            async with asyncio.timeout(STOP_TIMEOUT.total_seconds()):
-                await self._producer.stop()
-        except KafkaError:
-            pass
-        except TimeoutError:
-            log.warning(
-                "producer %s did not stop within %s: abandoning it",
-                self.transactional_id,
-                STOP_TIMEOUT,
-            )
-            await abandon(self._producer)
+        await _stop(self._producer, self.transactional_id)
 
     async def abandon(self) -> None:
         await abandon(self._producer)
@@ -446,13 +429,7 @@ class KafkaIdempotentProducer:
 
     async def send(self, record: OutRecord) -> asyncio.Future[Delivered]:
         try:
-            sent: asyncio.Future[RecordMetadata] = await self._producer.send(
-                self._t.physical(record.topic),
-                record.value,
-                key=record.key,
-                headers=list(record.headers),
-                partition=record.partition,
-            )
+            sent = await _queue(self._producer, self._t, record)
         except (KafkaError, OSError) as exc:
             raise TransportError(f"{self.name}: send failed: {exc!r}") from exc
         return asyncio.ensure_future(self._delivered(sent))
@@ -465,19 +442,36 @@ class KafkaIdempotentProducer:
         return Delivered(self._t.logical(meta.topic), meta.partition, meta.offset)
 
     async def stop(self) -> None:
-        try:
-            async with asyncio.timeout(STOP_TIMEOUT.total_seconds()):
-                await self._producer.stop()
-        except KafkaError:
-            pass
-        except TimeoutError:
-            log.warning(
-                "producer %s did not stop within %s: abandoning it", self.name, STOP_TIMEOUT
-            )
-            await abandon(self._producer)
+        await _stop(self._producer, self.name)
 
     async def abandon(self) -> None:
         await abandon(self._producer)
+
+
+async def _queue(
+    producer: AIOKafkaProducer, transport: KafkaTransport, record: OutRecord
+) -> asyncio.Future[RecordMetadata]:
+    """Queue ``record`` on ``producer`` under its physical topic name."""
+    sent: asyncio.Future[RecordMetadata] = await producer.send(
+        transport.physical(record.topic),
+        record.value,
+        key=record.key,
+        headers=list(record.headers),
+        partition=record.partition,
+    )
+    return sent
+
+
+async def _stop(producer: AIOKafkaProducer, name: str) -> None:
+    """Stop ``producer`` after delivering what it holds; abandon it past `STOP_TIMEOUT`."""
+    try:
+        async with asyncio.timeout(STOP_TIMEOUT.total_seconds()):
+            await producer.stop()
+    except KafkaError:
+        pass
+    except TimeoutError:
+        log.warning("producer %s did not stop within %s: abandoning it", name, STOP_TIMEOUT)
+        await abandon(producer)
 
 
 class KafkaPartitionReader:
