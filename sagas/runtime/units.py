@@ -3,7 +3,8 @@
 A unit has one explicit ownership state and one task that drives it:
 
     TAKING ──taken──> OWNED ──indefinite error──> IN_DOUBT ──after a pause──> TAKING
-       │                 └──fenced──> FENCED (until the group gives it back: TAKING)
+       │                 └──fenced──> FENCED ──the group confirms this owner──> TAKING
+       │                                 (or gives the unit back: TAKING)
        └──revoked (any state)──> RELEASED (the task ends; producers closed)
 
 *Taking* starts the unit's transactional producers (their ids are the unit's, so a
@@ -45,6 +46,17 @@ state unwritten (decided again: the same messages with the same ids, which their
 readers drop as duplicates) or the state written with its outputs (an input read again
 is found in the instance's seen ids and ignored). See docs/guarantees.md for what this
 mode does not promise.
+
+A unit *fenced* (another producer initialised its transactional ids) waits a pause,
+then asks the group whether this process is still the unit's owner, by committing the
+group's offsets of its partitions again, unchanged: the group refuses a member it
+dropped. Refused, it waits, FENCED, for the group to give the unit back or take it away
+(a zombie, dropped while paused, that rejoins). Confirmed, it is taken again: the ids
+were initialised by a process the group no longer counts as the owner (a zombie that
+took the unit while this one owned it), or this process was away and the group gave it
+the unit back after another process had fenced it; either way nobody else may write the
+unit's partitions, and waiting would leave them standing still until some later
+rebalance.
 
 After an indefinite error (a commit that outlasts ``commit_timeout``, a lost
 connection) nobody knows whether the transaction committed: the producer is abandoned
@@ -205,6 +217,7 @@ class Unit:
         self._epoch = 0  # bumped when the unit is lost: in-flight work of before is stale
         self._next_tick = 0.0
         self._retry_at = 0.0
+        self._confirm_at: float | None = None  # FENCED: when to ask the group (None: never)
         self._rewind: set[TP] = set()
         self._replay = Replay()  # IDEMPOTENT delivery: timers wait for it
         self._committed: dict[TP, int] = {}  # the group's offsets, as last committed here
@@ -260,6 +273,7 @@ class Unit:
         every partition rewound. With transactions, a unit another process owned
         meanwhile finds out at its next commit (fenced) and is taken again then."""
         self._suspended = False
+        self._confirm_at = None
         self._pending.clear()
         self._rewind |= self.tps
         self._replay.begin()
@@ -308,9 +322,42 @@ class Unit:
                 await self._wait(self._retry_at - time.monotonic())
                 if time.monotonic() >= self._retry_at:
                     self.state = Ownership.TAKING
+            elif self._confirm_at is not None and not self._suspended:  # FENCED
+                await self._wait(self._confirm_at - time.monotonic())
+                if self._fenced_still() and time.monotonic() >= self._confirm_at:
+                    self._confirm_at = None
+                    if await self._owner_confirmed():
+                        self.state = Ownership.TAKING
             else:  # FENCED: until the group gives it back (`reassigned`) or revokes it
                 self._wake.clear()
                 await self._wake.wait()
+
+    def _fenced_still(self) -> bool:
+        return self.state is Ownership.FENCED and not self._suspended and not self._stop
+
+    async def _owner_confirmed(self) -> bool:
+        """FENCED: whether the group counts this process the unit's owner, asked by
+        committing the group's offsets of the unit's partitions again, unchanged."""
+        try:
+            offsets = {tp: await self._consumer.committed(tp) for tp in sorted(self.tps)}
+            if not offsets or not self._fenced_still():
+                return False
+            await self._consumer.commit(offsets)
+        except (NotAssigned, TransportError) as exc:
+            log.warning(
+                "unit %d: fenced, and the group does not confirm this process as its owner "
+                "(%r): waiting for the group to give it back",
+                self.k,
+                exc,
+            )
+            return False
+        if not self._fenced_still():
+            return False
+        log.warning(
+            "unit %d: fenced, but the group confirms this process as its owner: taking it again",
+            self.k,
+        )
+        return True
 
     async def _wait(self, seconds: float) -> None:
         self._wake.clear()
@@ -341,6 +388,7 @@ class Unit:
             log.warning("unit %d: fenced while taking it (%r)", self.k, exc)
             await self._close_producers(abandon=True)
             self.state = Ownership.FENCED
+            self._confirm_later()
             return
         except NotAssigned:
             return  # revoked meanwhile: the loop releases the unit
@@ -572,11 +620,12 @@ class Unit:
         except FencedError as exc:
             if await self._lost_before(sent, previous, epoch):
                 return False
-            # A newer owner initialised our ids (we are a zombie, e.g. dropped from the
-            # group while busy): our writes are refused. Never re-initialise here: that
-            # would fence the rightful owner; wait for the group to give it back.
-            log.warning("unit %d was fenced (%r): another process owns it now", self.k, exc)
+            # Another process initialised our ids: our writes are refused. Never
+            # re-initialise at once: if this process is a zombie (dropped from the group
+            # while busy) that would fence the rightful owner; ask the group first.
+            log.warning("unit %d was fenced (%r): another process took it", self.k, exc)
             await self._lose(Ownership.FENCED, abandon=True)
+            self._confirm_later()
             return False
         except (InDoubt, TransportError, TimeoutError, NotAssigned) as exc:
             # NotAssigned: only without transactions (the group refused the offsets).
@@ -659,6 +708,12 @@ class Unit:
         if task.cancelled():
             raise TimeoutError(f"the transaction outlasted {self._c.commit_timeout}")
         return task.result()
+
+    def _confirm_later(self) -> None:
+        """FENCED: ask the group after two heartbeats (a zombie's own heartbeat finds out
+        meanwhile that it was dropped; two processes fencing each other would do so no
+        more often than this)."""
+        self._confirm_at = time.monotonic() + 2 * self._c.heartbeat.total_seconds()
 
     async def _lose(self, state: Ownership, *, abandon: bool) -> None:
         self.state = state

@@ -23,6 +23,7 @@ from sagas.runtime.errors import GroupMismatch
 from sagas.runtime.loop import EngineLoop
 from sagas.runtime.topics import TopicSpec
 from sagas.runtime.transport.memory import MemoryBroker, MemoryTransport
+from sagas.runtime.transport.memory.consumer import MemoryGroupConsumer
 from sagas.runtime.transport.memory.producer import MemoryTransactionalProducer
 from sagas.runtime.transport.records import TP, Consumed, Delivered, OutRecord
 from sagas.runtime.units import PRODUCERS, Decided, Ownership
@@ -232,22 +233,56 @@ async def test_a_commit_in_doubt_that_did_not_commit_is_decided_again(in_flight:
     }
 
 
-async def test_a_fenced_unit_waits_and_its_writes_never_commit() -> None:
+async def test_a_fenced_unit_whose_owner_the_group_confirms_takes_it_back() -> None:
+    # Another producer initialises the unit's transactional ids while the group still
+    # counts this process the unit's owner (a zombie of the group taking the unit): the
+    # batch in flight is refused and never commits; the unit waits, asks the group, and
+    # is taken again, so every record is relayed once and the partition does not stand
+    # still until some later rebalance.
     broker = MemoryBroker()
     await topics_of(broker, ("in", 1), ("out", 1))
     relay = Relay("out")
     loop = relay_loop(MemoryTransport(broker), "g", ["in"], relay, "relay")
     async with running(loop) as task:
         await until(lambda: loop.owned == [0], "the unit owned")
-        # A newer owner initialises the unit's transactional ids: the loop is a zombie.
         for i in range(PRODUCERS):
             broker.init_producer(f"relay.g.0.{i}")
         publish(broker, "in", range(5))
         await until(lambda: loop.units[0].state is Ownership.FENCED, "the fence noticed")
         assert not task.done()  # a fenced unit does not bring the process down
-        assert loop.owned == []
-    assert relay.committed_records == 0
-    assert broker.records(TP("out", 0)) == []
+        assert relay.committed_records == 0
+        assert committed_values(broker, "out", 1) == []
+        await until(lambda: relay.committed_records == 5, "the 5 records relayed after all")
+        assert loop.units[0].state is Ownership.OWNED
+    assert sorted(committed_values(broker, "out", 1)) == [str(i).encode() for i in range(5)]
+
+
+async def test_a_unit_given_back_after_another_process_fenced_it_is_taken_again() -> None:
+    # This process was away (paused past its session); another process owned the unit
+    # meanwhile (it initialised the unit's transactional ids), and the group then gave
+    # the unit back. The unit finds out at its next commit that it was fenced; the
+    # group confirms it as the owner, and it is taken again.
+    broker = MemoryBroker()
+    await topics_of(broker, ("in", 1), ("out", 1))
+    relay = Relay("out")
+    loop = relay_loop(MemoryTransport(broker), "g", ["in"], relay, "relay")
+    async with running(loop):
+        await until(lambda: loop.owned == [0], "the unit owned")
+        consumer = loop.consumer
+        assert isinstance(consumer, MemoryGroupConsumer)
+        first = consumer.member_id
+        assert first is not None
+        for i in range(PRODUCERS):
+            broker.init_producer(f"relay.g.0.{i}")
+        broker.expire("g", first)
+        await until(
+            lambda: consumer.member_id not in (None, first) and loop.owned == [0],
+            "the unit given back to this process, a new member",
+        )
+        publish(broker, "in", range(5))
+        await until(lambda: relay.committed_records == 5, "the 5 records relayed")
+        assert loop.units[0].state is Ownership.OWNED
+    assert sorted(committed_values(broker, "out", 1)) == [str(i).encode() for i in range(5)]
 
 
 def _standby_warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
