@@ -219,6 +219,7 @@ class Unit:
         self._retry_at = 0.0
         self._confirm_at: float | None = None  # FENCED: when to ask the group (None: never)
         self._rewind: set[TP] = set()
+        self._given_back = 0  # rebalances that gave the unit back (`reassigned`)
         self._replay = Replay()  # IDEMPOTENT delivery: timers wait for it
         self._committed: dict[TP, int] = {}  # the group's offsets, as last committed here
         self._suspended = False
@@ -275,7 +276,11 @@ class Unit:
         self._suspended = False
         self._confirm_at = None
         self._pending.clear()
+        # The new assignment resumed every partition (aiokafka's does): paused again
+        # until rewound, so nothing is fetched that would only be dropped.
+        self._consumer.pause(sorted(self.tps))
         self._rewind |= self.tps
+        self._given_back += 1
         self._replay.begin()
         if self.state is Ownership.FENCED or self._c.delivery is Delivery.IDEMPOTENT:
             # Without transactions nothing tells this unit whether another process
@@ -369,6 +374,7 @@ class Unit:
 
     async def _take(self) -> None:
         tps = sorted(self.tps)
+        given_back = self._given_back
         self._consumer.pause(tps)
         self._pending.clear()
         try:
@@ -397,12 +403,16 @@ class Unit:
             await self._close_producers(abandon=True)
             await self._wait(RETRY_TAKE.total_seconds())
             return
-        # Only what was rewound: a partition added meanwhile is rewound by the next step.
-        self._rewind.difference_update(tps)
+        # Only what was rewound: a partition added meanwhile is rewound by the next step,
+        # and so is every partition if the group gave the unit back meanwhile (the new
+        # assignment may have resumed a partition already rewound here, and what was
+        # fetched for it then was dropped: rewound again, it is fetched again).
+        if self._given_back == given_back:
+            self._rewind.difference_update(tps)
         self._next_tick = time.monotonic() + self._c.idle_tick.total_seconds()
         self._replay.begin()
         self.state = Ownership.OWNED
-        self._consumer.resume(tps)
+        self._consumer.resume([tp for tp in tps if tp not in self._rewind])
         log.info("unit %d owned: %s", self.k, ", ".join(map(str, tps)))
 
     async def _start_producers(self) -> None:

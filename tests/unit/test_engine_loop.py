@@ -22,6 +22,7 @@ import pytest
 from sagas.runtime.errors import GroupMismatch
 from sagas.runtime.loop import EngineLoop
 from sagas.runtime.topics import TopicSpec
+from sagas.runtime.transport.base import Rebalance
 from sagas.runtime.transport.memory import MemoryBroker, MemoryTransport
 from sagas.runtime.transport.memory.consumer import MemoryGroupConsumer
 from sagas.runtime.transport.memory.producer import MemoryTransactionalProducer
@@ -283,6 +284,87 @@ async def test_a_unit_given_back_after_another_process_fenced_it_is_taken_again(
         await until(lambda: relay.committed_records == 5, "the 5 records relayed")
         assert loop.units[0].state is Ownership.OWNED
     assert sorted(committed_values(broker, "out", 1)) == [str(i).encode() for i in range(5)]
+
+
+class _HeldConsumer(MemoryGroupConsumer):
+    """A member whose answer for one partition's committed offset waits for the test
+    (while it waits, the test rebalances the group), and which counts what it fetched."""
+
+    def __init__(self, *args: Any, held: TP, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.held = held
+        self.asked = asyncio.Event()
+        self.answer = asyncio.Event()
+        self.fetched: dict[TP, int] = {}
+        self.polls = 0
+
+    async def committed(self, tp: TP) -> int:
+        if tp == self.held and not self.answer.is_set():
+            self.asked.set()
+            await self.answer.wait()
+        return await super().committed(tp)
+
+    async def poll(self, wait: timedelta, max_records: int) -> dict[TP, list[Consumed]]:
+        found = await super().poll(wait, max_records)
+        for tp, records in found.items():
+            self.fetched[tp] = self.fetched.get(tp, 0) + len(records)
+        self.polls += 1
+        return found
+
+
+class _HeldTransport(MemoryTransport):
+    def __init__(self, broker: MemoryBroker, held: TP) -> None:
+        super().__init__(broker)
+        self.held = held
+        self.consumer: _HeldConsumer | None = None
+
+    def group_consumer(
+        self,
+        group_id: str,
+        topics: Sequence[str],
+        listener: Rebalance,
+        *,
+        session_timeout: timedelta,
+        fetch_wait: timedelta,
+    ) -> MemoryGroupConsumer:
+        self.consumer = _HeldConsumer(
+            self.broker, group_id, topics, listener, session_timeout, held=self.held
+        )
+        return self.consumer
+
+
+async def test_a_unit_given_back_while_it_is_being_taken_decides_every_record() -> None:
+    # The group gives a unit back while it is being taken, after one of its partitions
+    # was rewound and before the next was: the new assignment resumes every partition
+    # (as aiokafka's does), and what is fetched before the unit is owned is dropped. The
+    # unit must keep them paused, or rewind again once owned; else the records dropped
+    # are never decided, and a later batch's offsets pass them (two sagas were lost so
+    # in a chaos run).
+    broker = MemoryBroker()
+    await topics_of(broker, ("a", 1), ("b", 1), ("out", 1))
+    transport = _HeldTransport(broker, TP("b", 0))
+    relay = Relay("out")
+    loop = relay_loop(transport, "g", ["a", "b"], relay, "relay")
+    async with running(loop):
+        await until(lambda: transport.consumer is not None, "the consumer made")
+        consumer = transport.consumer
+        assert consumer is not None
+        await until(consumer.asked.is_set, "a[0] rewound, b[0] not yet")
+        assert loop.owned == []
+        first = consumer.member_id
+        assert first is not None
+        publish(broker, "a", range(5))
+        broker.expire("g", first)
+        await until(lambda: consumer.member_id not in (None, first), "the group rejoined")
+        polls = consumer.polls
+        # Two polls after the new assignment: a partition it resumed would be fetched.
+        await until(lambda: consumer.polls >= polls + 2, "two polls since")
+        assert loop.owned == []
+        consumer.answer.set()
+        await until(lambda: loop.owned == [0], "the unit owned")
+        publish(broker, "a", range(5, 7))
+        await until(lambda: broker.committed("g", TP("a", 0)) == 7, "a[0] consumed")
+    assert sorted(committed_values(broker, "out", 1)) == sorted(str(i).encode() for i in range(7))
 
 
 def _standby_warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
