@@ -288,14 +288,13 @@ async def test_a_unit_given_back_after_another_process_fenced_it_is_taken_again(
 
 class _HeldConsumer(MemoryGroupConsumer):
     """A member whose answer for one partition's committed offset waits for the test
-    (while it waits, the test rebalances the group), and which counts what it fetched."""
+    (while it waits, the test rebalances the group), and which counts its polls."""
 
     def __init__(self, *args: Any, held: TP, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.held = held
         self.asked = asyncio.Event()
         self.answer = asyncio.Event()
-        self.fetched: dict[TP, int] = {}
         self.polls = 0
 
     async def committed(self, tp: TP) -> int:
@@ -306,8 +305,6 @@ class _HeldConsumer(MemoryGroupConsumer):
 
     async def poll(self, wait: timedelta, max_records: int) -> dict[TP, list[Consumed]]:
         found = await super().poll(wait, max_records)
-        for tp, records in found.items():
-            self.fetched[tp] = self.fetched.get(tp, 0) + len(records)
         self.polls += 1
         return found
 
