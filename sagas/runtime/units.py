@@ -272,7 +272,8 @@ class Unit:
     def reassigned(self) -> None:
         """Given back after a rebalance: what was fetched and not decided is dropped and
         every partition rewound. With transactions, a unit another process owned
-        meanwhile finds out at its next commit (fenced) and is taken again then."""
+        meanwhile finds out at its next commit (fenced) and is taken again once the group
+        confirms this process as its owner."""
         self._suspended = False
         self._confirm_at = None
         self._pending.clear()
@@ -394,7 +395,7 @@ class Unit:
             log.warning("unit %d: fenced while taking it (%r)", self.k, exc)
             await self._close_producers(abandon=True)
             self.state = Ownership.FENCED
-            self._confirm_later()
+            self._confirm_at = self._after_two_heartbeats()
             return
         except NotAssigned:
             return  # revoked meanwhile: the loop releases the unit
@@ -506,7 +507,7 @@ class Unit:
         except (NotAssigned, TransportError) as exc:
             log.warning("unit %d: the group did not confirm it (%r); taking it again", self.k, exc)
             await self._lose(Ownership.IN_DOUBT, abandon=False)
-            self._retry_at = time.monotonic() + 2 * self._c.heartbeat.total_seconds()
+            self._retry_at = self._after_two_heartbeats()
             return False
         return True
 
@@ -635,7 +636,7 @@ class Unit:
             # while busy) that would fence the rightful owner; ask the group first.
             log.warning("unit %d was fenced (%r): another process took it", self.k, exc)
             await self._lose(Ownership.FENCED, abandon=True)
-            self._confirm_later()
+            self._confirm_at = self._after_two_heartbeats()
             return False
         except (InDoubt, TransportError, TimeoutError, NotAssigned) as exc:
             # NotAssigned: only without transactions (the group refused the offsets).
@@ -650,10 +651,8 @@ class Unit:
             )
             self._doubt = dict(offsets)
             await self._lose(Ownership.IN_DOUBT, abandon=True)
-            # Not at once: if this process was paused (a zombie whose session expired),
-            # two heartbeats let the group take the unit away first; re-initialising it
-            # here would fence its rightful new owner.
-            self._retry_at = time.monotonic() + 2 * self._c.heartbeat.total_seconds()
+            # Not at once: re-initialising it here could fence its rightful new owner.
+            self._retry_at = self._after_two_heartbeats()
             return False
         if epoch != self._epoch:
             return False  # committed, but the unit was lost meanwhile: taking it catches up
@@ -719,11 +718,13 @@ class Unit:
             raise TimeoutError(f"the transaction outlasted {self._c.commit_timeout}")
         return task.result()
 
-    def _confirm_later(self) -> None:
-        """FENCED: ask the group after two heartbeats (a zombie's own heartbeat finds out
-        meanwhile that it was dropped; two processes fencing each other would do so no
-        more often than this)."""
-        self._confirm_at = time.monotonic() + 2 * self._c.heartbeat.total_seconds()
+    def _after_two_heartbeats(self) -> float:
+        """When a unit lost (in doubt, fenced, refused by the group) may be taken again or
+        the group asked: if this process was paused past its session (a zombie), its own
+        heartbeat finds out meanwhile and the group takes the unit away first, so it never
+        fences the rightful new owner; two processes fencing each other would do so no
+        more often than this."""
+        return time.monotonic() + 2 * self._c.heartbeat.total_seconds()
 
     async def _lose(self, state: Ownership, *, abandon: bool) -> None:
         self.state = state
