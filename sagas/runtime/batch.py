@@ -149,8 +149,13 @@ class SagaBatch:
 
 
 def stored_row(instance: SagaInstance[Any], partition: int) -> StoredInstance:
-    """The store row (and changelog record) the engine writes for ``instance``."""
-    body = instance_to_dict(instance)
+    """The store row (and changelog record) the engine writes for ``instance``.
+
+    The body is encoded once, here, and kept as text only: the changelog record and the
+    store row both carry the text, and the decoded tree (hundreds of objects for an
+    instance) is freed at once instead of living until the store write, which made the
+    saturated engine measurably slower (docs/benchmarks.md, "What the rows cost").
+    """
     due = [t.due for t in instance.scheduled_timers]
     return StoredInstance(
         saga_name=instance.saga,
@@ -159,10 +164,9 @@ def stored_row(instance: SagaInstance[Any], partition: int) -> StoredInstance:
         version=instance.version,
         state=instance.state.value,
         updated_at=iso(instance.updated),
-        body=body,
+        body=None,
         started_at=iso(instance.created),
         ended_at=iso(instance.ended) if instance.ended else None,
         next_due=iso(min(due)) if due else None,
-        # Encoded once here: the changelog record and the store row both carry it.
-        body_json=json.dumps(body, separators=(",", ":")),
+        body_json=json.dumps(instance_to_dict(instance), separators=(",", ":")),
     )

@@ -105,7 +105,10 @@ def row(inst: StoredInstance) -> tuple[Any, ...]:
 
 @dataclass(frozen=True)
 class StoredInstance:
-    """One row of `instances` (``body`` holds the whole instance, its history included)."""
+    """One row of `instances`; its body is the whole instance, its history included.
+
+    The body is held decoded (``body``), as text (``body_json``), or both; at least one.
+    """
 
     saga_name: str
     saga_id: str
@@ -113,19 +116,32 @@ class StoredInstance:
     version: int
     state: str
     updated_at: str
-    body: dict[str, Any]
+    body: dict[str, Any] | None
+    """The body decoded, or None when only its text is kept: the engine encodes each
+    changed instance once and keeps the text alone (`batch.stored_row`)."""
     started_at: str | None = None
     ended_at: str | None = None
     next_due: str | None = None
     body_json: str | None = field(default=None, compare=False, repr=False)
-    """``body`` as the compact JSON text to store, when already at hand: catch-up
-    copies it from the changelog record instead of encoding the body again."""
+    """The body as the compact JSON text to store, when at hand: catch-up copies it
+    from the changelog record instead of encoding the body again."""
+
+    def __post_init__(self) -> None:
+        if self.body is None and self.body_json is None:
+            raise ValueError(f"stored instance {self.saga_id!r} has no body")
 
     def body_text(self) -> str:
-        """``body`` as stored: compact JSON."""
+        """The body as stored: compact JSON."""
         if self.body_json is not None:
             return self.body_json
         return json.dumps(self.body, separators=(",", ":"))
+
+    def body_dict(self) -> dict[str, Any]:
+        """The body decoded (from its text when only the text is kept)."""
+        if self.body is not None:
+            return self.body
+        decoded: dict[str, Any] = json.loads(self.body_text())
+        return decoded
 
 
 @dataclass(frozen=True)

@@ -165,9 +165,9 @@ class OpsStore:
                 inst.updated_at,
                 inst.ended_at,
                 inst.next_due,
-                waiting_for(inst.body),
-                search_text(inst.body),
-                json.dumps(inst.body, separators=(",", ":")),
+                waiting_for(body := inst.body_dict()),
+                search_text(body),
+                json.dumps(body, separators=(",", ":")),
             ),
         )
 
