@@ -134,7 +134,7 @@ def instance_row(value: bytes) -> tuple[Any, ...]:
             and head["row"].keys() == _ROW_KEYS
         ):
             body = value[cut + len(_BODY) : -1].decode()
-            return row(StoredInstance(**head["row"], body={}, body_json=body))
+            return row(StoredInstance(**head["row"], body=None, body_json=body))
     return row(instance_of(value))
 
 

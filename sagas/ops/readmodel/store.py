@@ -151,6 +151,7 @@ class OpsStore:
             raise OpsError(f"cannot write to the read model {self.path}: {exc}") from exc
 
     async def _upsert(self, inst: StoredInstance) -> None:
+        body = inst.body_dict()
         await self._db.execute(
             "INSERT OR REPLACE INTO instances (saga_name, saga_id, partition, version, state,"
             " started_at, updated_at, ended_at, next_due, waiting, search, body)"
@@ -165,9 +166,9 @@ class OpsStore:
                 inst.updated_at,
                 inst.ended_at,
                 inst.next_due,
-                waiting_for(body := inst.body_dict()),
+                waiting_for(body),
                 search_text(body),
-                json.dumps(body, separators=(",", ":")),
+                inst.body_text(),
             ),
         )
 
