@@ -1,4 +1,4 @@
-"""Where a saga lives: its key, its partition number, and the co-partitioned assignor.
+"""Where a saga lives: its key and its partition number.
 
 Every topic the engine consumes (each saga's inbox, the domain event topics its sagas
 start from or wait for) is split the same way: partition ``k`` of all of them, and of
@@ -13,7 +13,9 @@ by ``|``). A domain event published keyed by that value (the aggregate id, as is
 on a topic with as many partitions as the inbox lands in partition ``k`` too, so the
 engine that reads it decides it at once; an event that lands elsewhere is forwarded to
 the saga's inbox partition. Commands are keyed by the saga key and participants reply
-with the command's key, so replies come back to ``k``.
+with the command's key, so replies come back to ``k``. Which process owns unit ``k`` is
+decided elsewhere: `sagas.runtime.transport.assignment.deal`, which the Kafka adapter's
+`CoPartitionedAssignor` runs.
 """
 
 from __future__ import annotations
