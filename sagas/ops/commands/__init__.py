@@ -1,5 +1,6 @@
-"""The operations subcommands of `sagas`: list, show, actions, stuck, stats, diagram,
-dlq and web. Each module adds its parsers with ``add_parsers(sub)``.
+"""The operations subcommands of `sagas`: list, show, stuck and stats (`query`); the
+operator actions retry, abort, resume, pause, unpause, retry-now and skip (`act`);
+diagram, dlq and web. Each module adds its parsers with ``add_parsers(sub)``.
 
 Each of them first looks for a running ``sagas demo --keep``'s settings in
 ``.sagas/demo.env`` (`sagas.ops.demo_env`), used when none of its variables is set.
