@@ -21,6 +21,9 @@ again (they dedupe by ``ce_id``), and every reply names the command it answers
 (``in_reply_to``). `Faults` adds random latency (hence reordering),
 duplicate deliveries and lost replies, drawn from a seeded generator. What the runtime
 would dead-letter (an early choreography event dropped) is in `Harness.dead_letters`.
+
+`MemorySystem` (`sagas.testing_memory`) runs a whole app instead: the real engine and
+participant services on the in-memory broker, for end-to-end tests without Kafka.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ import random
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from sagas.contracts.record import Envelope, Record
 from sagas.definition import Saga
@@ -45,6 +48,20 @@ from sagas.machine import (
     TimerFired,
     decide,
 )
+
+if TYPE_CHECKING:
+    from sagas.testing_memory import MemorySystem
+else:
+
+    def __getattr__(name: str) -> Any:
+        # Imported when first asked for: it loads the engine and the Kafka and SQLite
+        # clients, which a test of a definition on the Harness does without.
+        if name == "MemorySystem":
+            from sagas.testing_memory import MemorySystem
+
+            return MemorySystem
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 D = TypeVar("D")
 
@@ -343,6 +360,7 @@ __all__ = [
     "Faults",
     "Handler",
     "Harness",
+    "MemorySystem",
     "Response",
     "reply",
     "script",
