@@ -63,6 +63,7 @@ def test_the_reader_types_exactly_the_commands_the_tests_run() -> None:
         "signup/saga.py",
         "tests/test_billing.py",
         "tests/test_saga.py",
+        "tests/test_system.py",
     ]
     assert doc.uncaptioned() == []  # every block of code is run
 
@@ -87,7 +88,8 @@ def test_the_tutorials_own_tests_pass_the_happy_and_the_failure_paths(
 ) -> None:
     assert len(doc.tests_in("tests/test_saga.py")) == 4
     assert "4 passed" in reader.output("pytest tests/test_saga.py")
-    assert "5 passed" in reader.output("pytest")  # the saga's four and billing's one
+    # the saga's four, billing's one and the whole system's two
+    assert "7 passed" in reader.output("pytest")
 
 
 def test_sagas_check_passes_on_the_tutorials_project(reader: doc.Reader) -> None:
