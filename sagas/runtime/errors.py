@@ -8,6 +8,7 @@
         │   └── StoreUnwritable     it refuses writes for now: full, read-only, locked, I/O
         ├── TopicSetupError         topics are missing and cannot be created
         ├── FencedError             another process took over a partition (this one stops)
+        ├── OwnershipError          a unit's state was to change against its table (a bug)
         ├── GroupMismatch           the engines of one group run different saga sets
         └── TransportError          the broker did not answer or refused for now (retryable)
             ├── InDoubt             a transaction's outcome is unknown
@@ -42,6 +43,26 @@ class TopicSetupError(RuntimeFailure):
 
 class FencedError(RuntimeFailure):
     """A newer owner of a partition fenced this process's producer."""
+
+
+class OwnershipError(RuntimeFailure):
+    """A unit's ownership state was to change in a way `sagas.runtime.ownership`'s
+    ``TRANSITIONS`` does not allow: a bug in the engine, not retryable. The state is
+    left as it was.
+
+    Attributes:
+        unit: the unit's number, ``k``.
+        current: the state it is in.
+        new: the state it was to move to.
+        why: what made it move.
+    """
+
+    def __init__(self, unit: int, current: str, new: str, why: str) -> None:
+        super().__init__(f"unit {unit}: no transition from {current} to {new} ({why})")
+        self.unit = unit
+        self.current = current
+        self.new = new
+        self.why = why
 
 
 class GroupMismatch(RuntimeFailure):

@@ -1,11 +1,7 @@
 """One unit: partition ``k`` of every topic the engine consumes, owned by one process.
 
-A unit has one explicit ownership state and one task that drives it:
-
-    TAKING ──taken──> OWNED ──indefinite error──> IN_DOUBT ──after a pause──> TAKING
-       │                 └──fenced──> FENCED ──the group confirms this owner──> TAKING
-       │                                 (or gives the unit back: TAKING)
-       └──revoked (any state)──> RELEASED (the task ends; producers closed)
+A unit has one explicit ownership state (`sagas.runtime.ownership`: the states, the
+transitions allowed, and when each is made) and one task that drives it.
 
 *Taking* starts the unit's transactional producers (their ids are the unit's, so a
 previous owner's open transaction is aborted and its producers fenced before anything
@@ -46,24 +42,6 @@ state unwritten (decided again: the same messages with the same ids, which their
 readers drop as duplicates) or the state written with its outputs (an input read again
 is found in the instance's seen ids and ignored). See docs/guarantees.md for what this
 mode does not promise.
-
-A unit *fenced* (another producer initialised its transactional ids) waits a pause,
-then asks the group whether this process is still the unit's owner, by committing the
-group's offsets of its partitions again, unchanged: the group refuses a member it
-dropped. Refused, it waits, FENCED, for the group to give the unit back or take it away
-(a zombie, dropped while paused, that rejoins). Confirmed, it is taken again: the ids
-were initialised by a process the group no longer counts as the owner (a zombie that
-took the unit while this one owned it), or this process was away and the group gave it
-the unit back after another process had fenced it; either way nobody else may write the
-unit's partitions, and waiting would leave them standing still until some later
-rebalance.
-
-After an indefinite error (a commit that outlasts ``commit_timeout``, a lost
-connection) nobody knows whether the transaction committed: the producer is abandoned
-and the unit taken again (the re-initialised id settles the transaction one way or the
-other; the store catches up with what did commit; the consumer returns to the
-committed offsets), so local state agrees with Kafka whichever way it went. The
-process never stops over it.
 """
 
 from __future__ import annotations
@@ -82,6 +60,8 @@ from typing import Any, Protocol, TypeVar, cast
 
 from sagas.runtime import writes
 from sagas.runtime.errors import FencedError, InDoubt, NotAssigned, TransportError
+from sagas.runtime.ownership import Ownership as Ownership  # re-exported: the loop reads it
+from sagas.runtime.ownership import UnitState
 from sagas.runtime.replay import Replay
 from sagas.runtime.transport.base import (
     GroupConsumer,
@@ -113,16 +93,6 @@ class Delivery(StrEnum):
     """One Kafka transaction per batch, with its consumed offsets; earlier owners fenced."""
     IDEMPOTENT = "idempotent"
     """Outputs, then state, then offsets, each acknowledged before the next; no fencing."""
-
-
-class Ownership(StrEnum):
-    """Where a unit stands (see the module docstring)."""
-
-    TAKING = "TAKING"
-    OWNED = "OWNED"
-    IN_DOUBT = "IN_DOUBT"
-    FENCED = "FENCED"
-    RELEASED = "RELEASED"
 
 
 @dataclass
@@ -201,7 +171,7 @@ class Unit:
 
     def __init__(self, k: int, config: UnitConfig, consumer: GroupConsumer) -> None:
         self.k = k
-        self.state = Ownership.TAKING
+        self._ownership = UnitState(k)  # every change of state goes through its table
         self.tps: set[TP] = set()
         self._c = config
         self._consumer = consumer
@@ -232,6 +202,11 @@ class Unit:
         self.task: asyncio.Task[None] | None = None
 
     # -- called by the loop ---------------------------------------------------------
+
+    @property
+    def state(self) -> Ownership:
+        """Where the unit stands; it changes only along `sagas.runtime.ownership`'s table."""
+        return self._ownership.current
 
     def transactional_id(self, i: int) -> str:
         return f"{self._c.transactional_prefix}.{self._c.group_id}.{self.k}.{i}"
@@ -283,12 +258,14 @@ class Unit:
         self._rewind |= self.tps
         self._given_back += 1
         self._replay.begin()
-        if self.state is Ownership.FENCED or self._c.delivery is Delivery.IDEMPOTENT:
+        if self.state is Ownership.FENCED or (
+            self._c.delivery is Delivery.IDEMPOTENT and self.state is not Ownership.TAKING
+        ):
             # Without transactions nothing tells this unit whether another process
             # owned it meanwhile (a paused member is dropped, and given units again
             # when it rejoins): it is taken again, so the store catches up with
-            # whatever was decided elsewhere.
-            self.state = Ownership.TAKING
+            # whatever was decided elsewhere. One being taken already stays TAKING.
+            self._ownership.move_to(Ownership.TAKING, "given back after a rebalance")
         self._wake.set()
 
     async def release(self) -> None:
@@ -301,7 +278,7 @@ class Unit:
         self._wake.set()
         if self.task is not None:
             await asyncio.wait({self.task})
-        self.state = Ownership.RELEASED
+        self._ownership.move_to(Ownership.RELEASED, "revoked")
         await self._close_producers(abandon=False)
         self._c.worker.give_up(self.k)
 
@@ -326,14 +303,17 @@ class Unit:
                 await self._step()
             elif self.state is Ownership.IN_DOUBT:  # until the pause ends
                 await self._wait(self._retry_at - time.monotonic())
-                if time.monotonic() >= self._retry_at:
-                    self.state = Ownership.TAKING
+                # Given back meanwhile (idempotent delivery), it is TAKING already.
+                if self.state is Ownership.IN_DOUBT and time.monotonic() >= self._retry_at:
+                    self._ownership.move_to(Ownership.TAKING, "the pause after the doubt is over")
             elif self._confirm_at is not None and not self._suspended:  # FENCED
                 await self._wait(self._confirm_at - time.monotonic())
                 if self._fenced_still() and time.monotonic() >= self._confirm_at:
                     self._confirm_at = None
                     if await self._owner_confirmed():
-                        self.state = Ownership.TAKING
+                        self._ownership.move_to(
+                            Ownership.TAKING, "the group confirms this process as the owner"
+                        )
             else:  # FENCED: until the group gives it back (`reassigned`) or revokes it
                 self._wake.clear()
                 await self._wake.wait()
@@ -394,7 +374,7 @@ class Unit:
         except FencedError as exc:
             log.warning("unit %d: fenced while taking it (%r)", self.k, exc)
             await self._close_producers(abandon=True)
-            self.state = Ownership.FENCED
+            self._ownership.move_to(Ownership.FENCED, "fenced while taking it")
             self._confirm_at = self._after_two_heartbeats()
             return
         except NotAssigned:
@@ -412,7 +392,7 @@ class Unit:
             self._rewind.difference_update(tps)
         self._next_tick = time.monotonic() + self._c.idle_tick.total_seconds()
         self._replay.begin()
-        self.state = Ownership.OWNED
+        self._ownership.move_to(Ownership.OWNED, "taken")
         self._consumer.resume([tp for tp in tps if tp not in self._rewind])
         log.info("unit %d owned: %s", self.k, ", ".join(map(str, tps)))
 
@@ -506,7 +486,7 @@ class Unit:
             await self._consumer.commit(dict(self._committed))
         except (NotAssigned, TransportError) as exc:
             log.warning("unit %d: the group did not confirm it (%r); taking it again", self.k, exc)
-            await self._lose(Ownership.IN_DOUBT, abandon=False)
+            await self._lose(Ownership.IN_DOUBT, "the group did not confirm it", abandon=False)
             self._retry_at = self._after_two_heartbeats()
             return False
         return True
@@ -635,7 +615,7 @@ class Unit:
             # re-initialise at once: if this process is a zombie (dropped from the group
             # while busy) that would fence the rightful owner; ask the group first.
             log.warning("unit %d was fenced (%r): another process took it", self.k, exc)
-            await self._lose(Ownership.FENCED, abandon=True)
+            await self._lose(Ownership.FENCED, "a batch was fenced", abandon=True)
             self._confirm_at = self._after_two_heartbeats()
             return False
         except (InDoubt, TransportError, TimeoutError, NotAssigned) as exc:
@@ -650,7 +630,7 @@ class Unit:
                 exc,
             )
             self._doubt = dict(offsets)
-            await self._lose(Ownership.IN_DOUBT, abandon=True)
+            await self._lose(Ownership.IN_DOUBT, "a batch ended in doubt", abandon=True)
             # Not at once: re-initialising it here could fence its rightful new owner.
             self._retry_at = self._after_two_heartbeats()
             return False
@@ -726,8 +706,8 @@ class Unit:
         more often than this."""
         return time.monotonic() + 2 * self._c.heartbeat.total_seconds()
 
-    async def _lose(self, state: Ownership, *, abandon: bool) -> None:
-        self.state = state
+    async def _lose(self, state: Ownership, why: str, *, abandon: bool) -> None:
+        self._ownership.move_to(state, why)
         self._epoch += 1
         self._consumer.pause(sorted(self.tps))
         self._pending.clear()
