@@ -9,6 +9,7 @@ from enum import StrEnum
 from functools import cached_property
 from typing import Any, Generic, TypeVar
 
+from sagas.contracts import topics
 from sagas.contracts.record import Envelope, Record
 from sagas.definition.policy import StepKind
 from sagas.definition.steps import Await, Emit, Parallel, Start, Step, format_template
@@ -164,12 +165,12 @@ class Saga(Generic[D]):
     @property
     def inbox(self) -> str:
         """The topic every message concerning an instance arrives on."""
-        return f"sagas.{self.name}.inbox"
+        return topics.inbox(self.name)
 
     @property
     def dead_letters(self) -> str:
         """The topic messages the saga cannot use go to, with their reason."""
-        return f"sagas.{self.name}.dlq"
+        return topics.dead_letters(self.name)
 
     @property
     def source(self) -> str:

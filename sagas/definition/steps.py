@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 from functools import cached_property
 from typing import Any, Generic, TypeVar, cast
 
+from sagas.contracts import topics
 from sagas.contracts.record import Record
 from sagas.definition.policy import RetryPolicy, StepKind
 
@@ -78,7 +79,7 @@ class Command(Generic[D, R]):
     @property
     def topic(self) -> str:
         """The participant's command topic."""
-        return f"{self.service}.commands"
+        return topics.commands(self.service)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -28,7 +28,6 @@ from sagas.machine.instance import (
 )
 from sagas.machine.outputs import (
     MAX_EARLY,
-    OUTCOME_TOPIC,
     Decision,
     Outgoing,
     OutgoingKind,
@@ -51,7 +50,6 @@ from sagas.machine.serialize import (
 
 __all__ = [
     "MAX_EARLY",
-    "OUTCOME_TOPIC",
     "Abort",
     "Decision",
     "HistoryEntry",

@@ -12,8 +12,6 @@ from sagas.machine.instance import SagaInstance, Timer
 
 D = TypeVar("D")
 
-OUTCOME_TOPIC = "sagas.events"
-
 MAX_EARLY = 32
 """Most choreography events one instance keeps before their step is reached; beyond it,
 the oldest is dead-lettered (``early-overflow``)."""

@@ -10,6 +10,7 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any, Generic, TypeVar
 
+from sagas.contracts import topics
 from sagas.contracts.record import Envelope, Record
 from sagas.definition import Await, Emit, Saga, Step, StepKind
 from sagas.machine.instance import (
@@ -23,7 +24,6 @@ from sagas.machine.instance import (
 )
 from sagas.machine.outputs import (
     MAX_EARLY,
-    OUTCOME_TOPIC,
     Decision,
     Outgoing,
     OutgoingKind,
@@ -188,7 +188,7 @@ class Work(Generic[D]):
             **fields,
         )
         mid = f"{self.saga_id}:{self.seq}.{len(self.out)}:{event_type.TYPE.rsplit('.', 1)[-1]}"
-        self._message(OutgoingKind.SAGA_EVENT, OUTCOME_TOPIC, self.saga_id, mid, event)
+        self._message(OutgoingKind.SAGA_EVENT, topics.OUTCOMES, self.saga_id, mid, event)
 
     def publish(self, emit: Emit[D, Any] | None, tag: str) -> None:
         """Publish an end event; a builder that raises is noted, not fatal."""

@@ -1,4 +1,8 @@
-"""Topic names (DESIGN.md §3) and their creation at start-up."""
+"""The topics of a saga and their creation at start-up.
+
+The names are defined in `sagas.contracts.topics` (DESIGN.md §3) and imported here
+too, so the engine's modules take names and topic specs from one module.
+"""
 
 from __future__ import annotations
 
@@ -12,42 +16,36 @@ from typing import Any
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
+from sagas.contracts.topics import (
+    OUTCOMES,
+    READ_MODEL_DEAD_LETTERS,
+    ROUTER_DEAD_LETTERS,
+    changelog,
+    commands,
+    dead_letters,
+    events,
+    history,
+    inbox,
+)
 from sagas.runtime.errors import TopicSetupError
 
+__all__ = [
+    "OUTCOMES",
+    "READ_MODEL_DEAD_LETTERS",
+    "ROUTER_DEAD_LETTERS",
+    "TopicSpec",
+    "changelog",
+    "commands",
+    "dead_letters",
+    "ensure_topics",
+    "events",
+    "history",
+    "inbox",
+    "saga_topics",
+    "wait_until_ready",
+]
+
 log = logging.getLogger(__name__)
-
-OUTCOMES = "sagas.events"
-ROUTER_DEAD_LETTERS = "sagas.router.dlq"
-"""Where domain events the engine cannot read (or route) go."""
-READ_MODEL_DEAD_LETTERS = "sagas.readmodel.dlq"
-"""Where the read model (dashboard, CLI) puts records of its topics it cannot read."""
-
-
-def inbox(saga: str) -> str:
-    """Everything concerning one saga instance arrives on one partition of this topic."""
-    return f"sagas.{saga}.inbox"
-
-
-def changelog(saga: str) -> str:
-    """Compacted; partition p holds the instances of inbox partition p."""
-    return f"sagas.{saga}.changelog"
-
-
-def history(saga: str) -> str:
-    """History entries moved out of the instances of inbox partition p (partition p)."""
-    return f"sagas.{saga}.history"
-
-
-def dead_letters(saga: str) -> str:
-    return f"sagas.{saga}.dlq"
-
-
-def commands(service: str) -> str:
-    return f"{service}.commands"
-
-
-def events(domain: str) -> str:
-    return f"{domain}.events"
 
 
 @dataclass(frozen=True)

@@ -31,10 +31,10 @@ from aiokafka.errors import (
 )
 from aiokafka.structs import RecordMetadata
 
-from sagas.runtime import topics
+from sagas.contracts import topics
 from sagas.runtime.errors import FencedError, InDoubt, NotAssigned, TransportError
 from sagas.runtime.producers import abandon
-from sagas.runtime.topics import TopicSpec
+from sagas.runtime.topics import TopicSpec, ensure_topics
 from sagas.runtime.transport.assignment import Heeding, deal, decode, encode
 from sagas.runtime.transport.base import Rebalance
 from sagas.runtime.transport.records import TP, Consumed, Delivered, OutRecord
@@ -78,11 +78,12 @@ class KafkaTransport:
 
     def physical(self, topic: str) -> str:
         """The broker's name of ``topic``."""
-        return self.prefix + topic
+        return topics.physical(self.prefix, topic)
 
     def logical(self, topic: str) -> str:
         """The runtime's name of the broker's ``topic``."""
-        return topic[len(self.prefix) :] if topic.startswith(self.prefix) else topic
+        name = topics.logical(self.prefix, topic)
+        return topic if name is None else name
 
     def group_consumer(
         self,
@@ -113,7 +114,7 @@ class KafkaTransport:
             TopicSpec(self.physical(s.name), s.partitions, s.configs, s.co_partitioned)
             for s in specs
         ]
-        created = await topics.ensure_topics(
+        created = await ensure_topics(
             self.bootstrap_servers, physical, replication_factor, self._options
         )
         return [self.logical(name) for name in created]
