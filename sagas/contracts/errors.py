@@ -26,6 +26,7 @@ from __future__ import annotations
 
 from typing import Self
 
+from sagas.contracts import deadletters
 from sagas.errors import SagasError
 
 
@@ -81,16 +82,16 @@ class ContractError(SagasError):
     def dlq_headers(self) -> list[tuple[str, bytes]]:
         """Headers to add to the original record when it goes to a dead-letter topic."""
         headers = [
-            ("dlq_reason", self.reason.encode()),
-            ("dlq_error", type(self).__name__.encode()),
-            ("dlq_message", self.message.encode()),
+            (deadletters.REASON, self.reason.encode()),
+            (deadletters.ERROR, type(self).__name__.encode()),
+            (deadletters.MESSAGE, self.message.encode()),
         ]
         if self.topic is not None:
-            headers.append(("dlq_topic", self.topic.encode()))
+            headers.append((deadletters.TOPIC, self.topic.encode()))
         if self.partition is not None:
-            headers.append(("dlq_partition", str(self.partition).encode()))
+            headers.append((deadletters.PARTITION, str(self.partition).encode()))
         if self.offset is not None:
-            headers.append(("dlq_offset", str(self.offset).encode()))
+            headers.append((deadletters.OFFSET, str(self.offset).encode()))
         return headers
 
 

@@ -19,10 +19,10 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
 
+from sagas.contracts import deadletters, topics
 from sagas.ops.errors import KafkaUnavailableError, NotFoundError, OpsError
 from sagas.ops.kafka import Topics
 
-DLQ_HEADER_PREFIX = "dlq_"
 MAX_SHOWN_BYTES = 64 * 1024
 """Most bytes of a dead letter's value `DeadLetter.detail` shows (an oversized record
 is in its dead letter whole; the page and the API show its start and its size)."""
@@ -53,7 +53,7 @@ class DeadLetter:
 
     @property
     def original_headers(self) -> list[tuple[str, bytes]]:
-        return [(k, v) for k, v in self.headers if not k.startswith(DLQ_HEADER_PREFIX)]
+        return [(k, v) for k, v in self.headers if not k.startswith(deadletters.PREFIX)]
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -62,12 +62,12 @@ class DeadLetter:
             "partition": self.partition,
             "offset": self.offset,
             "timestamp": self.timestamp.isoformat(),
-            "reason": self.header("dlq_reason"),
-            "error": self.header("dlq_error"),
-            "message": self.header("dlq_message"),
-            "original_topic": self.header("dlq_topic"),
-            "original_partition": self.header("dlq_partition"),
-            "original_offset": self.header("dlq_offset"),
+            "reason": self.header(deadletters.REASON),
+            "error": self.header(deadletters.ERROR),
+            "message": self.header(deadletters.MESSAGE),
+            "original_topic": self.header(deadletters.TOPIC),
+            "original_partition": self.header(deadletters.PARTITION),
+            "original_offset": self.header(deadletters.OFFSET),
             "type": self.header("ce_type"),
             "saga_id": self.header("saga_id"),
             "key": self.key.decode(errors="replace") if self.key is not None else None,
@@ -131,17 +131,19 @@ class DeadLetters:
             self._consumer = None
 
     def _logical(self, topic: str) -> str:
-        return topic[len(self._prefix) :]
+        name = topics.logical(self._prefix, topic)
+        return topic if name is None else name
 
     async def _partitions(self, topic: str | None = None) -> dict[str, list[int]]:
-        """Partitions of the dead-letter topics (physical names), or of ``topic``."""
-        head = self._prefix + "sagas."
-        wanted = self._prefix + topic if topic else None
+        """Partitions of the dead-letter topics of the sagas, the router and the read
+        model (physical names), or of ``topic``."""
+        wanted = topics.physical(self._prefix, topic) if topic else None
 
         def accept(name: str) -> bool:
             if wanted is not None:
                 return name == wanted
-            return name.startswith(head) and name.endswith(".dlq")
+            logical = topics.logical(self._prefix, name)
+            return logical is not None and topics.saga_of(logical, topics.dead_letters) is not None
 
         async with Topics(self._bootstrap, self._options) as admin:
             return await admin.partitions(accept)
@@ -192,7 +194,7 @@ class DeadLetters:
         """One dead letter by id; raises `NotFoundError`."""
         topic, partition, offset = parse_id(letter_id)
         consumer = self._require()
-        tp = TopicPartition(self._prefix + topic, partition)
+        tp = TopicPartition(topics.physical(self._prefix, topic), partition)
         if partition not in (await self._partitions(topic)).get(tp.topic, []):
             raise NotFoundError(f"no dead-letter topic partition {topic}[{partition}]")
         consumer.assign([tp])
@@ -220,9 +222,9 @@ class DeadLetters:
         done: list[tuple[str, str]] = []
         try:
             for letter in letters:
-                target = letter.header("dlq_topic")
+                target = letter.header(deadletters.TOPIC)
                 if not target:
-                    raise OpsError(f"dead letter {letter.id} has no dlq_topic header")
+                    raise OpsError(f"dead letter {letter.id} has no {deadletters.TOPIC} header")
                 self._check_target(letter, target)
                 await producer.send_and_wait(
                     target, letter.value, key=letter.key, headers=letter.original_headers
@@ -238,8 +240,8 @@ class DeadLetters:
         """A replay goes back to an input topic of this system only: ``dlq_topic`` is a
         header anyone who can write to a dead-letter topic can set, and a changelog or
         another dead-letter topic is never an input."""
-        internal = target.endswith((".changelog", ".dlq"))
-        if not target.startswith(self._prefix) or internal:
+        name = topics.logical(self._prefix, target)
+        if name is None or topics.is_changelog(name) or topics.is_dead_letters(name):
             raise OpsError(f"dead letter {letter.id}: will not replay to {target!r:.100}")
 
     def _require(self) -> AIOKafkaConsumer:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from aiokafka.record.default_records import DefaultRecordBatchBuilder
 
+from sagas.contracts import deadletters
 from sagas.runtime.transport.records import Consumed, OutRecord
 
 Headers = list[tuple[str, bytes]]
@@ -41,12 +42,12 @@ def fit(
     """
     if size_of(key, value, headers) <= max_bytes:
         return value, headers
-    reasons = [(k, v) for k, v in headers if k.startswith("dlq_")]
+    reasons = [(k, v) for k, v in headers if k.startswith(deadletters.PREFIX)]
     if size_of(key, b"", headers) > max_bytes // 2:
         dropped = len(headers) - len(reasons)
-        headers = [*reasons, ("dlq_headers_dropped", str(dropped).encode())]
+        headers = [*reasons, (deadletters.HEADERS_DROPPED, str(dropped).encode())]
     if value is not None:
-        headers = [*headers, ("dlq_truncated", str(len(value)).encode())]
+        headers = [*headers, (deadletters.TRUNCATED, str(len(value)).encode())]
         room = max_bytes - size_of(key, b"", headers) - 16  # 16: the value's length varint
         value = value[: max(room, 0)]
     return value, headers
@@ -60,12 +61,12 @@ def dead_letter(
     `sagas dlq replay` needs it); shortened only when too large to produce (`fit`)."""
     headers: Headers = [
         *record.headers,
-        ("dlq_reason", reason.encode()),
-        ("dlq_error", error.encode()),
-        ("dlq_message", message.encode()),
-        ("dlq_topic", physical_topic.encode()),
-        ("dlq_partition", str(record.partition).encode()),
-        ("dlq_offset", str(record.offset).encode()),
+        (deadletters.REASON, reason.encode()),
+        (deadletters.ERROR, error.encode()),
+        (deadletters.MESSAGE, message.encode()),
+        (deadletters.TOPIC, physical_topic.encode()),
+        (deadletters.PARTITION, str(record.partition).encode()),
+        (deadletters.OFFSET, str(record.offset).encode()),
     ]
     value, headers = fit(record.key, record.value, headers)  # Kafka must take it
     return OutRecord(target, value, key=record.key, headers=tuple(headers))

@@ -22,6 +22,7 @@ from typing import Any, Protocol
 from opentelemetry import trace
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
+from sagas.contracts import deadletters, topics
 from sagas.contracts.messages.sagas import CommandFailed
 from sagas.contracts.record import Envelope, Record
 from sagas.telemetry import propagation
@@ -151,9 +152,9 @@ class ParticipantTelemetry:
         if not out:
             return
         first = out[0]
-        if first.topic.endswith(".dlq"):
+        if topics.is_dead_letters(first.topic):
             handling.outcome = "dead-lettered"
-            reason = _header(first.headers, "dlq_reason") or "dead-lettered"
+            reason = _header(first.headers, deadletters.REASON) or "dead-lettered"
             handling.span.set_status(Status(StatusCode.ERROR, reason))
         else:
             handling.outcome = _header(first.headers, "ce_type") or "none"

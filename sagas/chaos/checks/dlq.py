@@ -15,11 +15,12 @@ from typing import Any
 
 from sagas.chaos.faults.base import ChaosContext, Check
 from sagas.chaos.faults.messages import list_topics, read_topics
+from sagas.contracts import deadletters, topics
 
 
 def dead_letter_topics(ctx: ChaosContext, existing: set[str]) -> list[str]:
     """The run's dead-letter topics (every topic of its prefix ending in ``.dlq``)."""
-    return sorted(t for t in existing if t.startswith(ctx.prefix) and t.endswith(".dlq"))
+    return sorted(t for t in existing if t.startswith(ctx.prefix) and topics.is_dead_letters(t))
 
 
 async def dead_letters(ctx: ChaosContext, final_instances: Sequence[Any]) -> dict[str, list[str]]:
@@ -35,14 +36,14 @@ async def dead_letters(ctx: ChaosContext, final_instances: Sequence[Any]) -> dic
         where = f"{record.topic}@{record.partition}:{record.offset}"
         if key is None or key not in poison:
             headers = dict(record.headers or ())
-            why = headers.get("dlq_reason", b"").decode(errors="replace")
+            why = headers.get(deadletters.REASON, b"").decode(errors="replace")
             violations.setdefault("valid_message_in_dlq", []).append(
                 f"{where}: key {key!r} ({why or 'no reason'}) is not a poison record"
             )
             continue
         reason = b""
         for name, value in record.headers or ():
-            if name == "dlq_reason":
+            if name == deadletters.REASON:
                 reason = value or b""
         reasons.setdefault(key, []).append(reason.decode(errors="replace"))
         if not reason:

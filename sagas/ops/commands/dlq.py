@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 from rich.table import Table
 from rich.text import Text
 
+from sagas.contracts import deadletters
 from sagas.kafka_security import checked_options
 from sagas.ops.commands.context import out, print_json
 from sagas.ops.dlq import DeadLetters
@@ -93,7 +94,7 @@ async def replay_letters(args: argparse.Namespace) -> int:
     async with dead_letters() as dlq:
         letters = [await dlq.get(i) for i in args.letter_ids]
         if args.dry_run:
-            done = [(d.id, d.header("dlq_topic") or "?") for d in letters]
+            done = [(d.id, d.header(deadletters.TOPIC) or "?") for d in letters]
         else:
             done = await dlq.replay(letters)
     if args.json:

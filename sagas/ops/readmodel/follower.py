@@ -29,13 +29,14 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.errors import KafkaError
 
+from sagas.contracts import deadletters, topics
 from sagas.contracts.codec import Codec
 from sagas.contracts.errors import ContractError, MessageError, RegistryError
 from sagas.contracts.outage import RegistryOutage
 from sagas.ops.errors import KafkaUnavailableError
 from sagas.ops.kafka import Topics
 from sagas.ops.readmodel.store import Batch, OpsStore, Outcome, iso
-from sagas.runtime import changelog, topics
+from sagas.runtime import changelog
 from sagas.runtime.store import Changes
 
 log = logging.getLogger(__name__)
@@ -141,23 +142,21 @@ class Follower:
             producer, self._producer = self._producer, None
             await producer.stop()
 
-    def _saga_of(self, topic: str, tail: str = ".changelog") -> str | None:
-        """The saga name of a changelog (or ``tail``) topic of ours, else None."""
-        head = self._prefix + "sagas."
-        if topic.startswith(head) and topic.endswith(tail) and len(topic) > len(head + tail):
-            return topic[len(head) : -len(tail)]
-        return None
+    def _saga_of(self, topic: str, kind: Callable[[str], str] = topics.changelog) -> str | None:
+        """The saga name of a changelog (or ``kind``) topic of ours, else None."""
+        name = topics.logical(self._prefix, topic)
+        return None if name is None else topics.saga_of(name, kind)
 
     async def discover(self) -> None:
         """Assign every partition of the saga changelogs and of the outcome topic."""
         consumer = self._require()
-        outcomes = self._prefix + topics.OUTCOMES
+        outcomes = topics.physical(self._prefix, topics.OUTCOMES)
         async with Topics(self._bootstrap, self._options) as admin:
             found = await admin.partitions(
                 lambda t: (
                     t == outcomes
                     or self._saga_of(t) is not None
-                    or self._saga_of(t, ".history") is not None
+                    or self._saga_of(t, topics.history) is not None
                 )
             )
         tps = {TopicPartition(t, p) for t, parts in found.items() for p in parts}
@@ -251,7 +250,7 @@ class Follower:
     def _decode(
         self, tp: TopicPartition, records: list[ConsumerRecord[Any, Any]], batch: Batch
     ) -> None:
-        moved_from = self._saga_of(tp.topic, ".history")
+        moved_from = self._saga_of(tp.topic, topics.history)
         if moved_from is not None:
             for record in records:
                 try:
@@ -285,7 +284,7 @@ class Follower:
                 batch.outcomes.append(outcome)
 
     def _is_outcomes(self, topic: str) -> bool:
-        return topic == self._prefix + topics.OUTCOMES
+        return topic == topics.physical(self._prefix, topics.OUTCOMES)
 
     def _outcome(self, record: ConsumerRecord[Any, Any]) -> Outcome | None:
         try:
@@ -320,14 +319,14 @@ class Follower:
             )
             await producer.start()
             self._producer = producer
-        topic = self._prefix + topics.READ_MODEL_DEAD_LETTERS
+        topic = topics.physical(self._prefix, topics.READ_MODEL_DEAD_LETTERS)
         try:
             for record, error in self._rejected:
                 value = record.value
                 headers = [(k, v or b"") for k, v in record.headers or ()]
                 headers += error.dlq_headers()
                 if value is not None and len(value) > MAX_DEAD_LETTER_VALUE:
-                    headers.append(("dlq_truncated", str(len(value)).encode()))
+                    headers.append((deadletters.TRUNCATED, str(len(value)).encode()))
                     value = b""
                 await self._producer.send_and_wait(topic, value, key=record.key, headers=headers)
                 self.dead_lettered += 1
