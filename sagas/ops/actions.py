@@ -3,8 +3,8 @@
 An action travels like every other input (keyed by saga id, ``saga_id`` header,
 CloudEvents headers from the codec), so the engine applies it in the same exactly-once
 transaction as replies and timers. The engine names the action in the instance history
-with the id ``<saga id>:<ACTION>:<requested_at ISO 8601>``; watching the read model for
-that entry tells whether (and how) the action was applied.
+with the id ``<saga id>:<ACTION>:<requested_at ISO 8601>`` (`sagas.contracts.actions`);
+watching the read model for that entry tells whether (and how) the action was applied.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from typing import Any
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
+from sagas.contracts import actions, topics
 from sagas.contracts.classmap import ClassMap
 from sagas.contracts.codec import Codec
 from sagas.contracts.messages.sagas import OperatorAction, OperatorActionKind
@@ -28,7 +29,6 @@ from sagas.definition import Saga
 from sagas.machine.serialize import record_from_dict
 from sagas.ops.errors import KafkaUnavailableError, OpsError
 from sagas.ops.readmodel.store import OpsStore
-from sagas.runtime import topics
 
 SOURCE = "/sagas/ops"
 
@@ -51,8 +51,8 @@ class ActionRequest:
 
     @property
     def id(self) -> str:
-        """The id the engine records the action under (see `sagas.runtime.wire`)."""
-        return f"{self.saga_id}:{self.kind.value}:{self.requested_at.isoformat()}"
+        """The id the engine records the action under."""
+        return actions.action_id(self.saga_id, self.kind, self.requested_at)
 
     def envelope(self) -> Envelope:
         record = OperatorAction(
@@ -143,7 +143,7 @@ class Sender:
             headers, value = self._codec.encode(req.envelope())
             futures.append(
                 await self._producer.send(
-                    self._prefix + topics.inbox(req.saga),
+                    topics.physical(self._prefix, topics.inbox(req.saga)),
                     value,
                     key=self._key_of(req.saga, req.saga_id),
                     headers=headers,

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
+from sagas.contracts import actions
 from sagas.contracts.classmap import ClassMap
 from sagas.contracts.codec import Codec
 from sagas.contracts.messages.sagas import OperatorAction as OperatorActionRecord
@@ -126,7 +127,7 @@ def operator_action(record: OperatorActionRecord, definition: Saga[Any]) -> Oper
     """
     common: dict[str, Any] = {"actor": record.actor, "reason": record.reason}
     kind = record.action
-    action_id = f"{record.saga_id}:{kind.value}:{record.requested_at.isoformat()}"
+    action_id = actions.action_id(record.saga_id, kind, record.requested_at)
     if kind is OperatorActionKind.PAUSE:
         return Pause(id=action_id, **common)
     if kind is OperatorActionKind.UNPAUSE:
