@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from enum import IntEnum
 from typing import TYPE_CHECKING, Any
 
+from sagas.contracts import topics
 from sagas.definition import Saga, Step
-from sagas.runtime import topics
 from sagas.runtime.engine import by_name, output_topics
 from sagas.runtime.router import event_topics
 
@@ -151,11 +151,11 @@ def service_acls(
             topics and transactional ids).
     """
     name: str = participant.name
-    own_events = {f"{name}.events", *participant.publishes}
+    own_events = {topics.events(name), *participant.publishes}
     followed = {s.topic for s in participant.subscriptions}
     inboxes = {topics.inbox(s) for s in commanded_by(definitions).get(name, set())}
     found = [
-        *_topics(name, [f"{prefix}{name}.dlq"], W, C, D),
+        *_topics(name, [prefix + topics.service_dead_letters(name)], W, C, D),
         *_topics(name, [prefix + t for t in own_events], W, C, D),
         *_topics(name, [prefix + t for t in followed - own_events], R, C, D),
         *_topics(name, [prefix + t for t in followed & own_events], R),

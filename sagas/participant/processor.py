@@ -55,6 +55,7 @@ from typing import Any, Protocol
 
 import aiosqlite
 
+from sagas.contracts import topics
 from sagas.contracts.codec import Codec
 from sagas.contracts.errors import MessageError, RegistryError
 from sagas.contracts.headers import RawHeaders
@@ -141,12 +142,14 @@ class Processor:
         self.participant = participant
         self.store = store
         self.codec = codec
-        self.dlq = f"{topic_prefix}{participant.name}.dlq"
+        self.dlq = topics.physical(topic_prefix, topics.service_dead_letters(participant.name))
         self.clock = clock
         self.replies = Replies(participant, codec, self.dlq, lambda: self.clock(), telemetry)
         self.applied = 0
         """Commands applied so far (their handler ran and its writes were committed)."""
-        self._event_topics = {f"{topic_prefix}{s.topic}" for s in participant.subscriptions}
+        self._event_topics = {
+            topics.physical(topic_prefix, s.topic) for s in participant.subscriptions
+        }
 
     # -- batches -----------------------------------------------------------------------
 

@@ -31,6 +31,7 @@ from typing import Any
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
+from sagas.contracts import topics
 from sagas.contracts.codec import Codec
 from sagas.contracts.errors import RegistryError
 from sagas.contracts.outage import RegistryOutage
@@ -134,11 +135,11 @@ class ParticipantService:
 
     def topic(self, name: str) -> str:
         """A topic name with the configured prefix."""
-        return f"{self.settings.topic_prefix}{name}"
+        return topics.physical(self.settings.topic_prefix, name)
 
     @property
     def commands_topic(self) -> str:
-        return self.topic(f"{self.participant.name}.commands")
+        return self.topic(topics.commands(self.participant.name))
 
     @property
     def web_port(self) -> int:
@@ -181,12 +182,12 @@ class ParticipantService:
         log.info("%s: consuming %s", self.participant.name, self.commands_topic)
 
     async def _start_runner(self) -> None:
-        topics = [self.commands_topic] if self.participant.handlers else []
-        topics += sorted({self.topic(s.topic) for s in self.participant.subscriptions})
+        consumed = [self.commands_topic] if self.participant.handlers else []
+        consumed += sorted({self.topic(s.topic) for s in self.participant.subscriptions})
         runner = KafkaRunner(
             self.bootstrap,
             self.settings.group(self.participant.name),
-            topics,
+            consumed,
             self.handle_batch,
             after_batch=self._after_batch,
             client_options=self.client_options,
@@ -303,7 +304,7 @@ class ParticipantService:
         # retries sleep): a publish before the first poll must not stall the service.
         await self.codec.prepare()
         headers, value = self.codec.encode(envelope)
-        topic = self.topic(f"{domain}.events")
+        topic = self.topic(topics.events(domain))
         await self.send([Outbound(topic=topic, key=key.encode(), value=value, headers=headers)])
 
     async def invariants(self) -> list[str]:
@@ -314,7 +315,7 @@ class ParticipantService:
     # -- setup -------------------------------------------------------------------------
 
     def _topics_needed(self) -> list[str]:
-        names = [self.topic(f"{self.participant.name}.dlq")]
+        names = [self.topic(topics.service_dead_letters(self.participant.name))]
         if self.participant.handlers:
             names.append(self.commands_topic)
         names += sorted({self.topic(s.topic) for s in self.participant.subscriptions})
