@@ -24,6 +24,7 @@ from sagas.errors import ConfigurationError
 from sagas.runtime import topics
 from sagas.runtime.instance_cache import InstanceCache
 from sagas.runtime.loop import DEFAULT_COMMIT_TIMEOUT, DEFAULT_IDLE_TICK, EngineLoop
+from sagas.runtime.observer import EngineObserver, NoObserver
 from sagas.runtime.partitioning import Partitioning
 from sagas.runtime.router import event_topics
 from sagas.runtime.store import Store
@@ -31,7 +32,6 @@ from sagas.runtime.transport.base import Transport
 from sagas.runtime.units import Delivery, UnitConfig
 from sagas.runtime.worker import Clock, SagaWorker
 from sagas.settings import EngineSettings
-from sagas.telemetry.engine import EngineTelemetry
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +75,9 @@ class Engine:
         codec, classes: the message contracts.
         store: this process's SQLite store.
         clock: the engine's notion of now.
-        telemetry: spans and metrics; None (the default) when telemetry is off.
+        telemetry: told what the engine does, for spans and metrics
+            (`sagas.telemetry.EngineTelemetry`); none (the default): a `NoObserver`,
+            telemetry off.
         companions: tasks run and stopped with the loop.
     """
 
@@ -89,7 +91,7 @@ class Engine:
         classes: ClassMap,
         store: Store,
         clock: Clock = utcnow,
-        telemetry: EngineTelemetry | None = None,
+        telemetry: EngineObserver | None = None,
         companions: Sequence[Companion] = (),
     ) -> None:
         self.definitions = by_name(definitions)
@@ -98,7 +100,7 @@ class Engine:
         self._codec = codec
         self._store = store
         self._companions = tuple(companions)
-        self._telemetry = telemetry
+        self._telemetry = telemetry if telemetry is not None else NoObserver()
         self.partitioning = Partitioning(self.definitions, settings.partitions)
         physical = transport.physical
         self._reader = transport.partition_reader()
@@ -112,7 +114,7 @@ class Engine:
             reader=self._reader,
             physical=physical,
             hold_for=settings.hold_unknown_for,
-            telemetry=telemetry,
+            telemetry=self._telemetry,
             cache=InstanceCache(settings.instance_cache),
         )
         self.event_topics = event_topics(self.definitions)
@@ -134,9 +136,8 @@ class Engine:
             settings.session_timeout,
         )
         self._task: asyncio.Task[None] | None = None
-        if telemetry is not None:
-            telemetry.add_lag_source(self._lag)
-            telemetry.add_in_flight_source(self.worker.in_flight)
+        self._telemetry.add_lag_source(self._lag)
+        self._telemetry.add_in_flight_source(self.worker.in_flight)
 
     @property
     def store(self) -> Store:
@@ -152,7 +153,7 @@ class Engine:
         """(topic, partition, group, lag) of every partition owned (metrics thread)."""
         found: list[tuple[str, int, str, int]] = []
         consumer = self.loop.consumer
-        positions = self._telemetry.positions if self._telemetry else {}
+        positions = self._telemetry.positions
         if consumer is None:
             return found
         for tp in sorted(consumer.assignment()):

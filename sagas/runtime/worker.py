@@ -40,6 +40,7 @@ from sagas.runtime.batch import SagaBatch, iso
 from sagas.runtime.clock import NonDecreasingClock
 from sagas.runtime.deadletter import dead_letter
 from sagas.runtime.instance_cache import InstanceCache
+from sagas.runtime.observer import BatchObserver, EngineObserver, NoObserver
 from sagas.runtime.partitioning import Partitioning
 from sagas.runtime.router import Router
 from sagas.runtime.store import Changes, Held, Store
@@ -47,7 +48,6 @@ from sagas.runtime.store_writer import StoreWriter
 from sagas.runtime.transport.base import PartitionReader
 from sagas.runtime.transport.records import TP, Consumed, Delivered, OutRecord
 from sagas.runtime.units import Decided
-from sagas.telemetry.engine import EngineTelemetry, Pending
 from sagas.telemetry.logs import saga_scope
 
 log = logging.getLogger(__name__)
@@ -72,7 +72,7 @@ class _UnitWork:
     k: int
     sagas: dict[str, SagaBatch] = field(default_factory=dict)
     outgoing: list[OutRecord] = field(default_factory=list)
-    traces: dict[str, Pending] = field(default_factory=dict)
+    traces: dict[str, BatchObserver] = field(default_factory=dict)
     dead: dict[str, int] = field(default_factory=dict)
 
 
@@ -101,7 +101,8 @@ class SagaWorker:
         physical: the broker's name of a topic (the ``reply_to`` of commands and the
             ``dlq_topic`` of dead letters name physical topics).
         hold_for: how long a message for a saga not started yet is kept.
-        telemetry: spans and metrics (None when telemetry is off: no cost at all).
+        telemetry: told what the worker does, for spans and metrics
+            (`sagas.runtime.observer`); none: a `NoObserver` (telemetry off).
         cache: recently committed instances (`sagas.runtime.instance_cache`).
     """
 
@@ -117,7 +118,7 @@ class SagaWorker:
         reader: PartitionReader,
         physical: Callable[[str], str],
         hold_for: timedelta,
-        telemetry: EngineTelemetry | None = None,
+        telemetry: EngineObserver | None = None,
         cache: InstanceCache | None = None,
     ) -> None:
         self._definitions = definitions
@@ -130,7 +131,7 @@ class SagaWorker:
         self._reader = reader
         self._physical = physical
         self._hold_for = hold_for
-        self._telemetry = telemetry
+        self._telemetry = telemetry if telemetry is not None else NoObserver()
         self.cache = cache if cache is not None else InstanceCache()
         self._router = Router(definitions)
         self._inboxes = {topics.inbox(name): name for name in definitions}
@@ -153,8 +154,7 @@ class SagaWorker:
         for saga in self._definitions:
             self.cache.drop(saga, k)  # catch-up may change what the store holds
             self._wake.pop((saga, k), None)
-            if self._telemetry is not None:
-                self._telemetry.assigned(saga, k)
+            self._telemetry.assigned(saga, k)
             await changelog.catch_up(
                 self._reader, self._store, saga, TP(topics.changelog(saga), k), self.writer.apply
             )
@@ -165,8 +165,7 @@ class SagaWorker:
             self.cache.drop(saga, k)
             self._wake.pop((saga, k), None)
             self._running.pop((saga, k), None)
-            if self._telemetry is not None:
-                self._telemetry.revoked(saga, k)
+            self._telemetry.revoked(saga, k)
 
     async def decide(
         self, k: int, records: Sequence[Consumed], busy: AbstractSet[Hashable] = frozenset()
@@ -209,8 +208,7 @@ class SagaWorker:
                     work.dead[name] = work.dead.get(name, 0) + count
             inputs.extend(items)
             kept.append(record)
-        if self._telemetry is not None:
-            self._telemetry.consumed(kept)
+        self._telemetry.consumed(kept)
         await self._prefetch(work, inputs)
         for item in inputs:
             await self._input(work, item)
@@ -266,15 +264,14 @@ class SagaWorker:
             key = (changes.saga_name, k)
             if key in self._running:
                 self._running[key] += context.running.get(changes.saga_name, 0)
-        if self._telemetry is not None:
-            for saga in self._definitions:
-                dead = context.dead.get(saga, 0)
-                if dead or any(c.saga_name == saga for c, _, _ in context.changes):
-                    self._telemetry.committed(saga, k, dead)
-            if context.dead.get(topics.ROUTER_DEAD_LETTERS):
-                self._telemetry.dead_lettered(
-                    topics.ROUTER_DEAD_LETTERS, "router", context.dead[topics.ROUTER_DEAD_LETTERS]
-                )
+        for saga in self._definitions:
+            dead = context.dead.get(saga, 0)
+            if dead or any(c.saga_name == saga for c, _, _ in context.changes):
+                self._telemetry.committed(saga, k, dead)
+        if context.dead.get(topics.ROUTER_DEAD_LETTERS):
+            self._telemetry.dead_lettered(
+                topics.ROUTER_DEAD_LETTERS, "router", context.dead[topics.ROUTER_DEAD_LETTERS]
+            )
 
     # -- reading records ------------------------------------------------------------
 
@@ -361,8 +358,7 @@ class SagaWorker:
         sb = work.sagas.get(saga)
         if sb is None:
             sb = work.sagas[saga] = SagaBatch(saga, work.k)
-            if self._telemetry is not None:
-                work.traces[saga] = self._telemetry.batch(saga, work.k)
+            work.traces[saga] = self._telemetry.batch(saga, work.k)
         return sb
 
     async def _prefetch(self, work: _UnitWork, inputs: Sequence[_Input]) -> None:
@@ -418,18 +414,15 @@ class SagaWorker:
     ) -> bool:
         """Run `decide`; False when the input concerns a saga that does not exist yet."""
         definition = self._definition_for(sb.saga, instance)
-        trace = work.traces.get(sb.saga)
-        began = time.time_ns() if trace is not None else 0
+        began = time.time_ns()
         decision = decide(definition, instance, action, now)
         self.decisions += 1
         if decision.instance is None:
             return False
         new = decision.instance
-        traces: list[tuple[str, str | None] | None] | None = None
-        if self._telemetry is not None and trace is not None:
-            traces = self._telemetry.decided(
-                trace, instance, new, action, record, decision.outgoing, began
-            )
+        traces = work.traces[sb.saga].decided(
+            instance, new, action, record, decision.outgoing, began
+        )
         sb.instances[new.saga_id] = new
         key = self._partitioning.key(sb.saga, new.saga_id)
         for i, out in enumerate(decision.outgoing):
@@ -443,7 +436,7 @@ class SagaWorker:
                     key=key,
                     physical=self._physical,
                     partition=sb.partition,
-                    trace=traces[i] if traces is not None else None,
+                    trace=traces[i] if traces else None,
                 )
             )
             if out.kind is OutgoingKind.DEAD_LETTER:

@@ -27,7 +27,7 @@ handler runs (see KAFKA-NOTES), so they could not parent the decision spans anyw
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import partial
@@ -35,20 +35,18 @@ from typing import Any
 
 from opentelemetry.context import Context
 from opentelemetry.metrics import CallbackOptions, Observation
-from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
 from opentelemetry.trace import Link, Span, SpanKind, Status, StatusCode
 
 from sagas.contracts.record import Envelope
 from sagas.machine import SagaInstance, SagaState, TimerFired
 from sagas.machine.instance import StepStatus
 from sagas.machine.outputs import Outgoing, OutgoingKind
+from sagas.runtime.observer import InFlightSource, LagSource
+from sagas.runtime.observer import TraceHeaders as TraceHeaders
 from sagas.runtime.transport.records import Consumed
 from sagas.telemetry import propagation
 from sagas.telemetry.process import ProcessMetrics
 from sagas.telemetry.setup import Telemetry, fixed_ids
-
-TraceHeaders = tuple[str, str | None]
-LagSource = Callable[[], Iterable[tuple[str, int, str, int]]]
 
 MS_BUCKETS = (5, 10, 25, 50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 30_000, 60_000,
               300_000, 900_000, 3_600_000, 86_400_000)  # fmt: skip
@@ -68,17 +66,31 @@ def ns(moment: datetime) -> int:
 
 @dataclass
 class Pending:
-    """The metric updates one batch makes once its transaction commits."""
+    """One batch of one saga (a `BatchObserver`): the spans of its decisions, and the
+    metric updates it makes once its transaction commits."""
 
+    telemetry: EngineTelemetry
     facts: list[Callable[[], None]] = field(default_factory=list)
+
+    def decided(
+        self,
+        before: SagaInstance[Any] | None,
+        after: SagaInstance[Any],
+        action: Any,
+        record: Consumed | None,
+        outgoing: Sequence[Outgoing],
+        started_ns: int,
+    ) -> list[TraceHeaders | None]:
+        return self.telemetry.decided(self, before, after, action, record, outgoing, started_ns)
 
 
 class EngineTelemetry:
-    """Spans and metrics of one engine process.
+    """Spans and metrics of one engine process: the runtime's `EngineObserver` with
+    telemetry on.
 
     Args:
-        telemetry: the process's providers (must be enabled: pass None to the
-            runtime instead when telemetry is off).
+        telemetry: the process's providers (must be enabled: give the runtime no
+            observer when telemetry is off, and it uses a `NoObserver`).
         topic_prefix: of the physical topic names in attributes.
         in_flight: sagas not ended, by saga name, in the units the engine owns (the
             engine keeps the counts, `add_in_flight_source`; telemetry never reads its
@@ -89,12 +101,11 @@ class EngineTelemetry:
         self,
         telemetry: Telemetry,
         topic_prefix: str = "",
-        in_flight: Callable[[], Mapping[str, int]] | None = None,
+        in_flight: InFlightSource | None = None,
     ) -> None:
         self._tracer = telemetry.tracer("sagas.engine")
         self._prefix = topic_prefix
         self._in_flight_counts = in_flight
-        self._ids = RandomIdGenerator()
         self._pending: dict[tuple[str, int], Pending] = {}
         self.owned: set[tuple[str, int]] = set()
         self.positions: dict[tuple[str, int], int] = {}
@@ -141,7 +152,7 @@ class EngineTelemetry:
 
     def batch(self, saga: str, partition: int) -> Pending:
         """The collector of a new batch (replacing one that never committed)."""
-        pending = Pending()
+        pending = Pending(self)
         self._pending[(saga, partition)] = pending
         return pending
 
@@ -221,7 +232,7 @@ class EngineTelemetry:
             last = records[-1]
             self.positions[(last.topic, last.partition)] = last.offset + 1
 
-    def add_in_flight_source(self, source: Callable[[], Mapping[str, int]]) -> None:
+    def add_in_flight_source(self, source: InFlightSource) -> None:
         """``source()`` gives the sagas not ended, by saga name, when metrics are collected."""
         self._in_flight_counts = source
 
