@@ -48,6 +48,13 @@ class BatchObserver(Protocol):
         (empty) when the messages carry the saga's own trace context."""
         ...
 
+    def committed(self) -> None:
+        """The batch's transaction committed: count what it decided. Called at most
+        once, and never for a batch that did not commit (its unit lost, or a batch
+        after it failed): each batch keeps its own counts, so two batches of a unit in
+        flight at once (`SAGAS_MAX_IN_FLIGHT=2`) are each counted once."""
+        ...
+
 
 class EngineObserver(Protocol):
     """Spans and metrics of an engine, told what its units do."""
@@ -71,12 +78,11 @@ class EngineObserver(Protocol):
         ...
 
     def batch(self, saga: str, partition: int) -> BatchObserver:
-        """A new batch of ``saga`` in unit ``partition`` (replacing one that never
-        committed)."""
+        """A new batch of ``saga`` in unit ``partition``."""
         ...
 
     def committed(self, saga: str, partition: int, dead_letters: int) -> None:
-        """The batch's transaction committed, with ``dead_letters`` of the saga's."""
+        """A batch's transaction committed, with ``dead_letters`` of the saga's."""
         ...
 
     def dead_lettered(self, topic: str, component: str, count: int = 1) -> None:
@@ -103,6 +109,9 @@ class _NoBatch:
         started_ns: int,
     ) -> Sequence[TraceHeaders | None]:
         return ()
+
+    def committed(self) -> None:
+        pass
 
 
 class NoObserver:

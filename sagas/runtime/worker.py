@@ -85,6 +85,8 @@ class _Committed:
     dead: dict[str, int]
     running: dict[str, int] = field(default_factory=dict)
     """Per saga, how the count of sagas not ended changes."""
+    traces: dict[str, BatchObserver] = field(default_factory=dict)
+    """Per saga, the batch's observer, told once the batch committed."""
 
 
 class SagaWorker:
@@ -268,6 +270,9 @@ class SagaWorker:
             dead = context.dead.get(saga, 0)
             if dead or any(c.saga_name == saga for c, _, _ in context.changes):
                 self._telemetry.committed(saga, k, dead)
+            batch = context.traces.get(saga)
+            if batch is not None:
+                batch.committed()
         if context.dead.get(topics.ROUTER_DEAD_LETTERS):
             self._telemetry.dead_lettered(
                 topics.ROUTER_DEAD_LETTERS, "router", context.dead[topics.ROUTER_DEAD_LETTERS]
@@ -535,7 +540,7 @@ class SagaWorker:
         return Decided(
             outgoing=outgoing,
             outputs=len(work.outgoing),
-            context=_Committed(changes, dict(work.dead), running),
+            context=_Committed(changes, dict(work.dead), running, dict(work.traces)),
         )
 
     def in_flight(self) -> dict[str, int]:

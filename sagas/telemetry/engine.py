@@ -83,6 +83,12 @@ class Pending:
     ) -> list[TraceHeaders | None]:
         return self.telemetry.decided(self, before, after, action, record, outgoing, started_ns)
 
+    def committed(self) -> None:
+        """The batch committed: make its metric updates, once."""
+        facts, self.facts = self.facts, []
+        for fact in facts:
+            fact()
+
 
 class EngineTelemetry:
     """Spans and metrics of one engine process: the runtime's `EngineObserver` with
@@ -106,7 +112,6 @@ class EngineTelemetry:
         self._tracer = telemetry.tracer("sagas.engine")
         self._prefix = topic_prefix
         self._in_flight_counts = in_flight
-        self._pending: dict[tuple[str, int], Pending] = {}
         self.owned: set[tuple[str, int]] = set()
         self.positions: dict[tuple[str, int], int] = {}
         self._lag_sources: list[LagSource] = []
@@ -151,10 +156,8 @@ class EngineTelemetry:
     # -- the saga's trace -------------------------------------------------------------
 
     def batch(self, saga: str, partition: int) -> Pending:
-        """The collector of a new batch (replacing one that never committed)."""
-        pending = Pending(self)
-        self._pending[(saga, partition)] = pending
-        return pending
+        """The collector of a new batch; it counts once `Pending.committed` says so."""
+        return Pending(self)
 
     def decided(
         self,
@@ -204,14 +207,9 @@ class EngineTelemetry:
         return traces
 
     def committed(self, saga: str, partition: int, dead_letters: int) -> None:
-        """The batch's transaction committed: count what it did."""
-        pending = self._pending.pop((saga, partition), None)
+        """A batch's transaction committed: count its dead letters."""
         if dead_letters:
             self.dead_lettered(self._prefix + f"sagas.{saga}.dlq", "engine", dead_letters)
-        if pending is None:
-            return
-        for fact in pending.facts:
-            fact()
 
     def dead_lettered(self, topic: str, component: str, count: int = 1) -> None:
         attributes = {"messaging.destination.name": topic, "sagas.component": component}
@@ -224,7 +222,6 @@ class EngineTelemetry:
 
     def revoked(self, saga: str, partition: int) -> None:
         self.owned.discard((saga, partition))
-        self._pending.pop((saga, partition), None)
 
     def consumed(self, records: Sequence[Consumed]) -> None:
         """Remember the position after ``records`` (logical topic names)."""

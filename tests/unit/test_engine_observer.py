@@ -274,3 +274,51 @@ def test_the_observer_protocols_need_no_opentelemetry() -> None:
         [sys.executable, "-c", probe], check=True, capture_output=True, text=True, timeout=60
     )
     assert out.stdout.strip() == "[]"
+
+
+def counted(reader: InMemoryMetricReader, name: str) -> int:
+    data = reader.get_metrics_data()
+    if data is None:
+        return 0
+    return sum(
+        int(p.value)
+        for rm in data.resource_metrics
+        for sm in rm.scope_metrics
+        for m in sm.metrics
+        if m.name == name
+        for p in m.data.data_points
+    )
+
+
+async def test_two_batches_in_flight_are_each_counted_once_they_commit(tmp_path: Path) -> None:
+    """`SAGAS_MAX_IN_FLIGHT=2`: batch N+1 is decided before N commits; each keeps its own
+    counts, and a batch that never commits counts nothing."""
+    codec = examples.codec()
+    reader = InMemoryMetricReader()
+    telemetry = setup(
+        "sagas-engine",
+        TelemetrySettings(SAGAS_TELEMETRY="off"),
+        span_exporters=[InMemorySpanExporter()],
+        metric_readers=[reader],
+    )
+    traced = await rig(tmp_path / "traced.db", codec, WallClock(), EngineTelemetry(telemetry))
+    try:
+        placed = starts(codec, itertools.count())[:4]
+        first = await traced.worker.decide(K, placed[:2])
+        second = await traced.worker.decide(K, placed[2:])
+        assert counted(reader, "sagas.started") == 0  # nothing committed yet
+        await traced.commit(first)
+        assert counted(reader, "sagas.started") == 2
+        await traced.commit(second)
+        assert counted(reader, "sagas.started") == 4
+        unseen = Envelope(
+            id="placed-o9", type=order_placed("o9").SCHEMA, source="/tests", time=T0,
+            payload=order_placed("o9"),
+        )  # fmt: skip
+        never = await traced.worker.decide(K, [record(codec, "orders.events", 9, b"o9", unseen)])
+        assert any(r.topic == "inventory.commands" for r in never.outgoing)  # o9 started
+        assert counted(reader, "sagas.started") == 4  # but its batch never committed
+    finally:
+        await traced.store.close()
+        codec.close()
+        telemetry.shutdown()
