@@ -1,9 +1,11 @@
 """The changelog without a broker: records turned into store changes (`changes_of`,
-`apply_record`), held messages and their tombstones, malformed records, and `catch_up`
-from an in-memory changelog partition into a real SQLite store."""
+`apply_record`), held messages and their tombstones, malformed records, `catch_up`
+from an in-memory changelog partition into a real SQLite store, and an engine that
+meets a corrupt record while taking a unit."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator, Sequence
 from datetime import timedelta
@@ -14,9 +16,14 @@ import pytest
 from sagas import decide
 from sagas.runtime import changelog, topics
 from sagas.runtime.batch import stored_row
+from sagas.runtime.engine import Engine
+from sagas.runtime.errors import CorruptChangelog, RuntimeFailure
 from sagas.runtime.store import Changes, Held, Store, StoredInstance, row
-from sagas.runtime.transport.memory import MemoryTransport
+from sagas.runtime.transport.memory import MemoryBroker, MemoryTransport
 from sagas.runtime.transport.records import TP, OutRecord
+from services.app import app as examples
+from services.definitions.order_fulfilment import ORDER_FULFILMENT
+from tests.memory_system import DEADLINE, settings
 from tests.unit.saga_fixtures import T0, order_saga, placed
 
 SAGA = "order_fulfilment"
@@ -24,9 +31,9 @@ TOPIC = topics.changelog(SAGA)
 TP0 = TP(TOPIC, 0)
 TIMEOUT = timedelta(seconds=5)
 
-REJECTED = (ValueError, KeyError, TypeError, AttributeError)
+REJECTED = CorruptChangelog
 """What the read model's follower catches around `apply_record` to reject a record
-(sagas/ops/readmodel/follower.py) instead of stopping."""
+(sagas/ops/readmodel/follower.py) instead of stopping, and what stops catch-up."""
 
 
 def stored(saga_id: str, seq: int, state: str = "RUNNING", partition: int = 0) -> StoredInstance:
@@ -154,80 +161,179 @@ def test_apply_record_keeps_the_last_held_set_of_a_saga() -> None:
     assert changes.released == ["order:y"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="apply_record leaves the saga id in `released` when held messages follow "
-    "their tombstone, and Store.apply deletes after inserting: the held set is lost",
-)
 async def test_apply_record_holds_messages_that_follow_their_tombstone(tmp_path: Path) -> None:
+    # `Store.apply` deletes the released after it inserts the held: a release left in
+    # the changes would delete the set held after it.
     z = held("order:z")
     changes = Changes(SAGA, 0)
     changelog.apply_record(changes, *released_record("order:z"))
     changelog.apply_record(changes, *held_record(z))
+    assert (changes.held, changes.released) == ([z], [])
     async with await Store.open(tmp_path / "store.db") as store:
         await store.apply(changes)
         assert await store.held(SAGA, "order:z") == z
+
+
+async def test_the_last_held_record_of_a_saga_wins_in_apply_record_and_changes_of(
+    tmp_path: Path,
+) -> None:
+    z1, z2 = held("order:z"), held("order:z", 2)
+    sequences = {
+        "released": [held_record(z1), released_record("order:z")],
+        "held again": [held_record(z1), released_record("order:z"), held_record(z2)],
+        "released again": [released_record("order:z"), held_record(z2), released_record("order:z")],
+    }
+    async with await Store.open(tmp_path / "store.db") as store:
+        for name, records in sequences.items():
+            await store.apply(Changes(SAGA, 0, held=[z1]))  # held before the slice
+            expected = None if name.startswith("released") else z2
+            applied = Changes(SAGA, 0)
+            for key, value in records:
+                changelog.apply_record(applied, key, value)
+            sliced = changelog.changes_of(SAGA, 0, records)
+            assert (applied.held, applied.released) == (sliced.held, sliced.released), name
+            assert len(applied.held) + len(applied.released) == 1, name
+            for changes in (applied, sliced):
+                await store.apply(changes)
+                assert await store.held(SAGA, "order:z") == expected, name
 
 
 # -- malformed records --------------------------------------------------------------------
 
 _ROW = json.loads(changelog.instance_value(stored("order:a", 1)))["row"]
 
+
+def _instance_json(**doc: object) -> bytes:
+    return json.dumps({"kind": "instance", "row": _ROW, "body": {}, **doc}).encode()
+
+
 MALFORMED = {
     "not JSON": b'{"kind":"instance",',
     "not UTF-8": b"\xff\xfe",
+    "not UTF-8 in the body": changelog.instance_value(stored("order:a", 1)).replace(
+        b'"seq"', b'"\xff"'
+    ),
     "not an object": b"[1,2]",
     "JSON null": b"null",
+    "a string": b'"instance"',
+    "no kind": json.dumps({"row": _ROW, "body": {}}).encode(),
+    "an unknown kind": _instance_json(kind="snapshot"),
+    "the held kind": _instance_json(kind="held"),
     "no row": b'{"kind":"instance","body":{}}',
+    "a row that is a list": _instance_json(row=list(_ROW.values())),
     "a row missing columns": b'{"kind":"instance","row":{"saga_id":"a"},"body":{}}',
-    "a row with an unknown column": json.dumps(
-        {"kind": "instance", "row": {**_ROW, "colour": "red"}, "body": {}}
-    ).encode(),
+    "a row with an unknown column": _instance_json(row={**_ROW, "colour": "red"}),
+    "a version that is text": _instance_json(row={**_ROW, "version": "1"}),
+    "a version that is a boolean": _instance_json(row={**_ROW, "version": True}),
+    "a state that is null": _instance_json(row={**_ROW, "state": None}),
+    "a next_due that is an object": _instance_json(row={**_ROW, "next_due": {}}),
     "no body": json.dumps({"kind": "instance", "row": _ROW}).encode(),
+    "a body that is null": _instance_json(body=None),
+    "a body that is a list": _instance_json(body=[]),
+    "nested too deeply": b"[" * 100_000,
+    "a body nested too deeply": _instance_json(body="x").replace(
+        b'"x"', b'{"a":' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    ),
 }
 
 
 @pytest.mark.parametrize("value", MALFORMED.values(), ids=MALFORMED.keys())
-def test_a_malformed_instance_record_raises_what_the_read_model_rejects(value: bytes) -> None:
-    with pytest.raises(REJECTED):
+def test_a_malformed_instance_record_raises_one_typed_error_naming_its_key(value: bytes) -> None:
+    with pytest.raises(CorruptChangelog) as sliced:
+        changelog.changes_of(SAGA, 0, [instance_record(stored("order:b", 1)), (b"order:a", value)])
+    changes = Changes(SAGA, 0)
+    with pytest.raises(CorruptChangelog) as applied:
+        changelog.apply_record(changes, b"order:a", value)
+    assert changes == Changes(SAGA, 0)  # left as it was
+    for error in (sliced.value, applied.value):
+        assert not error.retryable
+        assert isinstance(error, RuntimeFailure)
+        assert error.key == b"order:a"
+        assert error.why
+        assert "order:a" in str(error)
+    with pytest.raises(CorruptChangelog):
+        changelog.instance_row(value)
+    with pytest.raises(CorruptChangelog):
+        changelog.instance_of(value)
+
+
+def test_the_error_says_what_is_wrong() -> None:
+    def why(value: bytes) -> str:
+        with pytest.raises(CorruptChangelog) as error:
+            changelog.apply_record(Changes(SAGA, 0), b"order:a", value)
+        return error.value.why
+
+    assert why(MALFORMED["not JSON"]).startswith("not JSON")
+    assert why(MALFORMED["nested too deeply"]) == "JSON nested too deeply to decode"
+    assert why(MALFORMED["no row"]) == "no 'row' member"
+    assert why(MALFORMED["an unknown kind"]) == "kind 'snapshot' where 'instance' was expected"
+    assert why(MALFORMED["a body that is null"]) == "body is null, not an object"
+    assert why(MALFORMED["a version that is text"]) == "row column 'version' is a string"
+    assert why(MALFORMED["JSON null"]) == "the value is null, not an object"
+
+
+def test_a_record_of_an_unknown_kind_is_refused_on_the_fast_path_too() -> None:
+    # In the writer's shape (the body copied, not decoded) but of another kind.
+    value = changelog.instance_value(stored("order:a", 1)).replace(b'"instance"', b'"snapshot"')
+    with pytest.raises(CorruptChangelog, match="kind 'snapshot'"):
         changelog.changes_of(SAGA, 0, [(b"order:a", value)])
-    with pytest.raises(REJECTED):
+
+
+def test_a_body_of_null_is_refused_by_both_decoders() -> None:
+    # `changes_of` used to store the text "null", `apply_record` to fail on it untyped.
+    value = MALFORMED["a body that is null"]
+    with pytest.raises(CorruptChangelog, match="body is null"):
+        changelog.changes_of(SAGA, 0, [(b"order:a", value)])
+    with pytest.raises(CorruptChangelog, match="body is null"):
         changelog.apply_record(Changes(SAGA, 0), b"order:a", value)
 
 
-@pytest.mark.parametrize(
-    "value",
-    [b"{", b'{"kind":"held"}', b'{"kind":"held","held":{"saga_id":"x"}}', b'"held"'],
-    ids=["not JSON", "no held member", "held missing fields", "a string"],
-)
-def test_a_malformed_held_record_raises_what_the_read_model_rejects(value: bytes) -> None:
+def _held_json(**fields: object) -> bytes:
+    h = {"saga_id": "order:x", "partition": 0, "expires_at": "2025-01-01T00:05:00Z"}
+    return json.dumps({"kind": "held", "held": {**h, "messages": [], **fields}}).encode()
+
+
+MALFORMED_HELD = {
+    "not JSON": b"{",
+    "a string": b'"held"',
+    "no held member": b'{"kind":"held"}',
+    "held missing fields": b'{"kind":"held","held":{"saga_id":"x"}}',
+    "the instance kind": json.dumps({"kind": "instance", "held": {}}).encode(),
+    "held that is a list": json.dumps({"kind": "held", "held": []}).encode(),
+    "another saga's held messages": _held_json(saga_id="order:y"),
+    "messages that are an object": _held_json(messages={}),
+    "a partition that is text": _held_json(partition="0"),
+    "nested too deeply": b"[" * 100_000,
+}
+
+
+@pytest.mark.parametrize("value", MALFORMED_HELD.values(), ids=MALFORMED_HELD.keys())
+def test_a_malformed_held_record_raises_one_typed_error_naming_its_key(value: bytes) -> None:
     key = changelog.held_key("order:x")
-    with pytest.raises(REJECTED):
+    assert changelog.changes_of(SAGA, 0, [(key, _held_json())]).held  # the good one holds
+    with pytest.raises(CorruptChangelog) as sliced:
         changelog.changes_of(SAGA, 0, [(key, value)])
-    with pytest.raises(REJECTED):
-        changelog.apply_record(Changes(SAGA, 0), key, value)
+    changes = Changes(SAGA, 0, held=[held("order:x")])
+    with pytest.raises(CorruptChangelog) as applied:
+        changelog.apply_record(changes, key, value)
+    assert changes == Changes(SAGA, 0, held=[held("order:x")])  # left as it was
+    assert sliced.value.key == applied.value.key == key
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=RecursionError,
-    reason="the stdlib decoder (apply_record; changes_of after orjson refuses) raises "
-    "RecursionError, which the read model does not catch",
-)
-def test_a_deeply_nested_record_raises_what_the_read_model_rejects() -> None:
-    with pytest.raises(REJECTED):
-        changelog.apply_record(Changes(SAGA, 0), b"order:a", b"[" * 100_000)
+def test_a_held_key_that_is_not_utf8_is_refused() -> None:
+    key = changelog.HELD_PREFIX + b"\xff"
+    for value in (None, _held_json()):
+        with pytest.raises(CorruptChangelog, match="not UTF-8"):
+            changelog.changes_of(SAGA, 0, [(key, value)])
+        with pytest.raises(CorruptChangelog, match="not UTF-8"):
+            changelog.apply_record(Changes(SAGA, 0), key, value)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="no kind is checked: a record of an unknown kind with a row and a body is "
-    "taken for an instance",
-)
-def test_a_record_of_an_unknown_kind_is_refused() -> None:
-    value = json.dumps({"kind": "snapshot", "row": _ROW, "body": {}}).encode()
-    with pytest.raises(REJECTED):
-        changelog.changes_of(SAGA, 0, [(b"order:a", value)])
+def test_a_malformed_record_followed_by_its_key_in_the_slice_is_superseded() -> None:
+    # Only the last record of a key is decoded, as compaction would keep only it.
+    a = stored("order:a", 1)
+    changes = changelog.changes_of(SAGA, 0, [(b"order:a", b"{"), instance_record(a)])
+    assert changes.instance_rows == [row(a)]
 
 
 # -- catch_up -----------------------------------------------------------------------------
@@ -378,10 +484,56 @@ async def test_a_malformed_record_stops_catch_up_after_the_slices_before_it(
         [instance_record(a), instance_record(b), (b"order:bad", b"{"), instance_record(c)],
     )
     reader = transport.partition_reader()
-    # A raw decoding error, not a `RuntimeFailure`: an engine taking the partition stops
-    # with it, naming neither the topic nor the offset.
-    with pytest.raises(json.JSONDecodeError):
+    with pytest.raises(CorruptChangelog) as error:
         await changelog.catch_up(reader, store, SAGA, TP0, chunk=2)
+    found = error.value
+    assert (found.topic, found.partition, found.offset, found.key) == (TOPIC, 0, 2, b"order:bad")
+    assert str(found).startswith(f"the changelog record at {TOPIC}[0]@2 (key b'order:bad')")
+    assert isinstance(found.__cause__, json.JSONDecodeError)
     assert await store.get(SAGA, "order:b") == b.body
     assert await store.get(SAGA, "order:c") is None
     assert await store.next_changelog_offset(SAGA, 0) == 2  # the failing slice's start
+    # Never skipped: catching up again stops at the same record.
+    with pytest.raises(CorruptChangelog) as again:
+        await changelog.catch_up(reader, store, SAGA, TP0, chunk=2)
+    assert again.value.offset == 2
+    assert await store.next_changelog_offset(SAGA, 0) == 2
+
+
+# -- the engine -----------------------------------------------------------------------------
+
+
+async def test_an_engine_taking_a_unit_with_a_corrupt_changelog_stops_with_the_error(
+    tmp_path: Path,
+) -> None:
+    """Taking the unit fails (not retried: retrying reads the same record), and `run`
+    raises the typed error itself, naming the record, instead of going on without the
+    unit or with its state lost."""
+    broker = MemoryBroker()
+    name = ORDER_FULFILMENT.name
+    good = stored("order:good", 1)
+    await MemoryTransport(broker).ensure_topics(topics.saga_topics(name, 3), 1)
+    for value in (changelog.instance_value(good), b'{"kind":"instance","row":'):
+        broker.publish(OutRecord(topics.changelog(name), value, b"order:x", partition=1))
+    codec = examples.codec()
+    try:
+        async with await Store.open(tmp_path / "engine.db") as store:
+            engine = Engine(
+                [ORDER_FULFILMENT],
+                settings(tmp_path),
+                transport=MemoryTransport(broker),
+                codec=codec,
+                classes=examples.classes,
+                store=store,
+            )
+            async with asyncio.timeout(DEADLINE):
+                with pytest.raises(CorruptChangelog) as error:
+                    await engine.run()
+    finally:
+        codec.close()
+    assert (error.value.topic, error.value.partition, error.value.offset) == (
+        topics.changelog(name),
+        1,
+        1,
+    )
+    assert "not JSON" in str(error.value)

@@ -37,6 +37,7 @@ from sagas.ops.errors import KafkaUnavailableError
 from sagas.ops.kafka import Topics
 from sagas.ops.readmodel.store import Batch, OpsStore, Outcome, iso
 from sagas.runtime import changelog
+from sagas.runtime.errors import CorruptChangelog
 from sagas.runtime.store import Changes
 
 log = logging.getLogger(__name__)
@@ -271,9 +272,9 @@ class Follower:
             for record in records:
                 try:
                     changelog.apply_record(changes, record.key, record.value)
-                except (ValueError, KeyError, TypeError, AttributeError) as exc:
+                except CorruptChangelog as exc:
                     error = MessageError(
-                        f"not a changelog record: {exc!r:.200}", reason="changelog-invalid"
+                        f"not a changelog record: {exc.why}", reason="changelog-invalid"
                     )
                     self._reject(record, error)
             batch.instances.extend(changes.instances)
