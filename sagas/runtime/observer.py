@@ -86,7 +86,7 @@ class EngineObserver(Protocol):
         ...
 
     def dead_lettered(self, topic: str, component: str, count: int = 1) -> None:
-        """``count`` records went to the dead-letter topic ``topic``."""
+        """``count`` records went to the dead-letter topic ``topic`` (its logical name)."""
         ...
 
     def add_lag_source(self, source: LagSource) -> None:

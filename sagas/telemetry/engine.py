@@ -37,6 +37,7 @@ from opentelemetry.context import Context
 from opentelemetry.metrics import CallbackOptions, Observation
 from opentelemetry.trace import Link, Span, SpanKind, Status, StatusCode
 
+from sagas.contracts import topics
 from sagas.contracts.record import Envelope
 from sagas.machine import SagaInstance, SagaState, TimerFired
 from sagas.machine.instance import StepStatus
@@ -209,10 +210,14 @@ class EngineTelemetry:
     def committed(self, saga: str, partition: int, dead_letters: int) -> None:
         """A batch's transaction committed: count its dead letters."""
         if dead_letters:
-            self.dead_lettered(self._prefix + f"sagas.{saga}.dlq", "engine", dead_letters)
+            self.dead_lettered(topics.dead_letters(saga), "engine", dead_letters)
 
     def dead_lettered(self, topic: str, component: str, count: int = 1) -> None:
-        attributes = {"messaging.destination.name": topic, "sagas.component": component}
+        """``count`` records went to the dead-letter topic ``topic`` (logical name)."""
+        attributes = {
+            "messaging.destination.name": topics.physical(self._prefix, topic),
+            "sagas.component": component,
+        }
         self._dead_letters.add(count, attributes)
 
     # -- ownership and lag --------------------------------------------------------------
@@ -260,8 +265,9 @@ class EngineTelemetry:
                 "messaging.operation.type": "process",
                 "messaging.operation.name": "process",
                 "messaging.message.id": action.id,
-                "messaging.destination.name": self._prefix
-                + (record.topic if record else f"sagas.{after.saga}.inbox"),
+                "messaging.destination.name": topics.physical(
+                    self._prefix, record.topic if record else topics.inbox(after.saga)
+                ),
                 "messaging.kafka.message.key": after.saga_id,
             }
         )
@@ -276,7 +282,7 @@ class EngineTelemetry:
             "messaging.system": "kafka",
             "messaging.operation.type": "send",
             "messaging.operation.name": "send",
-            "messaging.destination.name": self._prefix + out.topic,
+            "messaging.destination.name": topics.physical(self._prefix, out.topic),
             "messaging.message.id": out.id,
             "messaging.kafka.message.key": out.key,
             "saga.name": after.saga,

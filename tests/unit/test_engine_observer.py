@@ -322,3 +322,27 @@ async def test_two_batches_in_flight_are_each_counted_once_they_commit(tmp_path:
         await traced.store.close()
         codec.close()
         telemetry.shutdown()
+
+
+def test_dead_letters_are_counted_under_the_physical_topic_name() -> None:
+    reader = InMemoryMetricReader()
+    telemetry = setup(
+        "sagas-engine", TelemetrySettings(SAGAS_TELEMETRY="off"), metric_readers=[reader]
+    )
+    try:
+        observer = EngineTelemetry(telemetry, topic_prefix="team-a.")
+        observer.committed(SAGA.name, K, 2)  # the saga's own dead letters of a batch
+        observer.dead_lettered(topics.ROUTER_DEAD_LETTERS, "router")
+        data = reader.get_metrics_data()
+        assert data is not None
+        by_topic = {
+            p.attributes["messaging.destination.name"]: p.value
+            for rm in data.resource_metrics
+            for sm in rm.scope_metrics
+            for m in sm.metrics
+            if m.name == "sagas.dead_letters"
+            for p in m.data.data_points
+        }
+    finally:
+        telemetry.shutdown()
+    assert by_topic == {f"team-a.sagas.{SAGA.name}.dlq": 2, "team-a.sagas.router.dlq": 1}
