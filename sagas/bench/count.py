@@ -23,8 +23,10 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from sagas.bench.harness import SAGA
+from sagas.contracts import topics
 
-COMMAND_TOPICS = ("inventory.commands", "payments.commands", "shipping.commands")
+COMMAND_TOPICS = tuple(topics.commands(s) for s in ("inventory", "payments", "shipping"))
+"""The order saga's command topics (logical names)."""
 
 
 async def count_records(bootstrap: str, prefix: str, idle_s: float = 1.5) -> dict[str, int]:
@@ -38,8 +40,12 @@ async def count_records(bootstrap: str, prefix: str, idle_s: float = 1.5) -> dic
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     try:
-        names = sorted(t for t in await admin.list_topics() if t.startswith(prefix))
-        metas = await admin.describe_topics(names)
+        ours = {
+            t: name
+            for t in await admin.list_topics()
+            if (name := topics.logical(prefix, t)) is not None
+        }
+        metas = await admin.describe_topics(sorted(ours))
     finally:
         await admin.close()
     tps = [TopicPartition(m["topic"], p["partition"]) for m in metas for p in m["partitions"]]
@@ -55,7 +61,7 @@ async def count_records(bootstrap: str, prefix: str, idle_s: float = 1.5) -> dic
             for tp, records in data.items():
                 if records:
                     last = time.monotonic()
-                    name = tp.topic[len(prefix) :]
+                    name = ours[tp.topic]
                     counts[name] = counts.get(name, 0) + len(records)
     finally:
         await consumer.stop()
@@ -79,23 +85,23 @@ class MessageCount:
     def routed_starts(self) -> int:
         """Events forwarded onto the saga inbox (inbox records that are not replies):
         an event that landed in another unit than its saga's costs its saga a hop."""
-        inbox = self.by_topic.get(f"sagas.{SAGA}.inbox", 0)
+        inbox = self.by_topic.get(topics.inbox(SAGA), 0)
         return inbox - sum(self.by_topic.get(t, 0) for t in COMMAND_TOPICS)
 
 
 def engine_messages(counts: dict[str, int], placed: int) -> MessageCount:
     """What the engine consumed and produced, from a drained run's record counts."""
-    inbox = counts.get(f"sagas.{SAGA}.inbox", 0)
-    events = counts.get("orders.events", 0)
+    inbox = counts.get(topics.inbox(SAGA), 0)
+    events = counts.get(topics.events("orders"), 0)
     replies = sum(counts.get(t, 0) for t in COMMAND_TOPICS)  # one reply per command
     consumed = events + inbox
     produced = (
         (inbox - replies)  # forwarded events
         + replies  # commands
         + (events - placed)  # end events
-        + counts.get("sagas.events", 0)
-        + counts.get(f"sagas.{SAGA}.changelog", 0)
-        + counts.get(f"sagas.{SAGA}.dlq", 0)
-        + counts.get("sagas.router.dlq", 0)
+        + counts.get(topics.OUTCOMES, 0)
+        + counts.get(topics.changelog(SAGA), 0)
+        + counts.get(topics.dead_letters(SAGA), 0)
+        + counts.get(topics.ROUTER_DEAD_LETTERS, 0)
     )
     return MessageCount(placed, consumed, produced, dict(counts))

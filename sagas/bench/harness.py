@@ -23,6 +23,7 @@ from typing import Literal
 from sagas.bench import framework
 from sagas.bench.cpu import CpuMeter, listener_pid
 from sagas.bench.readiness import NotReadyError, Wanted, wait_ready
+from sagas.contracts import topics
 from sagas.dev.broker import DevKafka, free_port
 from sagas.dev.processes import ManagedProcess, ProcessSpec, Supervisor
 from sagas.dev.system import LocalSystem, SystemLayout
@@ -113,7 +114,8 @@ class Phase:
         self.dir = self.workdir / self.prefix.rstrip(".")
 
     def topic(self, name: str) -> str:
-        return self.prefix + name
+        """The broker's name of topic ``name`` in this phase."""
+        return topics.physical(self.prefix, name)
 
     def __enter__(self) -> Phase:
         self.supervisor = Supervisor(self.dir / "logs")
@@ -165,8 +167,8 @@ class Phase:
             }
             spec = ProcessSpec("participants", ("python", "-m", "sagas.bench.participants"), env)
             self.participant_procs = [system.start(spec)]
-            topics = {t: n for s in INSTANT_SERVICES for t, n in self._commands(s).items()}
-            groups.append(Wanted(f"{self.prefix}bench-participants", topics, 1))
+            commands = {t: n for s in INSTANT_SERVICES for t, n in self._commands(s).items()}
+            groups.append(Wanted(f"{self.prefix}bench-participants", commands, 1))
         await self._wait(groups, deadline_s)
 
     def _engine_groups(self) -> list[Wanted]:
@@ -177,7 +179,7 @@ class Phase:
         return [
             Wanted(
                 f"{self.prefix}sagas-engine",
-                {self.topic(f"sagas.{SAGA}.inbox"): n, self.topic("orders.events"): n},
+                {self.topic(topics.inbox(SAGA)): n, self.topic(topics.events("orders")): n},
                 self.engines,
                 logs,
             ),
@@ -185,7 +187,7 @@ class Phase:
 
     def _commands(self, service: str) -> dict[str, int]:
         # The engine creates the command topics with the saga's partition count.
-        return {self.topic(f"{service}.commands"): self.partitions}
+        return {self.topic(topics.commands(service)): self.partitions}
 
     async def _wait(self, groups: list[Wanted], deadline_s: float) -> None:
         try:

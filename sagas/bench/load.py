@@ -20,11 +20,12 @@ from decimal import Decimal
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
+from sagas.contracts import topics
 from sagas.contracts.codec import Codec
 from sagas.contracts.record import Envelope
 from services.messages.orders import Address, OrderLine, OrderPlaced
 
-ORDERS = "orders.events"
+ORDERS = topics.events("orders")
 FULFILLED_TYPE = b"orders.OrderFulfilled"
 CUSTOMER = "c-bench"
 """The customer of every bench order (the framework participants' seed holds its account)."""

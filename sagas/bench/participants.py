@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from sagas.bench.topics import create_topics
+from sagas.contracts import topics
 from sagas.contracts.codec import Codec
 from sagas.contracts.record import Envelope, Record
 from services.app import app as examples
@@ -90,11 +91,11 @@ def reply(codec: Codec, command: Envelope) -> tuple[str, bytes, list[tuple[str, 
 
 async def serve(bootstrap: str, prefix: str, stop: asyncio.Event, partitions: int = 6) -> None:
     """Answer commands until ``stop`` is set."""
-    topics = [f"{prefix}{s}.commands" for s in SERVICES]
-    await create_topics(bootstrap, dict.fromkeys(topics, partitions))
+    names = [topics.physical(prefix, topics.commands(s)) for s in SERVICES]
+    await create_topics(bootstrap, dict.fromkeys(names, partitions))
     codec = examples.codec()
     consumer = AIOKafkaConsumer(
-        *topics,
+        *names,
         bootstrap_servers=bootstrap,
         group_id=f"{prefix}bench-participants",
         isolation_level="read_committed",

@@ -40,6 +40,7 @@ from sagas.bench.latency import quantile
 from sagas.bench.load import order_placed
 from sagas.bench.readiness import Wanted, wait_ready
 from sagas.bench.topics import create_topics
+from sagas.contracts import topics
 from sagas.contracts.codec import Codec
 from sagas.contracts.record import Envelope
 from sagas.dev.processes import Supervisor
@@ -119,7 +120,8 @@ async def measure(
 ) -> dict[str, Any]:
     """Start the service, warm it up, run one measurement, stop it; the figures."""
     prefix = f"load{uuid.uuid4().hex[:6]}."
-    commands, replies = f"{prefix}{SERVICE}.commands", f"{prefix}service-load.replies"
+    commands = topics.physical(prefix, topics.commands(SERVICE))
+    replies = topics.physical(prefix, "service-load.replies")
     await create_topics(bootstrap, {commands: PARTITIONS, replies: PARTITIONS})
     env = {
         "SERVICE_RUNNER": args.runner,

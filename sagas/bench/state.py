@@ -37,11 +37,12 @@ from sagas.bench.stored_sagas import (
     fill_store,
     order,
 )
+from sagas.contracts import topics
 from sagas.contracts.record import Envelope, Record
 from sagas.dev.processes import ManagedProcess, Supervisor
 from sagas.dev.system import LocalSystem, SystemLayout
 from sagas.errors import SagasError
-from sagas.runtime import topics
+from sagas.runtime.topics import ensure_topics, saga_topics
 from services.app import app as examples
 from services.messages.inventory import StockReserved
 
@@ -68,8 +69,8 @@ def _prefix(kind: str) -> str:
 
 
 async def _saga_topics(bootstrap: str, prefix: str) -> None:
-    specs = [replace(s, name=prefix + s.name) for s in topics.saga_topics(SAGA, 1)]
-    await topics.ensure_topics(bootstrap, specs, 1)
+    specs = [replace(s, name=topics.physical(prefix, s.name)) for s in saga_topics(SAGA, 1)]
+    await ensure_topics(bootstrap, specs, 1)
 
 
 def applied_offset(db: Path) -> int | None:
@@ -107,7 +108,7 @@ async def measure_restore(
     """Fill a fresh changelog with ``n`` order sagas and time an engine's takeover."""
     prefix = _prefix("restore")
     await _saga_topics(bootstrap, prefix)
-    log_topic = prefix + topics.changelog(SAGA)
+    log_topic = topics.physical(prefix, topics.changelog(SAGA))
     end = await fill_changelog(bootstrap, log_topic, n, Templates.build())
     layout = SystemLayout(
         bootstrap, workdir, prefix, partitions=1, extra_env={"SAGAS_TELEMETRY": "off"}
@@ -200,7 +201,7 @@ async def _send_work(bootstrap: str, prefix: str, n: int, work: int) -> tuple[in
             headers, value = codec.encode(_envelope(reply, f"order:{order_id}", now))
             replies.append(
                 await producer.send(
-                    prefix + topics.inbox(SAGA),
+                    topics.physical(prefix, topics.inbox(SAGA)),
                     value,
                     key=f"order:{order_id}".encode(),
                     headers=headers,
@@ -213,7 +214,10 @@ async def _send_work(bootstrap: str, prefix: str, n: int, work: int) -> tuple[in
             placed = replace(order(), order_id=f"new-{k:09d}", placed_at=now)
             headers, value = codec.encode(_envelope(placed, None, now))
             await producer.send(
-                prefix + "orders.events", value, key=placed.order_id.encode(), headers=headers
+                topics.physical(prefix, topics.events("orders")),
+                value,
+                key=placed.order_id.encode(),
+                headers=headers,
             )
         await producer.flush()
     finally:
@@ -251,7 +255,7 @@ async def _wait_owned(
         if not engine.alive():
             raise BenchError("engine exited:\n" + _tail(supervisor))
 
-    inbox = prefix + topics.inbox(SAGA)
+    inbox = topics.physical(prefix, topics.inbox(SAGA))
     wanted = Wanted(f"{prefix}sagas-engine", {inbox: 1}, 1, (engine.log,))
     try:
         await wait_ready(bootstrap, [wanted], deadline_s, check_alive)
@@ -280,7 +284,7 @@ async def rss_mb(
     with Supervisor(workdir / "logs") as supervisor:
         system = LocalSystem(layout, supervisor)
         engine = system.start(system.engine_spec(0, (SAGA,)))
-        inbox = prefix + topics.inbox(SAGA)
+        inbox = topics.physical(prefix, topics.inbox(SAGA))
         await _wait_owned(bootstrap, prefix, engine, supervisor, deadline_s)
         last_reply, orders = await _send_work(bootstrap, prefix, n, work)
         began = time.monotonic()
