@@ -16,9 +16,10 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from sagas.contracts import topics
 from sagas.definition import Saga
 from sagas.machine import SagaInstance, instance_from_dict
-from sagas.runtime import changelog, topics
+from sagas.runtime import changelog
 
 
 @dataclass(frozen=True)
@@ -90,14 +91,14 @@ async def read_changelogs(
     found: dict[str, SagaRecords] = {}
     try:
         # Co-partitioned with the inboxes: the engines refuse any other count.
-        parts = [
-            TopicPartition(prefix + topics.changelog(name), p)
+        saga_of = {
+            TopicPartition(topics.physical(prefix, topics.changelog(name)), p): name
             for name in saga_names
             for p in range(partitions)
-        ]
+        }
+        parts = list(saga_of)
         consumer.assign(parts)
         await consumer.seek_to_beginning(*parts)
-        saga_of = {tp: tp.topic[len(prefix) :].split(".")[1] for tp in parts}
         async with asyncio.timeout(deadline_s):
             await _read(consumer, parts, saga_of, found)
     finally:

@@ -297,9 +297,7 @@ async def _follow_outcomes(watcher: OutcomeWatcher) -> None:
     admin = AIOKafkaAdminClient(bootstrap_servers=watcher.bootstrap_servers)
     await admin.start()
     try:
-        await topics.wait_until_ready(
-            admin, [watcher.topic_prefix + topics.OUTCOMES], deadline_s=START_DEADLINE_S
-        )
+        await topics.wait_until_ready(admin, [watcher.topic], deadline_s=START_DEADLINE_S)
     finally:
         await admin.close()
     while True:

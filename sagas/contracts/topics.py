@@ -65,6 +65,11 @@ def is_changelog(name: str) -> bool:
     return name.endswith(".changelog")
 
 
+def is_commands(name: str) -> bool:
+    """Whether topic ``name`` (logical or physical) is a participant's command topic."""
+    return name.endswith(".commands")
+
+
 def saga_of(name: str, kind: Callable[[str], str]) -> str | None:
     """The saga whose ``kind`` topic ``name`` is, else None.
 

@@ -11,9 +11,9 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer
 
+from sagas.contracts import topics
 from sagas.contracts.codec import Codec
 from sagas.contracts.errors import ContractError
-from sagas.runtime import topics
 
 TERMINAL = {
     "sagas.SagaCompleted": "COMPLETED",
@@ -63,8 +63,13 @@ class OutcomeWatcher:
             await asyncio.wait_for(self._changed.wait(), wait_s)
         self._changed.clear()
 
+    @property
+    def topic(self) -> str:
+        """The broker's name of the outcomes topic."""
+        return topics.physical(self.topic_prefix, topics.OUTCOMES)
+
     async def run(self) -> None:
-        topic = self.topic_prefix + topics.OUTCOMES
+        topic = self.topic
         consumer = AIOKafkaConsumer(
             bootstrap_servers=self.bootstrap_servers,
             isolation_level="read_committed",

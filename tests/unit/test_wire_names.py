@@ -70,6 +70,9 @@ def test_a_saga_topic_names_its_saga() -> None:
     assert topics.saga_of("orders.events", topics.inbox) is None
     assert topics.is_dead_letters("run-7.inventory.dlq")
     assert topics.is_changelog("sagas.s.changelog")
+    assert topics.is_commands("run-7.inventory.commands")
+    assert topics.is_commands(topics.commands("inventory"))
+    assert not topics.is_commands("sagas.s.inbox")
 
 
 def test_a_dead_letter_as_the_engine_writes_it_and_ops_reads_it() -> None:

@@ -32,6 +32,7 @@ from aiokafka.errors import KafkaError
 from aiokafka.protocol.group import LeaveGroupRequest
 
 from sagas.chaos.faults.base import ChaosContext, Fault
+from sagas.contracts import topics
 from sagas.contracts.errors import ContractError
 from sagas.contracts.record import Envelope
 from sagas.runtime import changelog
@@ -158,13 +159,23 @@ async def reproduce(ctx: ChaosContext, records: Sequence[ConsumerRecord[Any, Any
     return len(records)
 
 
-def _ours(ctx: ChaosContext, topics: Iterable[str], suffix: str) -> list[str]:
-    return sorted(t for t in topics if t.startswith(ctx.prefix) and t.endswith(suffix))
+def _command_topics(ctx: ChaosContext, names: Iterable[str]) -> list[str]:
+    """The command topics of this run among the broker topics ``names``."""
+    return sorted(
+        t
+        for t in names
+        if (name := topics.logical(ctx.prefix, t)) is not None and topics.is_commands(name)
+    )
 
 
-def _inboxes(ctx: ChaosContext, topics: Iterable[str]) -> list[str]:
-    head = ctx.prefix + "sagas."
-    return [t for t in _ours(ctx, topics, ".inbox") if t.startswith(head)]
+def _inbox_saga(ctx: ChaosContext, topic: str) -> str | None:
+    """The saga whose inbox broker topic ``topic`` is, in this run; else None."""
+    name = topics.logical(ctx.prefix, topic)
+    return None if name is None else topics.saga_of(name, topics.inbox)
+
+
+def _inboxes(ctx: ChaosContext, names: Iterable[str]) -> list[str]:
+    return sorted(t for t in names if _inbox_saga(ctx, t) is not None)
 
 
 # -- duplicates -------------------------------------------------------------------------
@@ -172,7 +183,7 @@ def _inboxes(ctx: ChaosContext, topics: Iterable[str]) -> list[str]:
 
 async def duplicate_commands(ctx: ChaosContext) -> None:
     """Re-produce recent commands onto their command topics, same ``ce_id``."""
-    names = _ours(ctx, await list_topics(ctx.direct_servers), ".commands")
+    names = _command_topics(ctx, await list_topics(ctx.direct_servers))
     records = await read_topics(ctx.direct_servers, names, last=RECENT)
     commands = [r for r in records if (e := decodes(ctx, r)) is not None and e.reply_to]
     chosen = ctx.rng.sample(commands, min(PICK, len(commands)))
@@ -205,7 +216,11 @@ async def ended_sagas(ctx: ChaosContext, inboxes: Iterable[str]) -> set[str]:
     Reads the changelogs' recent records only (a long run's are large): a saga's latest
     record in that suffix is its latest of all, and an ended saga never runs again.
     """
-    logs = [t.removesuffix(".inbox") + ".changelog" for t in inboxes]
+    logs = [
+        topics.physical(ctx.prefix, topics.changelog(saga))
+        for t in inboxes
+        if (saga := _inbox_saga(ctx, t)) is not None
+    ]
     latest: dict[bytes, bytes | None] = {}
     for record in await read_topics(ctx.direct_servers, logs, last=RECENT * 5):
         if record.key is not None and not record.key.startswith(changelog.HELD_PREFIX):
