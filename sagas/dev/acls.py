@@ -96,8 +96,8 @@ def engine_acls(prefix: str, definitions: Sequence[Saga[Any]]) -> list[Acl]:
     (``SAGAS_TRANSACTIONAL_PREFIX``) must start with ``<prefix>sagas``, as their
     defaults do.
     """
-    out = {prefix + t for d in definitions for t in output_topics(d)}
-    routed = {prefix + t for t in event_topics(by_name(definitions))}
+    out = {topics.physical(prefix, t) for d in definitions for t in output_topics(d)}
+    routed = {topics.physical(prefix, t) for t in event_topics(by_name(definitions))}
     return [
         *_grant(ENGINE, Resource.TOPIC, f"{prefix}sagas.", Pattern.PREFIXED, R, W, C, D),
         *_topics(ENGINE, out, W, C, D),
@@ -155,11 +155,11 @@ def service_acls(
     followed = {s.topic for s in participant.subscriptions}
     inboxes = {topics.inbox(s) for s in commanded_by(definitions).get(name, set())}
     found = [
-        *_topics(name, [prefix + topics.service_dead_letters(name)], W, C, D),
-        *_topics(name, [prefix + t for t in own_events], W, C, D),
-        *_topics(name, [prefix + t for t in followed - own_events], R, C, D),
-        *_topics(name, [prefix + t for t in followed & own_events], R),
-        *_topics(name, [prefix + t for t in inboxes], W, D),
+        *_topics(name, [topics.physical(prefix, topics.service_dead_letters(name))], W, C, D),
+        *_topics(name, [topics.physical(prefix, t) for t in own_events], W, C, D),
+        *_topics(name, [topics.physical(prefix, t) for t in followed - own_events], R, C, D),
+        *_topics(name, [topics.physical(prefix, t) for t in followed & own_events], R),
+        *_topics(name, [topics.physical(prefix, t) for t in inboxes], W, D),
         # faust's own topics (<group>-__assignor-__leader) and transactional ids.
         *_grant(name, Resource.TOPIC, f"{group}-", Pattern.PREFIXED, R, W, C, D),
         *_grant(name, Resource.GROUP, group, Pattern.LITERAL, R, D),
@@ -169,7 +169,7 @@ def service_acls(
         ),
     ]
     if participant.handlers:
-        found += _topics(name, [prefix + topics.commands(name)], R, C, D)
+        found += _topics(name, [topics.physical(prefix, topics.commands(name))], R, C, D)
     return sorted(found)
 
 

@@ -29,6 +29,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from sagas.contracts import topics
 from sagas.contracts.codec import Codec
 from sagas.contracts.record import Envelope, Record
 from sagas.participant.definition import JSONObject, Participant
@@ -37,7 +38,7 @@ from sagas.participant.service import prepare_store
 from sagas.participant.store import Outbound, Store
 from sagas.participant.timers import run_timers
 from sagas.runtime.errors import NotAssigned
-from sagas.runtime.topics import TopicSpec, commands
+from sagas.runtime.topics import TopicSpec
 from sagas.runtime.transport.memory import MemoryBroker, MemoryTransport
 from sagas.runtime.transport.records import TP, Consumed, OutRecord
 
@@ -124,7 +125,7 @@ class MemoryService:
 
     @property
     def commands_topic(self) -> str:
-        return commands(self.name)
+        return topics.commands(self.name)
 
     async def send(self, records: Sequence[Outbound]) -> None:
         """Produce ``records`` one by one, each acknowledged before the next."""
@@ -143,7 +144,7 @@ class MemoryService:
         )
         await self.codec.prepare()
         headers, value = self.codec.encode(envelope)
-        topic = self.topic(f"{domain}.events")
+        topic = self.topic(topics.events(domain))
         await self.send([Outbound(topic=topic, key=key.encode(), value=value, headers=headers)])
 
     async def handle_route(self, path: str, body: JSONObject) -> JSONObject:
@@ -173,7 +174,7 @@ class MemoryService:
         participant = self.participant
         if participant is not None:
             await prepare_store(self.store, participant, None)
-        names = {*self._topics(), f"{self.name}.dlq"}
+        names = {*self._topics(), topics.service_dead_letters(self.name)}
         if participant is not None:
             names.update(participant.publishes)
         self.broker.create_topics([TopicSpec(n, self.partitions) for n in sorted(names)])

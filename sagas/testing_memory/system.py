@@ -37,6 +37,7 @@ from types import TracebackType
 from typing import Any
 
 from sagas.app import App
+from sagas.contracts import topics
 from sagas.contracts.codec import Codec
 from sagas.contracts.record import Envelope, Record
 from sagas.contracts.settings import ContractSettings
@@ -256,7 +257,7 @@ class MemorySystem:
         )
         await self.codec.prepare()
         headers, value = self.codec.encode(envelope)
-        topic = topic or f"{event.SCHEMA.split('.', 1)[0]}.events"
+        topic = topic or topics.events(event.SCHEMA.split(".", 1)[0])
         self.broker.publish(OutRecord(topic, value, key=key.encode(), headers=tuple(headers)))
         return event_id
 
