@@ -28,6 +28,8 @@ def test_demo_json_summary(kafka_bootstrap: str, tmp_path: Path) -> None:
             "40",
             "--hires",
             "20",
+            "--warmup",
+            "2",  # a short warm-up run first: its sagas are not counted below
             "--json",
         ],
         capture_output=True,
@@ -55,3 +57,6 @@ def test_demo_json_summary(kafka_bootstrap: str, tmp_path: Path) -> None:
     assert summary["stops"]["unclean"] == {}
     assert summary["stops"]["processes"] >= 11  # ten services and the engine
     assert list(tmp_path.glob("*/logs/engine-1.log"))
+    # the warm-up ran as a system of its own, on topics and stores of its own
+    assert list(tmp_path.glob("*/warmup/logs/engine-1.log"))
+    assert list(tmp_path.glob("*/warmup/engine-1.sqlite3"))
