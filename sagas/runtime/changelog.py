@@ -224,8 +224,7 @@ def _instance_row(value: bytes) -> tuple[Any, ...]:
         ):
             body = value[cut + len(_BODY) : -1].decode()
             found = row(StoredInstance(**head["row"], body=None, body_json=body))
-            if tuple(map(type, found)) not in _ROW_TYPES:  # inline: once per record
-                _refuse_row(found)
+            _check_row(found)
             return found
     found = row(_instance(value))
     _check_row(found)
