@@ -81,10 +81,6 @@ class EngineObserver(Protocol):
         """A new batch of ``saga`` in unit ``partition``."""
         ...
 
-    def committed(self, saga: str, partition: int, dead_letters: int) -> None:
-        """A batch's transaction committed, with ``dead_letters`` of the saga's."""
-        ...
-
     def dead_lettered(self, topic: str, component: str, count: int = 1) -> None:
         """``count`` records went to the dead-letter topic ``topic`` (its logical name)."""
         ...
@@ -135,9 +131,6 @@ class NoObserver:
 
     def batch(self, saga: str, partition: int) -> BatchObserver:
         return self._batch
-
-    def committed(self, saga: str, partition: int, dead_letters: int) -> None:
-        pass
 
     def dead_lettered(self, topic: str, component: str, count: int = 1) -> None:
         pass

@@ -266,13 +266,11 @@ class SagaWorker:
             key = (changes.saga_name, k)
             if key in self._running:
                 self._running[key] += context.running.get(changes.saga_name, 0)
+        for batch in context.traces.values():
+            batch.committed()
         for saga in self._definitions:
-            dead = context.dead.get(saga, 0)
-            if dead or any(c.saga_name == saga for c, _, _ in context.changes):
-                self._telemetry.committed(saga, k, dead)
-            batch = context.traces.get(saga)
-            if batch is not None:
-                batch.committed()
+            if dead := context.dead.get(saga, 0):
+                self._telemetry.dead_lettered(topics.dead_letters(saga), "engine", dead)
         if context.dead.get(topics.ROUTER_DEAD_LETTERS):
             self._telemetry.dead_lettered(
                 topics.ROUTER_DEAD_LETTERS, "router", context.dead[topics.ROUTER_DEAD_LETTERS]

@@ -207,11 +207,6 @@ class EngineTelemetry:
             traces.append(propagation.traceparent(send.get_span_context()))
         return traces
 
-    def committed(self, saga: str, partition: int, dead_letters: int) -> None:
-        """A batch's transaction committed: count its dead letters."""
-        if dead_letters:
-            self.dead_lettered(topics.dead_letters(saga), "engine", dead_letters)
-
     def dead_lettered(self, topic: str, component: str, count: int = 1) -> None:
         """``count`` records went to the dead-letter topic ``topic`` (logical name)."""
         attributes = {

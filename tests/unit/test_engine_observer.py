@@ -331,7 +331,7 @@ def test_dead_letters_are_counted_under_the_physical_topic_name() -> None:
     )
     try:
         observer = EngineTelemetry(telemetry, topic_prefix="team-a.")
-        observer.committed(SAGA.name, K, 2)  # the saga's own dead letters of a batch
+        observer.dead_lettered(topics.dead_letters(SAGA.name), "engine", 2)  # a batch's own
         observer.dead_lettered(topics.ROUTER_DEAD_LETTERS, "router")
         data = reader.get_metrics_data()
         assert data is not None
