@@ -25,3 +25,22 @@ TRUNCATED = "dlq_truncated"
 """The original value's length, when the dead letter holds only its start."""
 HEADERS_DROPPED = "dlq_headers_dropped"
 """How many of the original's headers were left out (too large together)."""
+
+
+def headers(
+    reason: str,
+    error: str,
+    message: str,
+    topic: str | None = None,
+    partition: int | None = None,
+    offset: int | None = None,
+) -> list[tuple[str, bytes]]:
+    """The headers a dead letter gains, in this order; where it was read only when known."""
+    added = [(REASON, reason.encode()), (ERROR, error.encode()), (MESSAGE, message.encode())]
+    if topic is not None:
+        added.append((TOPIC, topic.encode()))
+    if partition is not None:
+        added.append((PARTITION, str(partition).encode()))
+    if offset is not None:
+        added.append((OFFSET, str(offset).encode()))
+    return added

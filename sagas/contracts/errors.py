@@ -81,18 +81,14 @@ class ContractError(SagasError):
 
     def dlq_headers(self) -> list[tuple[str, bytes]]:
         """Headers to add to the original record when it goes to a dead-letter topic."""
-        headers = [
-            (deadletters.REASON, self.reason.encode()),
-            (deadletters.ERROR, type(self).__name__.encode()),
-            (deadletters.MESSAGE, self.message.encode()),
-        ]
-        if self.topic is not None:
-            headers.append((deadletters.TOPIC, self.topic.encode()))
-        if self.partition is not None:
-            headers.append((deadletters.PARTITION, str(self.partition).encode()))
-        if self.offset is not None:
-            headers.append((deadletters.OFFSET, str(self.offset).encode()))
-        return headers
+        return deadletters.headers(
+            self.reason,
+            type(self).__name__,
+            self.message,
+            self.topic,
+            self.partition,
+            self.offset,
+        )
 
 
 class SchemaError(ContractError):

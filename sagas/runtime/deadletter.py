@@ -61,12 +61,9 @@ def dead_letter(
     `sagas dlq replay` needs it); shortened only when too large to produce (`fit`)."""
     headers: Headers = [
         *record.headers,
-        (deadletters.REASON, reason.encode()),
-        (deadletters.ERROR, error.encode()),
-        (deadletters.MESSAGE, message.encode()),
-        (deadletters.TOPIC, physical_topic.encode()),
-        (deadletters.PARTITION, str(record.partition).encode()),
-        (deadletters.OFFSET, str(record.offset).encode()),
+        *deadletters.headers(
+            reason, error, message, physical_topic, record.partition, record.offset
+        ),
     ]
     value, headers = fit(record.key, record.value, headers)  # Kafka must take it
     return OutRecord(target, value, key=record.key, headers=tuple(headers))
